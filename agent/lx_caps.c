@@ -1,0 +1,64 @@
+/* Capabilities in runc's order: bounding set dropped while still privileged,
+ * thread sets after the identity switch, ambient last (it needs permitted and
+ * inheritable).  capabilities(7), prctl(2).  Also no_new_privs. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <linux/capability.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "lx_child.h"
+#include "lx_steps.h"
+
+int lx_bounding_in_child(const struct lx_settings *s, struct lx_err *e)
+{
+	if (!s->has_bounding)
+		return 0;
+	for (int cap = 0; cap < 64; cap++) {
+		if (s->cap_bounding & (1ULL << cap))
+			continue;
+		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) {
+			if (errno == EINVAL) /* past CAP_LAST_CAP of this kernel */
+				break;
+			return lx_fail(e, LX_STEP_BOUNDING, errno, "drop capability %d from the bounding set", cap);
+		}
+	}
+	return 0;
+}
+
+int lx_capabilities_in_child(const struct lx_settings *s, struct lx_err *e)
+{
+	if (s->has_caps) {
+		struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
+		struct __user_cap_data_struct data[2];
+		for (int i = 0; i < 2; i++) {
+			data[i].effective = (uint32_t)(s->cap_effective >> (32 * i));
+			data[i].permitted = (uint32_t)(s->cap_permitted >> (32 * i));
+			data[i].inheritable = (uint32_t)(s->cap_inheritable >> (32 * i));
+		}
+		if (syscall(SYS_capset, &hdr, data) < 0)
+			return lx_fail(e, LX_STEP_CAPABILITIES, errno,
+				       "capset effective=%#llx permitted=%#llx inheritable=%#llx",
+				       (unsigned long long)s->cap_effective, (unsigned long long)s->cap_permitted,
+				       (unsigned long long)s->cap_inheritable);
+	}
+	if (s->has_ambient) {
+		if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0)
+			return lx_fail(e, LX_STEP_CAPABILITIES, errno, "clear the ambient set");
+		for (int cap = 0; cap < 64; cap++) {
+			if (!(s->cap_ambient & (1ULL << cap)))
+				continue;
+			if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0)
+				return lx_fail(e, LX_STEP_CAPABILITIES, errno, "raise ambient capability %d", cap);
+		}
+	}
+	return 0;
+}
+
+int lx_no_new_privs_in_child(const struct lx_settings *s, struct lx_err *e)
+{
+	if (s->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		return lx_fail(e, LX_STEP_NO_NEW_PRIVS, errno, "prctl(PR_SET_NO_NEW_PRIVS)");
+	return 0;
+}

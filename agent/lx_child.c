@@ -1,0 +1,148 @@
+/* The child: parked on a blocking read until PROCEED, then the steps in the
+ * order given, then execve.  Single-threaded copy of the agent (no CLONE_VM),
+ * so ordinary libc is safe here. */
+#define _GNU_SOURCE
+#include "lx_child.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lx_steps.h"
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void record(int fd, uint16_t kind, uint16_t step, int err, const char *detail)
+{
+	struct lx_rec r = { kind, step, err, now_ns(), detail ? (uint32_t)strlen(detail) : 0 };
+	char buf[sizeof(r) + 512];
+	memcpy(buf, &r, sizeof(r));
+	if (r.dlen > 512)
+		r.dlen = 512;
+	if (r.dlen)
+		memcpy(buf + sizeof(r), detail, r.dlen);
+	memcpy(buf, &r, sizeof(r));
+	/* One write: the pipe keeps records whole (<= PIPE_BUF). */
+	ssize_t n = write(fd, buf, sizeof(r) + r.dlen);
+	(void)n;
+}
+
+static int read_full(int fd, void *buf, size_t len)
+{
+	size_t off = 0;
+	while (off < len) {
+		ssize_t n = read(fd, (char *)buf + off, len - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		off += (size_t)n;
+	}
+	return 0;
+}
+
+static int cwd_in_child(const struct lx_settings *s, struct lx_err *e)
+{
+	if (s->has_umask)
+		umask((mode_t)s->umask);
+	if (s->cwd && chdir(s->cwd) < 0)
+		return lx_fail(e, LX_STEP_CWD, errno, "chdir %s", s->cwd);
+	return 0;
+}
+
+static int run_step(uint16_t step, const struct lx_settings *s, struct lx_err *e)
+{
+	switch (step) {
+	case LX_STEP_CGROUPNS:
+		return lx_cgroupns_in_child(s, e);
+	case LX_STEP_HOSTNAME:
+		return lx_hostname_in_child(s, e);
+	case LX_STEP_MOUNTS:
+		return lx_mounts_in_child(s, e);
+	case LX_STEP_BOUNDING:
+		return lx_bounding_in_child(s, e);
+	case LX_STEP_USER:
+		return lx_user_in_child(s, e);
+	case LX_STEP_CAPABILITIES:
+		return lx_capabilities_in_child(s, e);
+	case LX_STEP_CWD:
+		return cwd_in_child(s, e);
+	case LX_STEP_NO_NEW_PRIVS:
+		return lx_no_new_privs_in_child(s, e);
+	case LX_STEP_SECCOMP:
+		return lx_seccomp_in_child(s, e);
+	default:
+		return lx_fail(e, LX_STEP_PROTOCOL, EINVAL, "unknown child step id %u", step);
+	}
+}
+
+void lx_child_main(int settings_fd, int status_fd)
+{
+	sigset_t all;
+	struct lx_err e = { 0, 0, "" };
+	struct lx_settings s;
+	uint8_t lenbuf[4];
+	uint32_t len;
+	uint8_t *payload;
+
+	/* The agent blocks signals for its signalfd and ignores a few; the
+	 * workload must start with the defaults (masks survive execve). */
+	for (int sig = 1; sig < NSIG; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP)
+			signal(sig, SIG_DFL);
+	sigemptyset(&all);
+	sigprocmask(SIG_SETMASK, &all, NULL);
+	/* If the agent dies, so does the parked child.  Checked again after
+	 * the read: a death before prctl leaves the pipe at EOF. */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+
+	/* Parked: created, not yet exec'd, until PROCEED (or EOF: abort). */
+	if (read_full(settings_fd, lenbuf, 4) < 0)
+		_exit(0);
+	len = (uint32_t)lenbuf[0] | ((uint32_t)lenbuf[1] << 8) | ((uint32_t)lenbuf[2] << 16) |
+	      ((uint32_t)lenbuf[3] << 24);
+	payload = malloc(len ? len : 1);
+	if (!payload || read_full(settings_fd, payload, len) < 0)
+		_exit(0);
+	close(settings_fd);
+	if (lx_settings_parse(payload, len, &s, &e) < 0) {
+		record(status_fd, LX_REC_FAIL, (uint16_t)e.step, e.err, e.detail);
+		_exit(127);
+	}
+	for (size_t i = 0; i < s.norder; i++) {
+		record(status_fd, LX_REC_BEGIN, s.order[i], 0, NULL);
+		if (run_step(s.order[i], &s, &e) < 0) {
+			record(status_fd, LX_REC_FAIL, (uint16_t)e.step, e.err, e.detail);
+			_exit(127);
+		}
+	}
+	/* The identity switch clears the parent-death signal (commit_creds);
+	 * set it again so that a dying agent still takes the workload along. */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	/* Nothing but 0, 1, 2 may reach the workload.  CLOEXEC rather than
+	 * close, so the status pipe stays open until execve succeeds. */
+	if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
+		for (int fd = 3; fd < 4096; fd++)
+			if (fd != status_fd)
+				close(fd);
+	}
+	record(status_fd, LX_REC_BEGIN, LX_STEP_EXEC, 0, NULL);
+	execve(s.exec_path, s.argv, s.envp);
+	record(status_fd, LX_REC_FAIL, LX_STEP_EXEC, errno, s.exec_path);
+	_exit(127);
+}

@@ -1,0 +1,681 @@
+/* linx-agent: one process per workload.  Clones the child into its
+ * namespaces, parks it, lets the runner work on it, releases it on PROCEED,
+ * reaps it, and stops it if the runner goes away.  See lx_proto.h for the
+ * exchange.  Usage: linx-agent [--fd N]   (default 3: the control socket) */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lx_child.h"
+#include "lx_proto.h"
+#include "lx_settings.h"
+#include "lx_steps.h"
+
+#ifndef CLONE_NEWTIME
+#define CLONE_NEWTIME 0x00000080
+#endif
+#define LX_NS_ALL (CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWUTS | \
+		   CLONE_NEWIPC | CLONE_NEWCGROUP | CLONE_NEWTIME)
+#define LX_MAX_JOINS 8
+#define LX_MAX_TRACKED 16
+
+enum lx_state { ST_IDLE, ST_PARKED, ST_RUNNING, ST_DONE };
+
+static struct {
+	int ctl;
+	int sfd;
+	enum lx_state state;
+	pid_t child;
+	int settings_w; /* parent end of the pipe the child is parked on */
+	int status_r;   /* read end of the CLOEXEC status pipe */
+	int exited;     /* the child was reaped */
+	int wstatus;
+	int wait_pending;
+	uint32_t wait_seq;
+	uint32_t grace_ms;
+	char *tracked[LX_MAX_TRACKED];
+	size_t ntracked;
+	struct lx_out out;
+} A;
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void send_out(void)
+{
+	if (A.out.overflow) {
+		uint32_t seq;
+		memcpy(&seq, A.out.buf + 4, 4);
+		lx_out_begin(&A.out, LX_M_ERROR, seq);
+		lx_out_u32(&A.out, LX_A_STEP, LX_STEP_PROTOCOL);
+		lx_out_u32(&A.out, LX_A_ERRNO, E2BIG);
+		lx_out_str(&A.out, LX_A_DETAIL, "reply too large");
+	}
+	/* A failed send means the runner is gone; the read side notices. */
+	(void)lx_out_send(&A.out, A.ctl);
+}
+
+static void send_error(uint32_t seq, int step, int err, const char *detail, const char *path)
+{
+	lx_out_begin(&A.out, LX_M_ERROR, seq);
+	lx_out_u32(&A.out, LX_A_STEP, (uint32_t)step);
+	lx_out_u32(&A.out, LX_A_ERRNO, (uint32_t)err);
+	lx_out_str(&A.out, LX_A_DETAIL, detail);
+	if (path)
+		lx_out_str(&A.out, LX_A_PATH, path);
+	send_out();
+}
+
+static void send_simple(uint8_t type, uint32_t seq)
+{
+	lx_out_begin(&A.out, type, seq);
+	send_out();
+}
+
+static void describe_status(int st, char *buf, size_t cap)
+{
+	if (WIFEXITED(st))
+		snprintf(buf, cap, "the child exited with code %d while parked", WEXITSTATUS(st));
+	else if (WIFSIGNALED(st))
+		snprintf(buf, cap, "the child was killed by signal %d (%s) while parked", WTERMSIG(st),
+			 strsignal(WTERMSIG(st)));
+	else
+		snprintf(buf, cap, "the child ended while parked (status %#x)", st);
+}
+
+static void send_parked_death(uint32_t seq)
+{
+	char detail[160];
+	describe_status(A.wstatus, detail, sizeof(detail));
+	lx_out_begin(&A.out, LX_M_ERROR, seq);
+	lx_out_u32(&A.out, LX_A_STEP, LX_STEP_PARKED);
+	lx_out_u32(&A.out, LX_A_ERRNO, 0);
+	lx_out_str(&A.out, LX_A_DETAIL, detail);
+	lx_out_u32(&A.out, LX_A_WSTATUS, (uint32_t)A.wstatus);
+	send_out();
+}
+
+static void send_end(uint32_t seq)
+{
+	if (WIFSIGNALED(A.wstatus)) {
+		lx_out_begin(&A.out, LX_M_SIGNALED, seq);
+		lx_out_u32(&A.out, LX_A_SIGNO, (uint32_t)WTERMSIG(A.wstatus));
+		lx_out_u32(&A.out, LX_A_CORE, WCOREDUMP(A.wstatus) ? 1 : 0);
+	} else {
+		lx_out_begin(&A.out, LX_M_EXITED, seq);
+		lx_out_u32(&A.out, LX_A_CODE, (uint32_t)WEXITSTATUS(A.wstatus));
+	}
+	lx_out_u32(&A.out, LX_A_WSTATUS, (uint32_t)A.wstatus);
+	send_out();
+}
+
+static int read_full(int fd, void *buf, size_t len)
+{
+	size_t off = 0;
+	while (off < len) {
+		ssize_t n = read(fd, (char *)buf + off, len - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		off += (size_t)n;
+	}
+	return 0;
+}
+
+static int write_full(int fd, const void *buf, size_t len)
+{
+	size_t off = 0;
+	while (off < len) {
+		ssize_t n = write(fd, (const char *)buf + off, len - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		off += (size_t)n;
+	}
+	return 0;
+}
+
+/* Kill whatever was reparented to us (we are a subreaper) after the main
+ * child ended: nothing survives the workload, cgroup or not. */
+static void kill_orphans(void)
+{
+	char path[64], buf[4096];
+	for (int round = 0; round < 100; round++) {
+		snprintf(path, sizeof(path), "/proc/self/task/%d/children", getpid());
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return;
+		ssize_t n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (n <= 0)
+			break;
+		buf[n] = 0;
+		for (char *p = buf; *p;) {
+			long pid = strtol(p, &p, 10);
+			if (pid > 0)
+				kill((pid_t)pid, SIGKILL);
+			while (*p == ' ' || *p == '\n')
+				p++;
+		}
+		while (waitpid(-1, NULL, WNOHANG) > 0)
+			;
+		usleep(1000);
+	}
+}
+
+static void reap(void)
+{
+	int st;
+	pid_t p;
+	while ((p = waitpid(-1, &st, WNOHANG)) > 0) {
+		if (p != A.child || A.exited)
+			continue; /* an orphan reparented to us */
+		A.exited = 1;
+		A.wstatus = st;
+		if (A.state == ST_RUNNING) {
+			A.state = ST_DONE;
+			kill_orphans();
+			if (A.wait_pending) {
+				A.wait_pending = 0;
+				send_end(A.wait_seq);
+			}
+		}
+	}
+}
+
+/* Wait for the child's end for at most ms (SIGCHLD via the signalfd). */
+static void wait_child(int ms)
+{
+	uint64_t deadline = mono_ns() + (uint64_t)ms * 1000000u;
+	while (!A.exited) {
+		int64_t left = (int64_t)(deadline - mono_ns()) / 1000000;
+		if (ms >= 0 && left <= 0)
+			return;
+		struct pollfd p = { A.sfd, POLLIN, 0 };
+		int r = poll(&p, 1, ms < 0 ? -1 : (int)left + 1);
+		if (r > 0) {
+			struct signalfd_siginfo si;
+			while (read(A.sfd, &si, sizeof(si)) == sizeof(si))
+				;
+		}
+		reap();
+	}
+}
+
+static void kill_cgroup(const char *dir)
+{
+	char path[4200], buf[8192];
+	snprintf(path, sizeof(path), "%s/cgroup.kill", dir);
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		ssize_t n = write(fd, "1", 1);
+		(void)n;
+		close(fd);
+	}
+	snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
+	for (int round = 0; round < 200; round++) {
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			break;
+		ssize_t n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (n <= 0)
+			break;
+		buf[n] = 0;
+		for (char *p = buf; *p;) {
+			long pid = strtol(p, &p, 10);
+			if (pid > 0)
+				kill((pid_t)pid, SIGKILL);
+			while (*p == '\n')
+				p++;
+		}
+		while (waitpid(-1, NULL, WNOHANG) > 0)
+			;
+		usleep(2000);
+	}
+	for (int round = 0; round < 500; round++) {
+		if (rmdir(dir) == 0 || errno == ENOENT)
+			break;
+		if (errno != EBUSY)
+			break;
+		usleep(2000);
+	}
+}
+
+/* The runner is gone: stop the workload and remove what we were told of. */
+static __attribute__((noreturn)) void orphaned(void)
+{
+	if (A.child > 0 && !A.exited) {
+		if (A.state == ST_RUNNING) {
+			kill(A.child, SIGTERM);
+			wait_child((int)A.grace_ms);
+		}
+		if (!A.exited) {
+			kill(A.child, SIGKILL);
+			wait_child(-1);
+		}
+		kill_orphans();
+	}
+	for (size_t i = A.ntracked; i-- > 0;)
+		kill_cgroup(A.tracked[i]);
+	_exit(0);
+}
+
+static const char *ns_name(uint32_t flag)
+{
+	switch (flag) {
+	case CLONE_NEWUSER: return "user";
+	case CLONE_NEWPID: return "pid";
+	case CLONE_NEWNET: return "net";
+	case CLONE_NEWNS: return "mount";
+	case CLONE_NEWUTS: return "uts";
+	case CLONE_NEWIPC: return "ipc";
+	case CLONE_NEWCGROUP: return "cgroup";
+	case CLONE_NEWTIME: return "time";
+	default: return "?";
+	}
+}
+
+static void do_spawn(uint32_t seq, const uint8_t *payload, uint32_t len)
+{
+	struct lx_attr_it it = { payload, len };
+	struct lx_attrv a;
+	uint32_t flags = 0;
+	struct { uint32_t type; char path[4096]; int fd; } joins[LX_MAX_JOINS];
+	size_t njoins = 0;
+	int r;
+	char detail[4200];
+
+	if (A.state != ST_IDLE)
+		return send_error(seq, LX_STEP_PROTOCOL, EALREADY, "SPAWN: a child was already spawned", NULL);
+	while ((r = lx_attr_next(&it, &a)) > 0) {
+		if (a.type == LX_A_NS_FLAGS) {
+			if (lx_attr_u32(&a, &flags) < 0 || (flags & ~(uint32_t)LX_NS_ALL))
+				return send_error(seq, LX_STEP_PROTOCOL, EINVAL, "SPAWN: bad namespace flags", NULL);
+		} else if (a.type == LX_A_NS_JOIN) {
+			if (njoins >= LX_MAX_JOINS || a.len < 5 || a.len - 4 >= sizeof(joins[0].path))
+				return send_error(seq, LX_STEP_PROTOCOL, EINVAL, "SPAWN: bad namespace join", NULL);
+			struct lx_attrv t = { 0, 4, a.val };
+			struct lx_attrv pth = { 0, a.len - 4, a.val + 4 };
+			lx_attr_u32(&t, &joins[njoins].type);
+			if (lx_attr_str(&pth, joins[njoins].path, sizeof(joins[njoins].path)) < 0)
+				return send_error(seq, LX_STEP_PROTOCOL, EINVAL, "SPAWN: namespace path contains NUL", NULL);
+			if (__builtin_popcount(joins[njoins].type) != 1 || (joins[njoins].type & ~(uint32_t)LX_NS_ALL))
+				return send_error(seq, LX_STEP_PROTOCOL, EINVAL, "SPAWN: bad namespace type", NULL);
+			njoins++;
+		} else if (a.type == LX_A_GRACE_MS) {
+			if (lx_attr_u32(&a, &A.grace_ms) < 0)
+				return send_error(seq, LX_STEP_PROTOCOL, EINVAL, "SPAWN: bad grace", NULL);
+		} else {
+			snprintf(detail, sizeof(detail), "SPAWN: unknown attribute %u", a.type);
+			return send_error(seq, LX_STEP_PROTOCOL, EINVAL, detail, NULL);
+		}
+	}
+	if (r < 0)
+		return send_error(seq, LX_STEP_PROTOCOL, EINVAL, "SPAWN: truncated attribute", NULL);
+
+	/* Every namespace fd is opened before the first setns: after joining a
+	 * mount or user namespace, the paths may resolve elsewhere or not at all. */
+	for (size_t i = 0; i < njoins; i++) {
+		joins[i].fd = open(joins[i].path, O_RDONLY | O_CLOEXEC);
+		if (joins[i].fd < 0) {
+			int err = errno;
+			for (size_t j = 0; j < i; j++)
+				close(joins[j].fd);
+			snprintf(detail, sizeof(detail), "open %s namespace", ns_name(joins[i].type));
+			return send_error(seq, LX_STEP_SPAWN, err, detail, joins[i].path);
+		}
+	}
+	/* The user namespace first (its capabilities allow the rest), as nsenter. */
+	for (int pass = 0; pass < 2; pass++) {
+		for (size_t i = 0; i < njoins; i++) {
+			if ((pass == 0) != (joins[i].type == CLONE_NEWUSER))
+				continue;
+			if (setns(joins[i].fd, (int)joins[i].type) < 0) {
+				int err = errno;
+				snprintf(detail, sizeof(detail), "setns %s namespace", ns_name(joins[i].type));
+				send_error(seq, LX_STEP_SPAWN, err, detail, joins[i].path);
+				for (size_t j = 0; j < njoins; j++)
+					close(joins[j].fd);
+				/* The agent may be half-joined now: it cannot spawn again. */
+				A.state = ST_DONE;
+				return;
+			}
+		}
+	}
+	for (size_t i = 0; i < njoins; i++)
+		close(joins[i].fd);
+
+	/* time namespaces only take effect for children (clone(2) cannot carry
+	 * the flag: it collides with CSIGNAL); the cgroup namespace is unshared
+	 * by the child after the host placed it in its cgroup, so that the
+	 * namespace root is the workload's own cgroup. */
+	if ((flags & CLONE_NEWTIME) && unshare(CLONE_NEWTIME) < 0) {
+		int err = errno;
+		A.state = ST_DONE;
+		return send_error(seq, LX_STEP_SPAWN, err, "unshare(CLONE_NEWTIME)", NULL);
+	}
+	uint32_t clone_flags = flags & ~(uint32_t)(CLONE_NEWTIME | CLONE_NEWCGROUP);
+
+	int sp[2], st[2];
+	if (pipe2(sp, O_CLOEXEC) < 0 || pipe2(st, O_CLOEXEC) < 0)
+		return send_error(seq, LX_STEP_SPAWN, errno, "pipe2", NULL);
+	pid_t pid = (pid_t)syscall(SYS_clone, (unsigned long)clone_flags | SIGCHLD, 0, NULL, NULL, 0);
+	if (pid < 0) {
+		int err = errno;
+		close(sp[0]); close(sp[1]); close(st[0]); close(st[1]);
+		snprintf(detail, sizeof(detail), "clone(flags=%#x)", clone_flags);
+		return send_error(seq, LX_STEP_SPAWN, err, detail, NULL);
+	}
+	if (pid == 0) {
+		close(A.ctl);
+		close(A.sfd);
+		close(sp[1]);
+		close(st[0]);
+		lx_child_main(sp[0], st[1]);
+	}
+	close(sp[0]);
+	close(st[1]);
+	A.child = pid;
+	A.settings_w = sp[1];
+	A.status_r = st[0];
+	A.state = ST_PARKED;
+	lx_out_begin(&A.out, LX_M_SPAWNED, seq);
+	lx_out_u32(&A.out, LX_A_PID, (uint32_t)pid);
+	send_out();
+}
+
+static void do_proceed(uint32_t seq, const uint8_t *payload, uint32_t len)
+{
+	struct lx_settings s;
+	struct lx_err e = { 0, 0, "" };
+	uint8_t lenbuf[4] = { (uint8_t)len, (uint8_t)(len >> 8), (uint8_t)(len >> 16), (uint8_t)(len >> 24) };
+
+	reap();
+	if (A.state == ST_PARKED && A.exited)
+		return send_parked_death(seq);
+	if (A.state != ST_PARKED)
+		return send_error(seq, LX_STEP_PROTOCOL, EINVAL, "PROCEED: no parked child", NULL);
+	/* Validate here so that a bad frame is answered without touching the child. */
+	if (lx_settings_parse(payload, len, &s, &e) < 0)
+		return send_error(seq, e.step, e.err, e.detail, NULL);
+	lx_settings_free(&s);
+
+	uint64_t t0 = mono_ns();
+	if (write_full(A.settings_w, lenbuf, 4) < 0 || write_full(A.settings_w, payload, len) < 0) {
+		wait_child(1000);
+		if (A.exited)
+			return send_parked_death(seq);
+		return send_error(seq, LX_STEP_PROTOCOL, errno, "write settings to the child", NULL);
+	}
+	close(A.settings_w);
+	A.settings_w = -1;
+
+	/* Read status records until EOF: EOF after the exec record and without
+	 * a failure record means execve succeeded (the pipe was CLOEXEC). */
+	uint8_t timings[LX_MAX_ORDER * 8 + 8];
+	size_t ntim = 0;
+	uint16_t last_step = 0;
+	uint64_t last_t = 0;
+	int began_exec = 0, failed = 0;
+	struct lx_rec rec;
+	char fdetail[513] = "";
+	uint32_t ferr = 0, fstep = 0;
+	for (;;) {
+		if (read_full(A.status_r, &rec, sizeof(rec)) < 0)
+			break;
+		char d[513] = "";
+		if (rec.dlen > 512 || (rec.dlen && read_full(A.status_r, d, rec.dlen) < 0))
+			break;
+		d[rec.dlen] = 0;
+		if (rec.kind == LX_REC_BEGIN) {
+			if (last_t && ntim < LX_MAX_ORDER) {
+				uint32_t ns = (uint32_t)(rec.t_ns - last_t);
+				memcpy(timings + ntim * 8, &last_step, 2);
+				memset(timings + ntim * 8 + 2, 0, 2);
+				memcpy(timings + ntim * 8 + 4, &ns, 4);
+				ntim++;
+			}
+			last_step = rec.step;
+			last_t = rec.t_ns;
+			if (rec.step == LX_STEP_EXEC)
+				began_exec = 1;
+		} else if (rec.kind == LX_REC_FAIL) {
+			failed = 1;
+			fstep = rec.step;
+			ferr = (uint32_t)rec.err;
+			memcpy(fdetail, d, sizeof(fdetail));
+		}
+	}
+	close(A.status_r);
+	A.status_r = -1;
+	uint64_t t1 = mono_ns();
+	if (failed || !began_exec) {
+		/* The child never ran the workload; it is exiting (127) or dead. */
+		wait_child(-1);
+		A.state = ST_DONE;
+		if (failed) {
+			const char *path = fstep == LX_STEP_EXEC ? fdetail : NULL;
+			return send_error(seq, (int)fstep, (int)ferr, fstep == LX_STEP_EXEC ? "execve" : fdetail, path);
+		}
+		char detail[200];
+		int st = A.wstatus;
+		if (WIFSIGNALED(st))
+			snprintf(detail, sizeof(detail), "the child was killed by signal %d (%s) during this step",
+				 WTERMSIG(st), strsignal(WTERMSIG(st)));
+		else
+			snprintf(detail, sizeof(detail), "the child exited with code %d during this step",
+				 WEXITSTATUS(st));
+		lx_out_begin(&A.out, LX_M_ERROR, seq);
+		lx_out_u32(&A.out, LX_A_STEP, last_step ? last_step : LX_STEP_PARKED);
+		lx_out_u32(&A.out, LX_A_ERRNO, 0);
+		lx_out_str(&A.out, LX_A_DETAIL, detail);
+		lx_out_u32(&A.out, LX_A_WSTATUS, (uint32_t)st);
+		send_out();
+		return;
+	}
+	if (ntim < LX_MAX_ORDER + 1) {
+		uint32_t ns = (uint32_t)(t1 - (last_t ? last_t : t0));
+		uint16_t ex = LX_STEP_EXEC;
+		memcpy(timings + ntim * 8, &ex, 2);
+		memset(timings + ntim * 8 + 2, 0, 2);
+		memcpy(timings + ntim * 8 + 4, &ns, 4);
+		ntim++;
+	}
+	A.state = ST_RUNNING;
+	lx_out_begin(&A.out, LX_M_RUNNING, seq);
+	lx_out_bytes(&A.out, LX_A_TIMING, timings, ntim * 8);
+	send_out();
+	reap(); /* a workload that already ended is answered on WAIT */
+}
+
+static void do_request(const struct lx_hdr *h, const uint8_t *payload)
+{
+	char detail[128];
+	struct lx_attr_it it = { payload, h->len };
+	struct lx_attrv a;
+	uint32_t v;
+
+	switch (h->type) {
+	case LX_M_HELLO:
+		lx_out_begin(&A.out, LX_M_READY, h->seq);
+		lx_out_u32(&A.out, LX_A_VERSION, LX_VERSION);
+		lx_out_u32(&A.out, LX_A_PID, (uint32_t)getpid());
+		send_out();
+		return;
+	case LX_M_SPAWN:
+		return do_spawn(h->seq, payload, h->len);
+	case LX_M_TRACK_CGROUP: {
+		char path[4096];
+		if (lx_attr_next(&it, &a) != 1 || a.type != LX_A_PATH || a.len == 0 ||
+		    lx_attr_str(&a, path, sizeof(path)) < 0 || path[0] != '/')
+			return send_error(h->seq, LX_STEP_PROTOCOL, EINVAL, "TRACK_CGROUP: bad path", NULL);
+		if (A.ntracked >= LX_MAX_TRACKED)
+			return send_error(h->seq, LX_STEP_PROTOCOL, ENOSPC, "TRACK_CGROUP: too many", NULL);
+		A.tracked[A.ntracked] = strdup(path);
+		if (!A.tracked[A.ntracked])
+			return send_error(h->seq, LX_STEP_PROTOCOL, ENOMEM, "TRACK_CGROUP", NULL);
+		A.ntracked++;
+		return send_simple(LX_M_OK, h->seq);
+	}
+	case LX_M_PROCEED:
+		return do_proceed(h->seq, payload, h->len);
+	case LX_M_ABORT:
+		if (A.state == ST_PARKED) {
+			if (!A.exited)
+				kill(A.child, SIGKILL);
+			wait_child(-1);
+			A.state = ST_DONE;
+		} else if (A.state == ST_RUNNING) {
+			return send_error(h->seq, LX_STEP_PROTOCOL, EINVAL, "ABORT: the workload already runs", NULL);
+		}
+		return send_simple(LX_M_ABORTED, h->seq);
+	case LX_M_SIGNAL:
+		if (lx_attr_next(&it, &a) != 1 || a.type != LX_A_SIGNO || lx_attr_u32(&a, &v) < 0 || v == 0 ||
+		    v >= (uint32_t)NSIG)
+			return send_error(h->seq, LX_STEP_PROTOCOL, EINVAL, "SIGNAL: bad signal number", NULL);
+		if (A.child <= 0 || A.exited)
+			return send_error(h->seq, LX_STEP_PROTOCOL, ESRCH, "SIGNAL: no live child", NULL);
+		if (kill(A.child, (int)v) < 0)
+			return send_error(h->seq, LX_STEP_PROTOCOL, errno, "SIGNAL: kill", NULL);
+		return send_simple(LX_M_OK, h->seq);
+	case LX_M_WAIT:
+		reap();
+		if (A.state == ST_DONE && A.exited && A.child > 0)
+			return send_end(h->seq);
+		if (A.state != ST_RUNNING)
+			return send_error(h->seq, LX_STEP_PROTOCOL, EINVAL, "WAIT: no running workload", NULL);
+		A.wait_pending = 1;
+		A.wait_seq = h->seq;
+		return;
+	default:
+		snprintf(detail, sizeof(detail), "unknown request type %#x", h->type);
+		return send_error(h->seq, LX_STEP_PROTOCOL, EINVAL, detail, NULL);
+	}
+}
+
+/* Reads one frame.  Returns 0 on a handled frame, -1 when the channel is gone
+ * or the framing is lost. */
+static int read_frame(void)
+{
+	uint8_t raw[LX_HDR_LEN];
+	struct lx_hdr h;
+	char detail[160];
+	if (read_full(A.ctl, raw, sizeof(raw)) < 0)
+		return -1;
+	lx_hdr_decode(raw, &h);
+	if (h.magic != LX_MAGIC) {
+		send_error(h.seq, LX_STEP_PROTOCOL, EPROTO, "bad magic: framing lost, stopping", NULL);
+		return -1;
+	}
+	if (h.len > LX_MAX_PAYLOAD) {
+		snprintf(detail, sizeof(detail), "frame of %u bytes exceeds the limit of %u", h.len, LX_MAX_PAYLOAD);
+		send_error(h.seq, LX_STEP_PROTOCOL, EMSGSIZE, detail, NULL);
+		/* Skip the payload to keep the framing. */
+		uint8_t sink[4096];
+		uint32_t left = h.len;
+		while (left) {
+			uint32_t n = left < sizeof(sink) ? left : (uint32_t)sizeof(sink);
+			if (read_full(A.ctl, sink, n) < 0)
+				return -1;
+			left -= n;
+		}
+		return 0;
+	}
+	uint8_t *payload = malloc(h.len ? h.len : 1);
+	if (!payload)
+		return -1;
+	if (h.len && read_full(A.ctl, payload, h.len) < 0) {
+		free(payload);
+		return -1;
+	}
+	if (h.version != LX_VERSION) {
+		snprintf(detail, sizeof(detail), "protocol version %u, this agent speaks %u", h.version, LX_VERSION);
+		send_error(h.seq, LX_STEP_PROTOCOL, EPROTO, detail, NULL);
+	} else {
+		do_request(&h, payload);
+	}
+	free(payload);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	sigset_t mask;
+	A.ctl = 3;
+	A.settings_w = A.status_r = -1;
+	A.grace_ms = 2000;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--fd") == 0 && i + 1 < argc)
+			A.ctl = atoi(argv[++i]);
+		else if (strcmp(argv[i], "--version") == 0) {
+			printf("linx-agent protocol %u\n", LX_VERSION);
+			return 0;
+		} else {
+			fprintf(stderr, "usage: linx-agent [--fd N]\n");
+			return 2;
+		}
+	}
+	if (fcntl(A.ctl, F_SETFD, FD_CLOEXEC) < 0) {
+		fprintf(stderr, "linx-agent: fd %d is not open: %s\n", A.ctl, strerror(errno));
+		return 2;
+	}
+	/* Orphans of the workload come to us, so that we can end them. */
+	prctl(PR_SET_CHILD_SUBREAPER, 1);
+	/* The runner forwards SIGINT/SIGHUP itself; a terminal's own SIGINT
+	 * reaches the workload directly.  SIGTERM to the agent is forwarded. */
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGINT, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGQUIT, SIG_IGN);
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGCHLD);
+	sigaddset(&mask, SIGTERM);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	A.sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (A.sfd < 0) {
+		fprintf(stderr, "linx-agent: signalfd: %s\n", strerror(errno));
+		return 1;
+	}
+	for (;;) {
+		struct pollfd p[2] = { { A.ctl, POLLIN, 0 }, { A.sfd, POLLIN, 0 } };
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (p[1].revents & POLLIN) {
+			struct signalfd_siginfo si;
+			while (read(A.sfd, &si, sizeof(si)) == sizeof(si)) {
+				if (si.ssi_signo == SIGTERM && A.child > 0 && !A.exited)
+					kill(A.child, SIGTERM);
+			}
+			reap();
+		}
+		if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+			if (read_frame() < 0)
+				break;
+		}
+	}
+	orphaned();
+}

@@ -1,0 +1,150 @@
+/* The agent's half of the protocol.  The Python half is linx_spec/protocol.py;
+ * change both in the same commit.
+ *
+ *   runner (Python)                      agent (C)                    child
+ *   ---------------                      ---------                    -----
+ *   HELLO ------------------------------>
+ *         <------------------------------ READY {version, agent pid}
+ *   SPAWN {ns flags, joins, grace} ----->  open joins, setns, clone -->  parked on
+ *         <------------------------------ SPAWNED {host pid}             a pipe read
+ *   (host steps: idmap, cgroup, network, rlimits; TRACK_CGROUP per cgroup)
+ *   TRACK_CGROUP {path} ---------------->
+ *         <------------------------------ OK
+ *   PROCEED {step order, settings} ----->  settings over the pipe ---->  child steps,
+ *                                          status pipe (CLOEXEC):        then execve
+ *                                            EOF, no failure record  <--  exec worked
+ *         <------------------------------ RUNNING {timings}
+ *     or  <------------------------------ ERROR {step, errno, detail}
+ *   ABORT ------------------------------>  SIGKILL the parked child
+ *         <------------------------------ ABORTED
+ *   SIGNAL {signo} --------------------->  kill(child, signo)
+ *         <------------------------------ OK
+ *   WAIT ------------------------------->  (when the workload ends)
+ *         <------------------------------ EXITED {code} | SIGNALED {signo, core}
+ *   (channel closes) ------------------->  SIGTERM, grace, SIGKILL, kill and
+ *                                          remove tracked cgroups, exit
+ *
+ * Every frame, both ways:  u16 magic 'LX' | u8 version | u8 type | u32 seq | u32 len
+ * (little-endian, 12 bytes), then `len` bytes of attributes, each
+ * u16 type | u16 zero | u32 len | value.  A reply carries its request's seq.
+ * Strings carry no NUL (a NUL inside is an error).  Integers are u32/u64 LE.
+ * A child that dies while parked is answered on the next request with
+ * ERROR {step=parked, wstatus}.  Bad frames are answered with
+ * ERROR {step=protocol}; a bad magic loses the framing, so the agent then
+ * stops the workload and exits as if the channel had closed. */
+#ifndef LX_PROTO_H
+#define LX_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define LX_MAGIC 0x584cu /* "LX" */
+#define LX_VERSION 1u
+#define LX_HDR_LEN 12u
+#define LX_MAX_PAYLOAD (1u << 20)
+
+enum lx_msg {
+	/* requests */
+	LX_M_HELLO = 0x01,
+	LX_M_SPAWN = 0x02,
+	LX_M_TRACK_CGROUP = 0x03,
+	LX_M_PROCEED = 0x04,
+	LX_M_ABORT = 0x05,
+	LX_M_SIGNAL = 0x06,
+	LX_M_WAIT = 0x07,
+	/* events (replies) */
+	LX_M_READY = 0x41,
+	LX_M_SPAWNED = 0x42,
+	LX_M_RUNNING = 0x43,
+	LX_M_EXITED = 0x44,
+	LX_M_SIGNALED = 0x45,
+	LX_M_ABORTED = 0x46,
+	LX_M_OK = 0x47,
+	LX_M_ERROR = 0x4f,
+};
+
+enum lx_attr {
+	LX_A_VERSION = 1,   /* u32 */
+	LX_A_PID = 2,       /* u32 */
+	LX_A_STEP = 3,      /* u32, enum lx_step */
+	LX_A_ERRNO = 4,     /* u32 */
+	LX_A_DETAIL = 5,    /* str */
+	LX_A_CODE = 6,      /* u32 exit code */
+	LX_A_SIGNO = 7,     /* u32 */
+	LX_A_CORE = 8,      /* u32 0/1 */
+	LX_A_WSTATUS = 9,   /* u32 raw wait status */
+	LX_A_TIMING = 10,   /* bytes: {u16 step, u16 0, u32 ns} ... */
+	LX_A_PATH = 11,     /* str */
+
+	LX_A_NS_FLAGS = 20, /* u32 CLONE_NEW* to create */
+	LX_A_NS_JOIN = 21,  /* bytes: u32 CLONE_NEW* type, then the path */
+	LX_A_GRACE_MS = 22, /* u32 SIGTERM -> SIGKILL grace when the runner is gone */
+
+	LX_A_STEP_ORDER = 30, /* bytes: u16 step ids, child side, in order */
+	LX_A_EXEC_PATH = 31,  /* str */
+	LX_A_ARG = 32,        /* str, repeated: argv */
+	LX_A_ENV = 33,        /* str, repeated: NAME=value */
+	LX_A_CWD = 34,        /* str */
+	LX_A_HOSTNAME = 35,   /* str */
+	LX_A_DOMAINNAME = 36, /* str */
+	LX_A_UID = 37,        /* u32 */
+	LX_A_GID = 38,        /* u32 */
+	LX_A_GROUP = 39,      /* u32, repeated */
+	LX_A_UMASK = 40,      /* u32 */
+	LX_A_CAP_BOUNDING = 41,    /* u64 mask kept */
+	LX_A_CAP_EFFECTIVE = 42,   /* u64 */
+	LX_A_CAP_PERMITTED = 43,   /* u64 */
+	LX_A_CAP_INHERITABLE = 44, /* u64 */
+	LX_A_CAP_AMBIENT = 45,     /* u64 */
+	LX_A_NO_NEW_PRIVS = 46,    /* u32 0/1 */
+	LX_A_SECCOMP = 47,         /* bytes: struct sock_filter[] */
+	LX_A_MOUNT = 48,           /* bytes: nested attributes, one mount (lx_mounts.c) */
+	LX_A_ROOTFS = 49,          /* str */
+	LX_A_MOUNT_OPT = 50,       /* u32 flags for the mounts step (lx_mounts.c) */
+};
+
+struct lx_hdr {
+	uint16_t magic;
+	uint8_t version;
+	uint8_t type;
+	uint32_t seq;
+	uint32_t len;
+};
+
+/* A cursor over a payload's attributes. */
+struct lx_attr_it {
+	const uint8_t *p;
+	size_t left;
+};
+
+struct lx_attrv {
+	uint16_t type;
+	uint32_t len;
+	const uint8_t *val;
+};
+
+/* A frame being built in a fixed buffer (events are small). */
+struct lx_out {
+	uint8_t buf[65536];
+	size_t len;
+	int overflow;
+};
+
+void lx_hdr_decode(const uint8_t raw[LX_HDR_LEN], struct lx_hdr *h);
+/* 1: got one; 0: end; -1: malformed (truncated attribute). */
+int lx_attr_next(struct lx_attr_it *it, struct lx_attrv *a);
+int lx_attr_u32(const struct lx_attrv *a, uint32_t *out);
+int lx_attr_u64(const struct lx_attrv *a, uint64_t *out);
+/* Copy a string value into dst (NUL-terminated); -1 on NUL inside or too long. */
+int lx_attr_str(const struct lx_attrv *a, char *dst, size_t cap);
+/* Pointer to the string value checked for NUL; caller uses a->len. */
+int lx_attr_str_ok(const struct lx_attrv *a);
+
+void lx_out_begin(struct lx_out *o, uint8_t type, uint32_t seq);
+void lx_out_u32(struct lx_out *o, uint16_t type, uint32_t v);
+void lx_out_bytes(struct lx_out *o, uint16_t type, const void *v, size_t len);
+void lx_out_str(struct lx_out *o, uint16_t type, const char *s);
+/* Writes the frame to fd (all of it); -1 on error. */
+int lx_out_send(struct lx_out *o, int fd);
+
+#endif

@@ -1,0 +1,58 @@
+/* The child-side settings carried by PROCEED, parsed once in the agent (to
+ * answer bad frames with an ERROR) and again in the child from the same bytes. */
+#ifndef LX_SETTINGS_H
+#define LX_SETTINGS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "lx_proto.h"
+
+#define LX_MAX_ORDER 32
+#define LX_MAX_MOUNTS 256
+
+struct lx_err {
+	int step;
+	int err;
+	char detail[512];
+};
+
+struct lx_settings {
+	uint16_t order[LX_MAX_ORDER];
+	size_t norder;
+	char *exec_path;
+	char **argv; /* NULL-terminated */
+	size_t argc;
+	char **envp; /* NULL-terminated */
+	size_t envc;
+	char *cwd;
+	char *hostname;
+	char *domainname;
+	int has_uid, has_gid;
+	uint32_t uid, gid;
+	gid_t *groups;
+	size_t ngroups;
+	int has_umask;
+	uint32_t umask;
+	int has_bounding, has_caps, has_ambient;
+	uint64_t cap_bounding, cap_effective, cap_permitted, cap_inheritable, cap_ambient;
+	int no_new_privs;
+	const uint8_t *seccomp;
+	size_t seccomp_len;
+	struct lx_attrv mounts[LX_MAX_MOUNTS];
+	size_t nmounts;
+	char *rootfs;
+	uint32_t mount_opt;
+	/* storage */
+	char *arena;
+};
+
+/* 0 on success; -1 with e filled (step protocol, EINVAL, what was wrong). */
+int lx_settings_parse(const uint8_t *payload, size_t len, struct lx_settings *s, struct lx_err *e);
+void lx_settings_free(struct lx_settings *s);
+
+int lx_fail(struct lx_err *e, int step, int err, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+#endif

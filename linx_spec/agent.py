@@ -1,0 +1,226 @@
+"""Starts the C agent (one per workload) and talks to it with typed methods.
+
+Frames are packed and unpacked only in protocol.py; this module owns the socket,
+the process and the pairing of requests with replies (by seq).
+"""
+
+from __future__ import annotations
+
+import os
+import signal as _signal
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import protocol as P
+from .errors import ExecError, ParkedDeathError, ProtocolError, StepError
+
+AGENT_ENV = "LINX_AGENT"
+
+
+def agent_path() -> str:
+    """The agent binary: $LINX_AGENT, else the one installed with the package."""
+    env = os.environ.get(AGENT_ENV)
+    if env:
+        return env
+    return str(Path(__file__).with_name("_bin") / "linx-agent")
+
+
+@dataclass(frozen=True)
+class End:
+    """How the workload ended."""
+
+    exit_code: int | None  # set when it exited
+    signal: int | None  # set when a signal killed it
+    core_dumped: bool = False
+
+    @property
+    def status(self) -> int:
+        """Shell-style status: the code, or 128+N when killed by signal N."""
+        return self.exit_code if self.signal is None else 128 + self.signal
+
+
+def _step_name(step_id: int) -> str:
+    from .steps import STEP_BY_ID
+
+    s = STEP_BY_ID.get(step_id)
+    return s.name if s else f"step {step_id}"
+
+
+def _step_side(step_id: int) -> str:
+    from .steps import STEP_BY_ID
+
+    s = STEP_BY_ID.get(step_id)
+    return s.side if s else "agent"
+
+
+class Agent:
+    """One linx-agent process and its control channel.
+
+    stdin/stdout/stderr: file descriptors the agent (and so the workload) gets
+    as 0, 1, 2; None inherits the caller's.
+    """
+
+    def __init__(self, *, stdin: int | None = None, stdout: int | None = None, stderr: int | None = None,
+                 path: str | None = None):
+        self._seq = 0
+        self._pending: dict[int, P.Frame] = {}
+        self._ignore: set[int] = set()
+        self.pid: int | None = None
+        self.returncode: int | None = None
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock = mine
+        actions = [(os.POSIX_SPAWN_DUP2, theirs.fileno(), 3)]
+        for fd, target in ((stdin, 0), (stdout, 1), (stderr, 2)):
+            if fd is not None:
+                actions.append((os.POSIX_SPAWN_DUP2, fd, target))
+        exe = path or agent_path()
+        try:
+            # posix_spawn (vfork underneath): cheap even from a large process.
+            self.pid = os.posix_spawn(exe, [exe], os.environ, file_actions=actions, setsigdef=(
+                _signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGCHLD, _signal.SIGPIPE))
+        except OSError as exc:
+            mine.close()
+            theirs.close()
+            raise StepError("spawn", "agent", exc.errno or 0, "start the agent", exe) from None
+        finally:
+            theirs.close()
+
+    # --- framing ---------------------------------------------------------
+    def _send(self, type_: int, attrs, *, ignore_reply: bool = False) -> int:
+        self._seq = (self._seq + 1) & 0xFFFFFFFF
+        seq = self._seq
+        if ignore_reply:
+            self._ignore.add(seq)
+        try:
+            self._sock.sendall(P.encode(type_, seq, attrs))
+        except OSError as exc:
+            raise ProtocolError(f"to send {P.Msg(type_).name}", f"the channel is closed ({exc.strerror})") from None
+        return seq
+
+    def _recv_exact(self, n: int) -> bytes:
+        buf = bytearray()
+        while len(buf) < n:
+            chunk = self._sock.recv(n - len(buf))
+            if not chunk:
+                raise ProtocolError("a reply", "end of channel: the agent died" + self._agent_status())
+            buf += chunk
+        return bytes(buf)
+
+    def _agent_status(self) -> str:
+        try:
+            pid, st = os.waitpid(self.pid, os.WNOHANG) if self.pid else (0, 0)
+        except ChildProcessError:
+            return ""
+        if pid:
+            self.returncode = os.waitstatus_to_exitcode(st)
+            self.pid = None
+            return f" (agent status {self.returncode})"
+        return ""
+
+    def _read_frame(self) -> P.Frame:
+        raw = self._recv_exact(P.HDR_LEN)
+        try:
+            version, type_, seq, length = P.decode_header(raw)
+            frame = P.Frame(type_, seq, P.decode_attrs(self._recv_exact(length)), version)
+        except P.FrameError as exc:
+            raise ProtocolError("a well-formed frame", str(exc)) from None
+        if version != P.VERSION:
+            raise ProtocolError(f"protocol version {P.VERSION}", f"version {version}")
+        return frame
+
+    def _call(self, type_: int, attrs=(), expect: tuple[int, ...] = ()) -> P.Frame:
+        seq = self._send(type_, attrs)
+        while True:
+            frame = self._pending.pop(seq, None) or self._read_frame()
+            if frame.seq == seq:
+                break
+            if frame.seq in self._ignore:
+                self._ignore.discard(frame.seq)
+                continue
+            self._pending[frame.seq] = frame
+        if frame.type == P.Msg.ERROR:
+            raise self._error(frame)
+        if expect and frame.type not in expect:
+            names = " or ".join(P.Msg(t).name for t in expect)
+            raise ProtocolError(names, _name(frame.type))
+        return frame
+
+    @staticmethod
+    def _error(frame: P.Frame) -> StepError:
+        step_id = frame.get(P.A.STEP, 0)
+        err = frame.get(P.A.ERRNO, 0)
+        detail = frame.get(P.A.DETAIL, "")
+        path = frame.get(P.A.PATH, "")
+        name, side = _step_name(step_id), _step_side(step_id)
+        wstatus = frame.get(P.A.WSTATUS)
+        if name == "exec":
+            return ExecError(name, side, err, f"execve {path}" if path else detail, "")
+        if wstatus is not None:
+            return ParkedDeathError(name, side, detail, wstatus)
+        if name == "protocol":
+            return ProtocolError("a request the agent accepts", f"{detail} ({os.strerror(err) if err else 'error'})")
+        return StepError(name, side, err, detail, path)
+
+    # --- requests ----------------------------------------------------------
+    def hello(self) -> int:
+        """Checks the protocol version before anything is cloned; returns the agent pid."""
+        frame = self._call(P.Msg.HELLO, (), (P.Msg.READY,))
+        version = frame.get(P.A.VERSION)
+        if version != P.VERSION:
+            raise ProtocolError(f"agent protocol version {P.VERSION}", f"version {version}")
+        return frame.get(P.A.PID)
+
+    def spawn(self, ns_flags: int, joins: list[tuple[int, str]] = (), grace_ms: int = 2000) -> int:
+        attrs: list[tuple[int, object]] = [(P.A.NS_FLAGS, ns_flags), (P.A.GRACE_MS, grace_ms)]
+        attrs += [(P.A.NS_JOIN, P.ns_join_value(flag, path)) for flag, path in joins]
+        return self._call(P.Msg.SPAWN, attrs, (P.Msg.SPAWNED,)).get(P.A.PID)
+
+    def track_cgroup(self, path: str) -> None:
+        self._call(P.Msg.TRACK_CGROUP, [(P.A.PATH, path)], (P.Msg.OK,))
+
+    def proceed(self, attrs: list[tuple[int, object]]) -> list[tuple[int, int]]:
+        """Releases the parked child; returns [(step id, ns)] of the child steps."""
+        frame = self._call(P.Msg.PROCEED, attrs, (P.Msg.RUNNING,))
+        return P.decode_timings(frame.get(P.A.TIMING, b""))
+
+    def abort(self) -> None:
+        self._call(P.Msg.ABORT, (), (P.Msg.ABORTED,))
+
+    def signal(self, signo: int) -> None:
+        self._call(P.Msg.SIGNAL, [(P.A.SIGNO, int(signo))], (P.Msg.OK,))
+
+    def signal_nowait(self, signo: int) -> None:
+        """For signal handlers: send without reading (the reply is skipped later)."""
+        self._send(P.Msg.SIGNAL, [(P.A.SIGNO, int(signo))], ignore_reply=True)
+
+    def wait(self) -> End:
+        frame = self._call(P.Msg.WAIT, (), (P.Msg.EXITED, P.Msg.SIGNALED))
+        if frame.type == P.Msg.EXITED:
+            return End(frame.get(P.A.CODE), None)
+        return End(None, frame.get(P.A.SIGNO), bool(frame.get(P.A.CORE)))
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def close(self) -> None:
+        """Closes the channel (the agent stops anything still running) and reaps it."""
+        if self._sock.fileno() >= 0:
+            self._sock.close()
+        if self.pid:
+            _, st = os.waitpid(self.pid, 0)
+            self.returncode = os.waitstatus_to_exitcode(st)
+            self.pid = None
+
+    def __enter__(self) -> "Agent":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _name(type_: int) -> str:
+    try:
+        return P.Msg(type_).name
+    except ValueError:
+        return f"message {type_:#x}"

@@ -1,0 +1,32 @@
+"""The idmap step: write the child's uid/gid maps from the host while it is parked.
+
+Order per user_namespaces(7): setgroups before gid_map (an unprivileged gid map
+requires `deny`), and each map file can be written only once.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ..errors import step_error
+
+
+def _write(path: str, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def apply_from_host(plan, ctx) -> None:
+    m = plan.idmap
+    base = f"/proc/{ctx.pid}"
+    for name, text in (("setgroups", m.setgroups + "\n"), ("uid_map", m.uid_map), ("gid_map", m.gid_map)):
+        path = f"{base}/{name}"
+        try:
+            _write(path, text)
+        except OSError as exc:
+            if name == "setgroups" and exc.errno == 2:  # kernels before 3.19 have no setgroups file
+                continue
+            raise step_error("idmap", "host", exc, f"write {name} {text.strip()!r}", path) from None

@@ -1,0 +1,282 @@
+"""YAML text -> Spec.  Every error carries file:line:column and the field path.
+
+The YAML is composed into nodes (so every value keeps its position), turned
+into plain data with `${VAR}` / `${VAR:-default}` expanded in strings and
+`--set path=value` overrides applied, then validated by pydantic.  Each pydantic
+error's location is mapped back to the node it came from; unknown keys get the
+nearest known key as a suggestion.  All problems of a file are reported at once.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from .errors import Problem, SpecError
+from .spec import Spec
+
+Loc = tuple[Any, ...]
+# `${NAME}` and `${NAME:-default}` expand; `$${` is a literal `${`; any other `$`
+# (shell's `$$`, `$1`, `$(cmd)`) is left alone, so scripts in `command` stay readable.
+_VAR = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class _Marks:
+    def __init__(self, file: str):
+        self.file = file
+        self.value: dict[Loc, tuple[int, int]] = {}
+        self.key: dict[Loc, tuple[int, int]] = {}
+
+    def at(self, loc: Loc, prefer_key: bool = False) -> tuple[int, int]:
+        loc = tuple(loc)
+        while True:
+            if prefer_key and loc in self.key:
+                return self.key[loc]
+            if loc in self.value:
+                return self.value[loc]
+            if loc in self.key:
+                return self.key[loc]
+            if not loc:
+                return (0, 0)
+            loc = loc[:-1]
+
+
+def _mark(node: yaml.Node) -> tuple[int, int]:
+    return (node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+def _expand(text: str, env: Mapping[str, str], loc: Loc, marks: _Marks, problems: list[Problem]) -> str:
+    def sub(m: re.Match) -> str:
+        if m.group(0) == "$${":
+            return "${"
+        name, default = m.group(1), m.group(2)
+        if name in env and env[name] != "":
+            return env[name]
+        if default is not None:
+            return default
+        line, col = marks.at(loc)
+        problems.append(Problem(marks.file, line, col, _dotted(loc),
+                                f"environment variable `{name}` is not set (use ${{{name}:-default}} for a default)"))
+        return ""
+
+    return _VAR.sub(sub, text)
+
+
+def _to_data(node: yaml.Node, loc: Loc, marks: _Marks, ctor: yaml.constructor.SafeConstructor,
+             env: Mapping[str, str], problems: list[Problem]) -> Any:
+    marks.value[loc] = _mark(node)
+    if isinstance(node, yaml.MappingNode):
+        ctor.flatten_mapping(node)
+        out: dict[Any, Any] = {}
+        for knode, vnode in node.value:
+            key = ctor.construct_object(knode, deep=True)
+            if not isinstance(key, (str, int, float, bool)) or key is None:
+                problems.append(Problem(marks.file, *_mark(knode), _dotted(loc), "keys must be plain scalars"))
+                continue
+            if key in out:
+                problems.append(Problem(marks.file, *_mark(knode), _dotted(loc + (key,)),
+                                        f"duplicate key `{key}`"))
+                continue
+            marks.key[loc + (key,)] = _mark(knode)
+            out[key] = _to_data(vnode, loc + (key,), marks, ctor, env, problems)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_to_data(n, loc + (i,), marks, ctor, env, problems) for i, n in enumerate(node.value)]
+    value = ctor.construct_object(node, deep=True)
+    if isinstance(value, str) and "$" in value:
+        value = _expand(value, env, loc, marks, problems)
+    return value
+
+
+def _dotted(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _fields_at(model: type[BaseModel], loc: Loc) -> list[str]:
+    """Known keys of the model that sits at loc (for `did you mean`)."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        fields = getattr(current, "model_fields", None)
+        if not fields or part not in fields:
+            # Union branches and list items: search the annotation's models.
+            return []
+        current = _model_of(fields[part].annotation)
+        if current is None:
+            return []
+    fields = getattr(current, "model_fields", None)
+    if not fields:
+        return []
+    names = []
+    for name, f in fields.items():
+        names.append(f.alias or name)
+    return names
+
+
+def _model_of(annotation: Any) -> Any:
+    import typing
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def parse_value(text: str) -> Any:
+    """An override value is a YAML scalar or flow collection: `64Mi`, `[a, b]`, `true`."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_override(data: dict, assignment: str) -> None:
+    """`process.env.FOO=bar` sets data['process']['env']['FOO'] = 'bar'."""
+    if "=" not in assignment:
+        raise SpecError([Problem("--set", 0, 0, "", f"`{assignment}`: expected path.to.field=value")])
+    path, _, raw = assignment.partition("=")
+    parts = [p for p in path.strip().split(".")]
+    if not all(parts):
+        raise SpecError([Problem("--set", 0, 0, path, "empty field name in the path")])
+    cur: Any = data
+    for i, part in enumerate(parts[:-1]):
+        key: Any = int(part) if isinstance(cur, list) and part.isdigit() else part
+        if isinstance(cur, list):
+            if not isinstance(key, int) or key >= len(cur):
+                raise SpecError([Problem("--set", 0, 0, path, f"`{part}` is not an index of the list")])
+            cur = cur[key]
+            continue
+        if not isinstance(cur, dict):
+            raise SpecError([Problem("--set", 0, 0, path, f"`{'.'.join(parts[:i])}` is not a mapping")])
+        if key not in cur or cur[key] is None:
+            cur[key] = {}
+        cur = cur[key]
+    last = parts[-1]
+    if isinstance(cur, list) and last.isdigit() and int(last) < len(cur):
+        cur[int(last)] = parse_value(raw)
+    elif isinstance(cur, dict):
+        cur[last] = parse_value(raw)
+    else:
+        raise SpecError([Problem("--set", 0, 0, path, "cannot set a field inside a non-mapping")])
+
+
+def _message(err: dict, loc: Loc, marks: _Marks, file: str) -> Problem:
+    etype = err["type"]
+    msg = err["msg"]
+    if etype == "extra_forbidden":
+        name = loc[-1]
+        known = _fields_at(Spec, loc[:-1])
+        close = difflib.get_close_matches(str(name), known, n=1, cutoff=0.6)
+        hint = f"; did you mean `{close[0]}`?" if close else (f"; known fields: {', '.join(known)}" if known else "")
+        line, col = marks.at(loc, prefer_key=True)
+        return Problem(file, line, col, _dotted(loc), f"unknown field{hint}")
+    if etype == "missing":
+        line, col = marks.at(loc[:-1])
+        return Problem(file, line, col, _dotted(loc), "required field is missing")
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    elif msg.startswith("Assertion failed, "):
+        msg = msg[len("Assertion failed, "):]
+    line, col = marks.at(loc)
+    return Problem(file, line, col, _dotted(loc), msg)
+
+
+def _clean_loc(loc: Loc, data: Any) -> Loc:
+    """Drop pydantic's union-branch and validator labels that are not keys in the data."""
+    out: list[Any] = []
+    cur = data
+    for part in loc:
+        if isinstance(cur, dict) and part in cur:
+            out.append(part)
+            cur = cur[part]
+        elif isinstance(cur, list) and isinstance(part, int) and part < len(cur):
+            out.append(part)
+            cur = cur[part]
+        elif isinstance(cur, dict) and not isinstance(part, int) and not str(part)[:1].isupper() and not str(part).startswith(("function-", "literal[", "union[", "tagged-union[", "list[", "dict[", "str", "int", "float", "bool")) and "[" not in str(part):
+            # a key that is absent (missing field) or unknown (extra)
+            out.append(part)
+            cur = None
+        else:
+            continue
+    return tuple(out)
+
+
+def load_text(text: str, file: str = "<string>", *, env: Mapping[str, str] | None = None,
+              overrides: list[str] = ()) -> Spec:
+    """Parse and validate one spec; SpecError with every problem found."""
+    env = os.environ if env is None else env
+    marks = _Marks(file)
+    problems: list[Problem] = []
+    try:
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                raise SpecError([Problem(file, 1, 1, "", "the file is empty; a spec needs at least `version` and `process`")])
+            data = _to_data(node, (), marks, loader, env, problems)
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+        what = exc.problem or "invalid YAML"
+        if exc.context:
+            what = f"{exc.context}: {what}" if exc.problem else exc.context
+        raise SpecError([Problem(file, line, col, "", f"YAML syntax: {what}")]) from None
+    except yaml.YAMLError as exc:
+        raise SpecError([Problem(file, 0, 0, "", f"YAML: {exc}")]) from None
+    if not isinstance(data, dict):
+        raise SpecError([Problem(file, 1, 1, "", "a spec must be a mapping (key: value), not a "
+                                 + type(data).__name__)])
+    for assignment in overrides:
+        apply_override(data, assignment)
+    try:
+        spec = Spec.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors(include_url=False):
+            loc = _clean_loc(tuple(err["loc"]), data)
+            problems.append(_message(err, loc, marks, file))
+        spec = None
+    if problems:
+        # One problem per place, in file order.
+        seen, unique = set(), []
+        for p in sorted(problems, key=lambda p: (p.line, p.column, p.field)):
+            if (p.line, p.column, p.field, p.message) not in seen:
+                seen.add((p.line, p.column, p.field, p.message))
+                unique.append(p)
+        raise SpecError(unique)
+    assert spec is not None
+    return spec
+
+
+def load_file(path: str | os.PathLike, *, env: Mapping[str, str] | None = None, overrides: list[str] = ()) -> Spec:
+    """Read and validate a spec file ("-" reads standard input)."""
+    name = str(path)
+    try:
+        if name == "-":
+            import sys
+
+            text = sys.stdin.read()
+        else:
+            text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError([Problem(name, 0, 0, "", f"cannot read: {exc.strerror}")]) from None
+    except UnicodeDecodeError as exc:
+        raise SpecError([Problem(name, 0, 0, "", f"not UTF-8 text: {exc.reason}")]) from None
+    return load_text(text, name, env=env, overrides=overrides)

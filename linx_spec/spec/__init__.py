@@ -1,0 +1,80 @@
+"""The spec: what the user wrote, validated by pydantic.  One module per subsystem.
+
+`Spec` is the root model of a YAML file.  Field descriptions are for users: they
+become the JSON Schema descriptions that editors show.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+
+from .base import Model
+from .capabilities import Capabilities
+from .cgroup import Cgroup
+from .idmap import IdMap, IdRange
+from .mounts import Mounts
+from .namespaces import NAMESPACE_NAMES, Join, Namespaces, default_namespaces
+from .network import Network
+from .process import Process, User
+from .rlimits import Rlimits
+from .seccomp import Seccomp
+
+SPEC_VERSIONS = (1,)
+_HOSTNAME_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*$")
+_NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+
+
+class Spec(Model):
+    """A linx-spec workload: the program, its namespaces and every constraint on it."""
+
+    version: Annotated[int, Field(description="Spec language version. This linx-spec reads version 1.")]
+    name: Annotated[
+        str | None,
+        Field(pattern=_NAME_RE, description="Name of the workload (cgroup and state names derive from it). Default: the file name."),
+    ] = None
+    process: Process = Field(description="The program to run and its identity, environment and working directory.")
+    namespaces: Namespaces = Field(
+        default_factory=default_namespaces,
+        description="Namespaces of the workload: a list of names to create (`[user, pid, net]`), or a mapping "
+        "of name to `new` or `{join: PATH}`. Default: pid, net, mount, uts, ipc, cgroup (as runc). "
+        "Namespaces not named are shared with the host.",
+    )
+    idmap: IdMap | None = Field(default=None, description="uid/gid maps of a new user namespace.")
+    hostname: Annotated[str | None, Field(description="Hostname inside a new uts namespace.")] = None
+    domainname: Annotated[str | None, Field(description="NIS domain name inside a new uts namespace.")] = None
+    cgroup: Cgroup | None = Field(default=None, description="cgroup placement and resource limits.")
+    network: Network | None = Field(default=None, description="Network interfaces, addresses and routes of a new net namespace.")
+    capabilities: Capabilities | None = Field(default=None, description="Capability sets of the workload.")
+    no_new_privs: bool = Field(
+        default=True,
+        description="Set PR_SET_NO_NEW_PRIVS so that setuid binaries and file capabilities grant nothing. On by default.",
+    )
+    seccomp: Seccomp | None = Field(default=None, description="A seccomp filter, installed last, just before execve.")
+    mounts: Mounts | None = Field(default=None, description="Filesystem: mounts, root and masked paths.")
+    rlimits: Rlimits | None = Field(default=None, description="Resource limits (setrlimit), by name.")
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _known_version(cls, v: Any) -> Any:
+        if isinstance(v, bool) or v not in SPEC_VERSIONS:
+            raise ValueError(
+                f"unknown spec version {v!r}; this linx-spec reads version "
+                + ", ".join(map(str, SPEC_VERSIONS))
+            )
+        return v
+
+    @field_validator("hostname")
+    @classmethod
+    def _hostname(cls, v: str | None) -> str | None:
+        if v is not None and (len(v) > 64 or not _HOSTNAME_RE.match(v)):
+            raise ValueError(f"`{v}` is not a valid hostname (letters, digits, `-`, dots; at most 64)")
+        return v
+
+
+__all__ = [
+    "Spec", "Process", "User", "Namespaces", "Join", "IdMap", "IdRange", "Cgroup", "Network",
+    "Capabilities", "Seccomp", "Mounts", "Rlimits", "NAMESPACE_NAMES", "SPEC_VERSIONS",
+]

@@ -1,0 +1,44 @@
+"""`idmap:` uid/gid maps of a new user namespace, written from the host while parked."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from .base import Model
+
+Id = Annotated[int, Field(ge=0, lt=2**32 - 1)]
+
+
+class IdRange(Model):
+    """`count` ids starting at `container` inside map to ids starting at `host` outside."""
+
+    container: Id = Field(description="First id inside the user namespace.")
+    host: Id = Field(description="First id on the host (in the runner's user namespace).")
+    count: Annotated[int, Field(ge=1, lt=2**32, description="How many consecutive ids the range maps.")] = 1
+
+
+class IdMap(Model):
+    """Id maps for a new user namespace. Without it: the caller's own uid and gid map to 0 (like `unshare -r`)."""
+
+    uid: list[IdRange] = Field(default_factory=list, description="uid map ranges (at most 340, none overlapping).")
+    gid: list[IdRange] = Field(default_factory=list, description="gid map ranges (at most 340, none overlapping).")
+    setgroups: Literal["allow", "deny"] | None = Field(
+        default=None,
+        description="Whether setgroups(2) is allowed inside. Default: `deny` when the map is the caller's "
+        "own single id (the kernel requires it for unprivileged maps), `allow` otherwise.",
+    )
+
+    @model_validator(mode="after")
+    def _no_overlap(self) -> "IdMap":
+        for name in ("uid", "gid"):
+            ranges = getattr(self, name)
+            if len(ranges) > 340:
+                raise ValueError(f"{name}: at most 340 ranges (kernel limit)")
+            for side in ("container", "host"):
+                spans = sorted((getattr(r, side), getattr(r, side) + r.count) for r in ranges)
+                for (a0, a1), (b0, _b1) in zip(spans, spans[1:]):
+                    if b0 < a1:
+                        raise ValueError(f"{name} map: {side} ranges overlap at id {b0}")
+        return self

@@ -1,0 +1,148 @@
+"""THE checkpoint order: one list, read top to bottom.
+
+The child is cloned and parked (`spawn`), the host-side steps run against it
+while it waits, then the child-side steps run inside it in this order, and only
+then does it execve.  Each step names its side and why it sits where it does.
+`linx-spec plan` prints this same list with resolved arguments, so plan and
+apply cannot drift.  Step ids are shared with agent/lx_steps.h (a test compares).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Literal
+
+if TYPE_CHECKING:
+    from .plan import Plan
+
+Side = Literal["agent", "host", "child"]
+
+
+@dataclass(frozen=True)
+class Step:
+    id: int
+    name: str
+    side: Side
+    reason: str
+    active: Callable[["Plan"], bool]
+    args: Callable[["Plan"], dict[str, Any]]
+
+
+def _always(plan: "Plan") -> bool:
+    return True
+
+
+def _spawn_args(plan: "Plan") -> dict[str, Any]:
+    return {"new": list(plan.ns_new), "join": {n: p for n, p in plan.ns_join}}
+
+
+def _idmap_args(plan: "Plan") -> dict[str, Any]:
+    m = plan.idmap
+    return {"uid_map": m.uid_map.strip().splitlines(), "gid_map": m.gid_map.strip().splitlines(),
+            "setgroups": m.setgroups}
+
+
+def _describe(attr: str) -> Callable[["Plan"], dict[str, Any]]:
+    def args(plan: "Plan") -> dict[str, Any]:
+        value = getattr(plan, attr)
+        describe = getattr(value, "describe", None)
+        return describe() if describe else {}
+
+    return args
+
+
+def _caps_args(plan: "Plan") -> dict[str, Any]:
+    from .spec.capabilities import mask_names
+
+    c = plan.capabilities
+    return {"effective": mask_names(c.effective), "permitted": mask_names(c.permitted),
+            "inheritable": mask_names(c.inheritable), "ambient": mask_names(c.ambient)}
+
+
+def _bounding_args(plan: "Plan") -> dict[str, Any]:
+    from .spec.capabilities import mask_names
+
+    return {"keep": mask_names(plan.capabilities.bounding)}
+
+
+def _user_args(plan: "Plan") -> dict[str, Any]:
+    p = plan.process
+    return {"uid": p.uid, "gid": p.gid, "groups": list(p.groups)}
+
+
+def _exec_args(plan: "Plan") -> dict[str, Any]:
+    p = plan.process
+    return {"path": p.exec_path, "argv": list(p.argv), "env": list(p.env)}
+
+
+STEPS: list[Step] = [
+    Step(1, "spawn", "agent",
+         "first: clone into the new namespaces (joined ones entered before clone) and park the child "
+         "on a pipe, created but not exec'd",
+         _always, _spawn_args),
+    Step(10, "idmap", "host",
+         "before anything else: until its uid/gid maps are written the child has no identity and no "
+         "capabilities in its user namespace",
+         lambda p: p.idmap is not None, _idmap_args),
+    Step(11, "cgroup", "host",
+         "before the child runs a single instruction of its own, so every page and pid it uses is "
+         "counted and limited",
+         lambda p: p.cgroup is not None, _describe("cgroup")),
+    Step(12, "network", "host",
+         "needs host privileges and the child's netns (by pid); done before the child can see its interfaces",
+         lambda p: p.network is not None, _describe("network")),
+    Step(13, "rlimits", "host",
+         "prlimit from the host: raising a hard limit is impossible from inside a user namespace (as runc)",
+         lambda p: p.rlimits is not None, _describe("rlimits")),
+    Step(19, "cgroupns", "child",
+         "after the cgroup step placed the child: the namespace's root becomes the workload's own cgroup",
+         lambda p: p.has_new("cgroup"), lambda p: {}),
+    Step(20, "hostname", "child",
+         "needs CAP_SYS_ADMIN in the uts namespace, so before the identity switch",
+         lambda p: p.hostname is not None or p.domainname is not None,
+         lambda p: {"hostname": p.hostname, "domainname": p.domainname}),
+    Step(21, "mounts", "child",
+         "needs CAP_SYS_ADMIN, so before the identity switch; propagation is made private before any mount",
+         lambda p: p.has_new("mount"), _describe("mounts")),
+    Step(22, "bounding", "child",
+         "drop the bounding set while still privileged (needs CAP_SETPCAP), before the identity switch",
+         lambda p: p.capabilities is not None, _bounding_args),
+    Step(23, "user", "child",
+         "setgroups, setresgid, setresuid: after the privileged steps, before the capability sets "
+         "(a uid change would clear them)",
+         _always, _user_args),
+    Step(24, "capabilities", "child",
+         "after the identity switch (kept across it with PR_SET_KEEPCAPS), then ambient, which needs "
+         "permitted and inheritable",
+         lambda p: p.capabilities is not None, _caps_args),
+    Step(25, "cwd", "child",
+         "chdir (and umask) as the final identity, so permission checks are the workload's own",
+         _always, lambda p: {"cwd": p.process.cwd, "umask": p.process.umask}),
+    Step(26, "no_new_privs", "child",
+         "before seccomp: an unprivileged filter install requires it; nothing after it needs privileges",
+         lambda p: p.no_new_privs, lambda p: {}),
+    Step(27, "seccomp", "child",
+         "last: the filter may forbid the syscalls of the steps before it",
+         lambda p: p.seccomp is not None, _describe("seccomp")),
+    Step(28, "exec", "child",
+         "execve: the workload's first instruction already runs fully constrained; success is seen as "
+         "EOF on a close-on-exec pipe",
+         _always, _exec_args),
+]
+
+# Ids that appear in errors but are not checkpoint steps.
+EXTRA_IDS = {0: ("protocol", "agent"), 2: ("parked", "agent")}
+
+STEP_BY_ID: dict[int, Step] = {s.id: s for s in STEPS}
+for _id, (_name, _side) in EXTRA_IDS.items():
+    STEP_BY_ID[_id] = Step(_id, _name, _side, "", lambda p: False, lambda p: {})  # type: ignore[arg-type]
+STEP_BY_NAME: dict[str, Step] = {s.name: s for s in STEPS}
+
+
+def active_steps(plan: "Plan") -> list[Step]:
+    return [s for s in STEPS if s.active(plan)]
+
+
+def child_order(plan: "Plan") -> list[int]:
+    """Child-side step ids in order, without exec (the agent always execs last)."""
+    return [s.id for s in active_steps(plan) if s.side == "child" and s.name != "exec"]
