@@ -1,0 +1,106 @@
+"""Shared test fixtures.
+
+Tests run against the source tree (pytest's pythonpath) with the agent built from
+agent/ by `make` (LINX_AGENT points at it).  Root tests are marked `root`; in CI
+(CI=true) a root test never skips: not being root there is a failure.
+
+The session ends with a leak census: a linx-agent process, a cgroup, an
+interface, a mount or a netns of ours still present fails the run.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+AGENT_DIR = REPO / "agent"
+IN_CI = os.environ.get("CI") == "true"
+
+sys.path.insert(0, str(REPO / "tests"))
+import census  # noqa: E402
+
+
+def _build_agent() -> Path:
+    subprocess.run(["make", "-s", "-C", str(AGENT_DIR), "linx-agent"], check=True)
+    return AGENT_DIR / "linx-agent"
+
+
+AGENT_BIN = _build_agent()
+os.environ.setdefault("LINX_AGENT", str(AGENT_BIN))
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.geteuid() == 0:
+        return
+    if IN_CI:
+        # Checked in pytest_sessionstart too; never skip a root test in CI.
+        return
+    skip = pytest.mark.skip(reason="needs root (runs in CI as root)")
+    for item in items:
+        if "root" in item.keywords:
+            item.add_marker(skip)
+
+
+def pytest_sessionstart(session):
+    if IN_CI and os.geteuid() != 0:
+        raise pytest.UsageError("CI must run the tests as root: root tests may not be skipped there")
+    session.config._linx_census = census.take()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if os.environ.get("LINX_NO_LEAKCHECK") == "1":
+        return
+    before = getattr(session.config, "_linx_census", None)
+    if before is None:
+        return
+    leaked = census.leaked(before, census.take(settle=True))
+    if leaked:
+        lines = "\n".join(f"  {kind}: {obj}" for kind, obj in leaked)
+        sys.stderr.write(f"\nLEAK CENSUS: objects created by the tests are still there:\n{lines}\n")
+        session.exitstatus = 1
+
+
+@pytest.fixture
+def write_spec(tmp_path):
+    """write_spec(text) -> path of a spec file in a temp dir."""
+    counter = [0]
+
+    def write(text: str, name: str | None = None) -> Path:
+        counter[0] += 1
+        path = tmp_path / (name or f"spec{counter[0]}.yaml")
+        path.write_text(text)
+        return path
+
+    return write
+
+
+@pytest.fixture
+def run_spec(tmp_path, write_spec):
+    """run_spec(yaml_text) -> (Result, stdout text, stderr text), the workload's output captured."""
+    from linx_spec import build_plan, load_file, run
+
+    def go(text: str, **kw):
+        path = write_spec(text)
+        plan = build_plan(load_file(path), source=str(path), base_dir=str(path.parent))
+        out = tmp_path / "stdout"
+        err = tmp_path / "stderr"
+        with open(out, "wb") as fo, open(err, "wb") as fe:
+            result = run(plan, stdout=fo.fileno(), stderr=fe.fileno(), **kw)
+        return result, out.read_text(), err.read_text()
+
+    return go
+
+
+def cli(*args: str, input: str | None = None, env: dict | None = None, timeout: float = 60):
+    """Run `linx-spec ARGS` from the source tree in a fresh interpreter."""
+    e = dict(os.environ)
+    e["PYTHONPATH"] = str(REPO) + os.pathsep + e.get("PYTHONPATH", "")
+    if env:
+        e.update(env)
+    return subprocess.run([sys.executable, "-m", "linx_spec.cli", *args], input=input, capture_output=True,
+                          text=True, env=e, timeout=timeout)

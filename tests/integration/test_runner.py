@@ -1,0 +1,335 @@
+"""The checkpoint runner end to end, on the real kernel (issue 2)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import REPO, cli
+from linx_spec import ExecError, ParkedDeathError, Workload, build_plan, load_text, run
+
+pytestmark = pytest.mark.root
+
+
+def plan_of(text: str):
+    return build_plan(load_text(text, "test.yaml"), source="test.yaml")
+
+
+def ns_inode(path: str) -> str:
+    return os.readlink(path)
+
+
+def test_user_namespace_maps_root_inside_to_1000_outside(tmp_path):
+    plan = plan_of("""
+version: 1
+namespaces: [user, pid, mount]
+idmap:
+  uid: [{container: 0, host: 1000, count: 1}]
+  gid: [{container: 0, host: 1000, count: 1}]
+process:
+  command: [/bin/sh, -c, 'echo "uid=$(id -u) gid=$(id -g)"; read line']
+""")
+    out = tmp_path / "out"
+    r, w = os.pipe()
+    with open(out, "wb") as fo, Workload(plan, stdin=r, stdout=fo.fileno()) as wl:
+        pid = wl.start()
+        status = open(f"/proc/{pid}/status").read()
+        uid_line = next(line for line in status.splitlines() if line.startswith("Uid:"))
+        gid_line = next(line for line in status.splitlines() if line.startswith("Gid:"))
+        os.write(w, b"go\n")
+        result = wl.wait()
+    os.close(r)
+    os.close(w)
+    assert result.exit_code == 0
+    assert uid_line.split()[1:] == ["1000"] * 4
+    assert gid_line.split()[1:] == ["1000"] * 4
+    assert out.read_text().strip() == "uid=0 gid=0"
+
+
+def test_pid_namespace_workload_is_pid_1_and_host_pid_reported(run_spec):
+    result, out, _ = run_spec("""
+version: 1
+namespaces: [pid]
+process:
+  command: [/bin/sh, -c, 'echo $$']
+""")
+    assert result.exit_code == 0
+    assert out.strip() == "1"
+    assert result.pid > 1 and result.pid != os.getpid()
+
+
+def test_hostname_and_every_namespace_is_new(run_spec):
+    host_name = os.uname().nodename
+    result, out, _ = run_spec("""
+version: 1
+namespaces: [user, pid, net, mount, uts, ipc, cgroup, time]
+hostname: inside-box
+process:
+  command: [/bin/sh, -c, 'hostname; for n in user pid_for_children net mnt uts ipc cgroup time_for_children; do echo "$n $(readlink /proc/self/ns/$n)"; done']
+""")
+    assert result.exit_code == 0, out
+    lines = out.strip().splitlines()
+    assert lines[0] == "inside-box"
+    assert os.uname().nodename == host_name
+    inside = dict(line.split(" ", 1) for line in lines[1:])
+    for name, value in inside.items():
+        assert value != ns_inode(f"/proc/self/ns/{name}"), name
+    assert len(inside) == 8
+
+
+def test_joined_namespace_is_the_targets(run_spec):
+    # A sleeper in its own net and uts namespaces is the target to join.
+    target = subprocess.Popen(["unshare", "--net", "--uts", "sleep", "30"])
+    try:
+        for _ in range(100):
+            if ns_inode(f"/proc/{target.pid}/ns/net") != ns_inode("/proc/self/ns/net"):
+                break
+            time.sleep(0.02)
+        want_net = ns_inode(f"/proc/{target.pid}/ns/net")
+        want_uts = ns_inode(f"/proc/{target.pid}/ns/uts")
+        result, out, _ = run_spec(f"""
+version: 1
+namespaces:
+  net: {{join: /proc/{target.pid}/ns/net}}
+  uts: {{join: /proc/{target.pid}/ns/uts}}
+  pid: new
+process:
+  command: [/bin/sh, -c, 'readlink /proc/self/ns/net; readlink /proc/self/ns/uts; readlink /proc/self/ns/pid_for_children']
+""")
+    finally:
+        target.kill()
+        target.wait()
+    assert result.exit_code == 0
+    net, uts, pid = out.split()
+    assert net == want_net and uts == want_uts
+    assert pid != ns_inode("/proc/self/ns/pid")
+
+
+def test_join_of_missing_namespace_fails_at_spawn_and_names_the_path():
+    plan = plan_of("""
+version: 1
+namespaces: {net: {join: /run/netns/lx-no-such-ns}}
+process: {command: [/bin/true]}
+""")
+    with pytest.raises(Exception) as info:
+        run(plan)
+    assert "spawn (agent)" in str(info.value)
+    assert "/run/netns/lx-no-such-ns" in str(info.value)
+    assert "ENOENT" in str(info.value)
+
+
+def test_no_such_binary_fails_at_exec_with_enoent_and_path():
+    plan = plan_of("""
+version: 1
+namespaces: [pid, mount]
+process: {command: [/no/such/bin, arg]}
+""")
+    with pytest.raises(ExecError) as info:
+        run(plan)
+    err = info.value
+    assert err.step == "exec" and err.side == "child"
+    assert err.errno == errno.ENOENT
+    assert "/no/such/bin" in str(err) and "ENOENT" in str(err)
+
+
+def test_no_such_binary_cli_exit_code_127(write_spec):
+    path = write_spec("version: 1\nnamespaces: [pid]\nprocess: {command: [/no/such/bin]}\n")
+    proc = cli("apply", str(path))
+    assert proc.returncode == 127
+    assert "exec (child): execve /no/such/bin: ENOENT" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_abort_at_checkpoint_program_never_runs(tmp_path):
+    marker = tmp_path / "ran"
+    plan = plan_of(f"""
+version: 1
+namespaces: [user, pid]
+process: {{command: [/bin/touch, {marker}]}}
+""")
+    wl = Workload(plan)
+    pid = wl.spawn()
+    assert os.path.exists(f"/proc/{pid}")
+    wl.setup()
+    wl.abort()
+    assert wl.state == "aborted"
+    time.sleep(0.1)
+    assert not marker.exists()
+    assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+
+
+def test_child_killed_while_parked_reports_its_wait_status():
+    plan = plan_of("version: 1\nnamespaces: [pid]\nprocess: {command: [/bin/true]}\n")
+    with Workload(plan) as wl:
+        pid = wl.spawn()
+        os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
+        with pytest.raises(ParkedDeathError) as info:
+            wl.proceed()
+    assert os.WIFSIGNALED(info.value.wait_status)
+    assert os.WTERMSIG(info.value.wait_status) == signal.SIGKILL
+    assert "killed by signal 9" in str(info.value)
+
+
+def test_exit_code_propagates(run_spec, write_spec):
+    result, _, _ = run_spec("version: 1\nprocess: {command: [/bin/sh, -c, 'exit 42']}\n")
+    assert result.exit_code == 42 and result.status == 42
+    proc = cli("apply", str(write_spec("version: 1\nprocess: {command: [/bin/sh, -c, 'exit 42']}\n")))
+    assert proc.returncode == 42
+
+
+def test_signal_death_propagates_as_128_plus_n(write_spec, run_spec):
+    # Not pid 1 of a pid namespace: init ignores signals it has no handler for.
+    text = "version: 1\nnamespaces: [mount, uts]\nprocess: {command: [/bin/sh, -c, 'kill -USR1 $$']}\n"
+    result, _, _ = run_spec(text)
+    assert result.signal == signal.SIGUSR1 and result.exit_code is None
+    assert result.status == 128 + signal.SIGUSR1
+    assert cli("apply", str(write_spec(text))).returncode == 128 + signal.SIGUSR1
+
+
+def test_only_stdio_fds_reach_the_workload(run_spec):
+    result, out, _ = run_spec("""
+version: 1
+namespaces: [mount]
+process: {command: [/bin/sh, -c, 'ls /proc/$$/fd']}
+""")
+    assert result.exit_code == 0
+    assert out.split() == ["0", "1", "2"]
+
+
+def test_env_is_explicit_and_cwd_applied(run_spec, monkeypatch):
+    monkeypatch.setenv("LINX_SECRET_FROM_CALLER", "leaked")
+    result, out, _ = run_spec("""
+version: 1
+process:
+  command: [/usr/bin/env]
+  env: {FOO: bar}
+  cwd: /tmp
+""")
+    assert result.exit_code == 0
+    env = dict(line.split("=", 1) for line in out.splitlines())
+    assert env == {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/", "FOO": "bar"}
+
+
+def test_bare_name_resolved_on_path_and_user_switch(run_spec):
+    result, out, _ = run_spec("""
+version: 1
+namespaces: [user]
+idmap:
+  uid: [{container: 0, host: 100000, count: 65536}]
+  gid: [{container: 0, host: 100000, count: 65536}]
+process:
+  command: [sh, -c, 'id -u; id -g; id -G']
+  user: {uid: 1000, gid: 1001, groups: [1002, 1003]}
+""")
+    assert result.exit_code == 0, out
+    uid, gid, groups = out.strip().splitlines()
+    assert (uid, gid) == ("1000", "1001")
+    assert set(groups.split()) == {"1001", "1002", "1003"}
+
+
+def test_cli_sigint_reaches_the_workload(write_spec, tmp_path):
+    path = write_spec("""
+version: 1
+namespaces: [pid]
+process:
+  command: [/bin/sh, -c, 'trap "echo got-INT; exit 3" INT; echo ready; while :; do sleep 0.05; done']
+""")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-m", "linx_spec.cli", "apply", str(path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=20)
+    assert "got-INT" in out, err
+    assert proc.returncode == 3
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+def test_kill_9_of_runner_stops_the_workload(write_spec):
+    path = write_spec("""
+version: 1
+namespaces: [pid, mount]
+process:
+  command: [/bin/sh, -c, 'echo ready; sleep 1000']
+""")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-m", "linx_spec.cli", "apply", str(path)], stdout=subprocess.PIPE,
+                            text=True, env=env)
+    assert proc.stdout.readline().strip() == "ready"
+    agents = _children(proc.pid)
+    assert len(agents) == 1
+    agent = agents[0]
+    workload = _children(agent)
+    assert len(workload) == 1
+    descendants = _children(workload[0])  # the sleep
+    proc.kill()
+    proc.wait()
+    deadline = time.time() + 5  # grace (2 s) + margin
+    watched = [agent, *workload, *descendants]
+    while time.time() < deadline and any(os.path.exists(f"/proc/{p}") for p in watched):
+        time.sleep(0.05)
+    assert not [p for p in watched if os.path.exists(f"/proc/{p}")]
+    proc.stdout.close()
+
+
+def test_runner_death_stops_a_term_ignoring_workload_with_sigkill(write_spec):
+    # A workload that ignores SIGTERM (not in a pid namespace: a real handler)
+    # must still be gone after the grace period.
+    path = write_spec("""
+version: 1
+namespaces: [mount]
+process:
+  command: [/bin/sh, -c, 'trap "" TERM; echo ready; while :; do sleep 0.1; done']
+""")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-m", "linx_spec.cli", "apply", str(path)], stdout=subprocess.PIPE,
+                            text=True, env=env)
+    assert proc.stdout.readline().strip() == "ready"
+    agent = _children(proc.pid)[0]
+    workload = _children(agent)[0]
+    proc.kill()
+    proc.wait()
+    t0 = time.time()
+    while time.time() - t0 < 6 and os.path.exists(f"/proc/{workload}"):
+        time.sleep(0.05)
+    assert not os.path.exists(f"/proc/{workload}")
+    assert time.time() - t0 >= 1.5  # it got its grace period first
+    proc.stdout.close()
+
+
+def test_daemonized_descendants_do_not_survive_without_pid_namespace(run_spec, tmp_path):
+    pidfile = tmp_path / "pid"
+    result, _, _ = run_spec(f"""
+version: 1
+namespaces: [mount]
+process:
+  command: [/bin/sh, -c, '(sleep 1000 & echo $! > {pidfile}) ; exit 0']
+""")
+    assert result.exit_code == 0
+    pid = int(pidfile.read_text())
+    deadline = time.time() + 3
+    while time.time() < deadline and os.path.exists(f"/proc/{pid}"):
+        time.sleep(0.02)
+    assert not os.path.exists(f"/proc/{pid}")
+
+
+def test_verbose_prints_every_step_with_duration(write_spec):
+    proc = cli("apply", "-v", str(write_spec("version: 1\nnamespaces: [user, pid]\nprocess: {command: [/bin/true]}\n")))
+    assert proc.returncode == 0
+    for step in ("spawn", "idmap", "user", "exec"):
+        assert f"linx-spec: {step}" in proc.stderr
+    assert " ms" in proc.stderr
