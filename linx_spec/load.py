@@ -32,11 +32,12 @@ class _Marks:
         self.file = file
         self.value: dict[Loc, tuple[int, int]] = {}
         self.key: dict[Loc, tuple[int, int]] = {}
+        self.block: set[Loc] = set()  # block collections start on the line after their key
 
     def at(self, loc: Loc, prefer_key: bool = False) -> tuple[int, int]:
         loc = tuple(loc)
         while True:
-            if prefer_key and loc in self.key:
+            if (prefer_key or loc in self.block) and loc in self.key:
                 return self.key[loc]
             if loc in self.value:
                 return self.value[loc]
@@ -71,6 +72,8 @@ def _expand(text: str, env: Mapping[str, str], loc: Loc, marks: _Marks, problems
 def _to_data(node: yaml.Node, loc: Loc, marks: _Marks, ctor: yaml.constructor.SafeConstructor,
              env: Mapping[str, str], problems: list[Problem]) -> Any:
     marks.value[loc] = _mark(node)
+    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and not node.flow_style:
+        marks.block.add(loc)
     if isinstance(node, yaml.MappingNode):
         ctor.flatten_mapping(node)
         out: dict[Any, Any] = {}
@@ -198,22 +201,21 @@ def _message(err: dict, loc: Loc, marks: _Marks, file: str) -> Problem:
 
 
 def _clean_loc(loc: Loc, data: Any) -> Loc:
-    """Drop pydantic's union-branch and validator labels that are not keys in the data."""
+    """Drop pydantic's union tags and validator labels that are not keys in the data.
+
+    A part absent from the data is kept only when it is the last one: that is
+    the missing or unknown key itself; anywhere else it is a label."""
     out: list[Any] = []
     cur = data
-    for part in loc:
+    for i, part in enumerate(loc):
         if isinstance(cur, dict) and part in cur:
             out.append(part)
             cur = cur[part]
-        elif isinstance(cur, list) and isinstance(part, int) and part < len(cur):
+        elif isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur):
             out.append(part)
             cur = cur[part]
-        elif isinstance(cur, dict) and not isinstance(part, int) and not str(part)[:1].isupper() and not str(part).startswith(("function-", "literal[", "union[", "tagged-union[", "list[", "dict[", "str", "int", "float", "bool")) and "[" not in str(part):
-            # a key that is absent (missing field) or unknown (extra)
+        elif i == len(loc) - 1 and isinstance(cur, dict) and isinstance(part, str):
             out.append(part)
-            cur = None
-        else:
-            continue
     return tuple(out)
 
 
@@ -242,8 +244,8 @@ def load_text(text: str, file: str = "<string>", *, env: Mapping[str, str] | Non
     except yaml.YAMLError as exc:
         raise SpecError([Problem(file, 0, 0, "", f"YAML: {exc}")]) from None
     if not isinstance(data, dict):
-        raise SpecError([Problem(file, 1, 1, "", "a spec must be a mapping (key: value), not a "
-                                 + type(data).__name__)])
+        kind = {list: "a list", str: "a string"}.get(type(data), type(data).__name__)
+        raise SpecError([Problem(file, *marks.at(()), "", f"a spec must be a mapping (key: value), not {kind}")])
     for assignment in overrides:
         apply_override(data, assignment)
     try:

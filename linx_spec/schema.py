@@ -9,8 +9,27 @@ from .spec import Spec
 SCHEMA_ID = "https://linx-spec.dev/schema/linx-spec.schema.json"
 
 
+def _hoist_descriptions(node: object) -> None:
+    """`x: Foo | None = Field(description=...)` puts the text beside the anyOf;
+    a field typed by an Annotated union puts it inside.  Editors show the
+    property's own description, so lift it up where it is missing."""
+    if isinstance(node, dict):
+        for prop in (node.get("properties") or {}).values():
+            if isinstance(prop, dict) and "description" not in prop:
+                for branch in prop.get("anyOf", []) + prop.get("oneOf", []):
+                    if isinstance(branch, dict) and "description" in branch:
+                        prop["description"] = branch["description"]
+                        break
+        for value in node.values():
+            _hoist_descriptions(value)
+    elif isinstance(node, list):
+        for value in node:
+            _hoist_descriptions(value)
+
+
 def schema_dict() -> dict:
     schema = Spec.model_json_schema(mode="validation")
+    _hoist_descriptions(schema)
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID, **schema}
 
 

@@ -30,7 +30,8 @@ _NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 class Spec(Model):
     """A linx-spec workload: the program, its namespaces and every constraint on it."""
 
-    version: Annotated[int, Field(description="Spec language version. This linx-spec reads version 1.")]
+    version: Annotated[int, Field(description="Spec language version. This linx-spec reads version 1.",
+                                  json_schema_extra={"enum": list(SPEC_VERSIONS)})]
     name: Annotated[
         str | None,
         Field(pattern=_NAME_RE, description="Name of the workload (cgroup and state names derive from it). Default: the file name."),
@@ -43,7 +44,8 @@ class Spec(Model):
         "Namespaces not named are shared with the host.",
     )
     idmap: IdMap | None = Field(default=None, description="uid/gid maps of a new user namespace.")
-    hostname: Annotated[str | None, Field(description="Hostname inside a new uts namespace.")] = None
+    hostname: Annotated[str | None, Field(description="Hostname inside a new uts namespace.", max_length=64,
+                                          json_schema_extra={"pattern": _HOSTNAME_RE.pattern})] = None
     domainname: Annotated[str | None, Field(description="NIS domain name inside a new uts namespace.")] = None
     cgroup: Cgroup | None = Field(default=None, description="cgroup placement and resource limits.")
     network: Network | None = Field(default=None, description="Network interfaces, addresses and routes of a new net namespace.")

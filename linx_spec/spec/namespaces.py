@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+import difflib
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BeforeValidator, Discriminator, Field, Tag, field_validator, model_validator
 
 from .base import Model
 
@@ -18,7 +19,8 @@ DEFAULT_NAMESPACES = ("pid", "net", "mount", "uts", "ipc", "cgroup")
 class Join(Model):
     """Join an existing namespace instead of creating one."""
 
-    join: str = Field(description="Path of the namespace to join: /proc/PID/ns/net, /run/netns/NAME, a bind-mounted ns file.")
+    join: str = Field(description="Path of the namespace to join: /proc/PID/ns/net, /run/netns/NAME, a bind-mounted ns file.",
+                      json_schema_extra={"pattern": "^/"})
 
     @field_validator("join")
     @classmethod
@@ -28,23 +30,53 @@ class Join(Model):
         return v
 
 
+def _ns_kind(value: Any) -> str:
+    return "join" if isinstance(value, (dict, Join)) else "new"
+
+
+def _ns_shorthand(value: Any) -> Any:
+    if isinstance(value, str) and value != "new":
+        raise ValueError(f"expected `new` or `{{join: PATH}}`, got `{value}`")
+    if not isinstance(value, (str, dict, Join)):
+        raise ValueError("expected `new` or `{join: PATH}`")
+    return value
+
+
 NsValue = Annotated[
-    Union[Literal["new"], Join],
+    Union[Annotated[Literal["new"], Tag("new")], Annotated[Join, Tag("join")]],
+    Discriminator(_ns_kind),
+    BeforeValidator(_ns_shorthand),
     Field(description="`new` creates the namespace; `{join: PATH}` enters an existing one."),
 ]
 
 
-class Namespaces(Model):
-    """Mapping form: each namespace is `new` or `{join: PATH}`; absent means shared with the host."""
+def _list_form_schema(schema: dict[str, Any]) -> None:
+    # The list form is accepted by the `before` validator below; say so in the
+    # JSON Schema too, so editors and check-jsonschema agree with pydantic.
+    mapping = dict(schema)
+    schema.clear()
+    schema["description"] = mapping.pop("description", "")
+    schema["anyOf"] = [
+        {"type": "array", "items": {"enum": list(NAMESPACE_NAMES)}, "uniqueItems": True,
+         "description": "Names of the namespaces to create."},
+        mapping,
+    ]
 
-    user: NsValue | None = None
-    pid: NsValue | None = None
-    net: NsValue | None = None
-    mount: NsValue | None = None
-    uts: NsValue | None = None
-    ipc: NsValue | None = None
-    cgroup: NsValue | None = None
-    time: NsValue | None = None
+
+class Namespaces(Model):
+    """A list of namespace names to create, or a mapping of name to `new` or `{join: PATH}`.
+    Namespaces not named are shared with the host."""
+
+    model_config = Model.model_config | {"json_schema_extra": _list_form_schema}
+
+    user: NsValue | None = Field(default=None, description="User namespace: own uids/gids and capabilities (see idmap).")
+    pid: NsValue | None = Field(default=None, description="PID namespace: the workload is pid 1 and sees only its descendants.")
+    net: NsValue | None = Field(default=None, description="Network namespace: own interfaces, routes, sockets (see network).")
+    mount: NsValue | None = Field(default=None, description="Mount namespace: own mount table (see mounts); nothing propagates to the host.")
+    uts: NsValue | None = Field(default=None, description="UTS namespace: own hostname and domainname.")
+    ipc: NsValue | None = Field(default=None, description="IPC namespace: own System V IPC and POSIX message queues.")
+    cgroup: NsValue | None = Field(default=None, description="cgroup namespace: the workload sees its own cgroup as `/`.")
+    time: NsValue | None = Field(default=None, description="Time namespace: own CLOCK_MONOTONIC and CLOCK_BOOTTIME offsets.")
 
     @model_validator(mode="before")
     @classmethod
@@ -55,6 +87,10 @@ class Namespaces(Model):
             for item in data:
                 if not isinstance(item, str):
                     raise ValueError("namespace list items must be names like `pid`")
+                if item not in NAMESPACE_NAMES:
+                    close = difflib.get_close_matches(item, NAMESPACE_NAMES, n=1)
+                    hint = f"did you mean `{close[0]}`?" if close else "known: " + ", ".join(NAMESPACE_NAMES)
+                    raise ValueError(f"unknown namespace `{item}`; {hint}")
                 if item in out:
                     raise ValueError(f"namespace `{item}` listed twice")
                 out[item] = "new"

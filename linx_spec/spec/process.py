@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import BeforeValidator, Field, WithJsonSchema, field_validator
 
 from .base import Model
 
@@ -20,23 +20,56 @@ class User(Model):
     )
 
 
+def _scalar_to_str(value: object) -> object:
+    # `PORT: 8080` and `DEBUG: true` are what people write (as in Compose).
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return value
+
+
+def _octal(value: object) -> object:
+    # YAML 1.1 reads `022` as octal but `0o022` as a string; accept both.
+    if isinstance(value, str) and value.strip():
+        text = value.strip().lower().removeprefix("0o")
+        try:
+            return int(text, 8)
+        except ValueError:
+            raise ValueError(f"`{value}` is not an octal mode like 0o022") from None
+    return value
+
+
+EnvValue = Annotated[str, BeforeValidator(_scalar_to_str), WithJsonSchema({"type": ["string", "number", "boolean"]})]
+
+
 class Process(Model):
     """The program the workload runs."""
 
     command: list[str] = Field(
         min_length=1,
+        json_schema_extra={"prefixItems": [{"type": "string", "minLength": 1}]},
         description="argv of the workload. The first word is an absolute path, or a name looked up "
         "on the PATH of `env` (inside `rootfs` when one is set).",
     )
-    env: dict[str, str] = Field(
+    env: dict[str, EnvValue] = Field(
         default_factory=dict,
+        json_schema_extra={"propertyNames": {"pattern": "^[^=\\u0000]+$"}},
         description="Environment of the workload. Nothing is inherited from the caller: the workload "
         "gets PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin, HOME=/ (or the "
         "value given here) and exactly the variables listed.",
     )
-    cwd: str = Field(default="/", description="Working directory inside the workload (absolute).")
+    cwd: str = Field(default="/", description="Working directory inside the workload (absolute).",
+                     json_schema_extra={"pattern": "^/"})
     user: User = Field(default_factory=User, description="Identity inside the workload.")
-    umask: Annotated[int | None, Field(ge=0, le=0o777, description="File mode creation mask, e.g. 0o022 (YAML `0o022` or 18).")] = None
+    umask: Annotated[
+        int | None,
+        BeforeValidator(_octal),
+        Field(ge=0, le=0o777, description="File mode creation mask, octal: `0o022` or `'022'`."),
+        WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 0, "maximum": 511},
+                                  {"type": "string", "pattern": "^(0o)?[0-7]{1,3}$"}, {"type": "null"}],
+                        "description": "File mode creation mask, octal: `0o022` or `'022'`."}),
+    ] = None
 
     @field_validator("command")
     @classmethod

@@ -1,0 +1,227 @@
+"""The spec language: errors that point at the text, the bad-input corpus, the
+JSON Schema (drift and agreement with pydantic), units, overrides, examples."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from conftest import REPO, cli
+from linx_spec import SpecError, build_plan, load_file, load_text
+from linx_spec.schema import schema_dict, schema_json
+from linx_spec.spec.units import parse_cpu, parse_duration, parse_size
+
+BAD = sorted((REPO / "tests" / "bad").glob("*.yaml"))
+SPECS = sorted((REPO / "specs").glob("*.yaml"))
+SCHEMA_FILE = REPO / "schema" / "linx-spec.schema.json"
+
+# Rules JSON Schema cannot express; pydantic alone rejects these files.
+NOT_IN_SCHEMA = {
+    "env-var-unset": "environment expansion happens at load time",
+    "duplicate-key": "a YAML parser keeps the last of duplicate keys",
+    "idmap-overlap": "ranges overlapping is arithmetic across items",
+    "empty-file": "an empty document is not JSON",
+    "yaml-unclosed-flow": "not YAML",
+    "yaml-bad-indent": "not YAML",
+    "yaml-tab": "not YAML",
+}
+
+
+def _expect(path: Path) -> tuple[int, str]:
+    head = path.read_text().splitlines()[:2]
+    line = int(head[0].split(":", 1)[1])
+    text = head[1].split(":", 1)[1].strip()
+    return line, text
+
+
+def test_corpus_is_big_enough():
+    assert len(BAD) >= 40
+
+
+@pytest.mark.parametrize("path", BAD, ids=[p.stem for p in BAD])
+def test_bad_spec_reports_file_line_and_message(path):
+    line, text = _expect(path)
+    with pytest.raises(SpecError) as info:
+        load_file(path)
+    problems = info.value.problems
+    assert any(p.line == line and text in p.message + " " + p.field + ": " + p.message for p in problems), (
+        f"expected line {line} with {text!r}, got:\n" + "\n".join(map(str, problems)))
+    for p in problems:
+        assert p.file == str(path)
+        assert str(p).startswith(f"{path}:")
+
+
+@pytest.mark.parametrize("path", BAD, ids=[p.stem for p in BAD])
+def test_json_schema_agrees_with_pydantic_on_bad_specs(path):
+    if path.stem in NOT_IN_SCHEMA:
+        pytest.skip(NOT_IN_SCHEMA[path.stem])
+    data = yaml.safe_load(path.read_text())
+    errors = list(jsonschema.Draft202012Validator(json.loads(SCHEMA_FILE.read_text())).iter_errors(data))
+    assert errors, f"{path.name}: pydantic rejects it, the JSON Schema accepts it"
+
+
+@pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
+def test_example_specs_are_valid_for_both_validators(path):
+    load_file(path)
+    data = yaml.safe_load(path.read_text())
+    jsonschema.Draft202012Validator(json.loads(SCHEMA_FILE.read_text())).validate(data)
+
+
+@pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
+def test_example_specs_carry_the_schema_modeline(path):
+    assert path.read_text().splitlines()[0] == "# yaml-language-server: $schema=../schema/linx-spec.schema.json"
+
+
+def test_checked_in_schema_has_not_drifted():
+    assert SCHEMA_FILE.read_text() == schema_json(), (
+        "schema/linx-spec.schema.json is stale: run `linx-spec schema > schema/linx-spec.schema.json`")
+
+
+def test_schema_is_valid_and_every_property_has_a_description():
+    schema = schema_dict()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    missing = []
+
+    def walk(node, where):
+        if isinstance(node, dict):
+            for name, prop in (node.get("properties") or {}).items():
+                if "description" not in prop:
+                    missing.append(f"{where}.{name}")
+            for key, value in node.items():
+                walk(value, f"{where}/{key}")
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(value, f"{where}[{i}]")
+
+    walk(schema, "#")
+    assert not missing, missing
+
+
+def test_all_errors_of_a_file_are_reported_in_file_order():
+    text = "version: 1\nnamspaces: [pid]\nhostname: bad_name!\nprocess:\n  command: []\n  cwd: rel\n"
+    with pytest.raises(SpecError) as info:
+        load_text(text, "x.yaml")
+    lines = [p.line for p in info.value.problems]
+    assert lines == sorted(lines) and len(lines) == 4
+    assert [p.field for p in info.value.problems] == ["namspaces", "hostname", "process.command", "process.cwd"]
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("64Mi", 64 * 2**20), ("1G", 10**9), ("1Gi", 2**30), ("4096", 4096), (4096, 4096), ("512k", 512000),
+    ("1.5Gi", 3 * 2**29), ("0", 0),
+])
+def test_sizes(text, expected):
+    assert parse_size(text) == expected
+
+
+@pytest.mark.parametrize("text", ["-1Mi", "1.5.2", "12 parsecs", "", True, 1.5, "1.3B", [1]])
+def test_bad_sizes(text):
+    with pytest.raises(ValueError):
+        parse_size(text)
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("30s", 30.0), ("1m30s", 90.0), ("250ms", 0.25), ("2h", 7200.0), (5, 5.0), ("1.5", 1.5), ("1h2m3s", 3723.0),
+])
+def test_durations(text, expected):
+    assert parse_duration(text) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("text", ["-1s", "1x", "s", "1s2", "", "1m 30s x"])
+def test_bad_durations(text):
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize("text,expected", [("0.5", 0.5), (0.5, 0.5), ("500m", 0.5), (2, 2.0), ("1500m", 1.5)])
+def test_cpus(text, expected):
+    assert parse_cpu(text) == expected
+
+
+@pytest.mark.parametrize("text", ["0", 0, "-1", "1.5.2", "half", "0m"])
+def test_bad_cpus(text):
+    with pytest.raises(ValueError):
+        parse_cpu(text)
+
+
+def test_env_expansion_with_defaults_and_escape():
+    spec = load_text("version: 1\nprocess:\n  command: [/bin/echo, '${WHO}', '${NOBODY:-anon}', '$${LIT}', '$$']\n",
+                     env={"WHO": "me"})
+    assert spec.process.command == ["/bin/echo", "me", "anon", "${LIT}", "$$"]
+
+
+def test_overrides_are_validated_like_the_file():
+    base = "version: 1\nprocess: {command: [/bin/true]}\n"
+    spec = load_text(base, overrides=["hostname=box", "namespaces=[uts]", "process.env.A=1", "process.cwd=/tmp"])
+    assert spec.hostname == "box" and spec.process.env == {"A": "1"} and spec.process.cwd == "/tmp"
+    with pytest.raises(SpecError) as info:
+        load_text(base, overrides=["process.cwd=relative"])
+    assert "cwd must be an absolute path" in str(info.value)
+    with pytest.raises(SpecError) as info:
+        load_text(base, overrides=["procss.cwd=/"])
+    assert "did you mean `process`?" in str(info.value)
+    with pytest.raises(SpecError):
+        load_text(base, overrides=["no-equals-sign"])
+
+
+def test_spec_file_name_is_the_default_workload_name(tmp_path):
+    path = tmp_path / "my-job.yaml"
+    path.write_text("version: 1\nnamespaces: [user]\nprocess: {command: [/bin/true]}\n")
+    assert build_plan(load_file(path), source=str(path)).name == "my-job"
+
+
+def test_cli_validate_formats_and_exit_codes(tmp_path):
+    good = tmp_path / "good.yaml"
+    good.write_text("version: 1\nprocess: {command: [/bin/true]}\n")
+    bad = REPO / "tests" / "bad" / "typo-top-level.yaml"
+    proc = cli("validate", str(good))
+    assert proc.returncode == 0 and "1 valid, 0 invalid" in proc.stderr
+    proc = cli("validate", str(good), str(bad))
+    assert proc.returncode == 65
+    assert f"{bad}:4:1: namspaces: unknown field; did you mean `namespaces`?" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = cli("validate", "--format", "github", str(bad))
+    assert proc.stdout.strip() == f"::error file={bad},line=4,col=1::namspaces: unknown field; did you mean `namespaces`?"
+    proc = cli("validate", "--format", "json", str(tmp_path), str(REPO / "tests" / "bad"))
+    report = json.loads(proc.stdout)
+    assert report["valid"] == [str(good)]
+    assert len({p["file"] for p in report["problems"]}) == len(BAD)
+    proc = cli("validate", str(tmp_path / "nope-*.yaml"))
+    assert proc.returncode == 65 and "no file matches" in proc.stderr
+
+
+def test_cli_schema_prints_the_checked_in_file():
+    proc = cli("schema")
+    assert proc.returncode == 0 and proc.stdout == SCHEMA_FILE.read_text()
+
+
+def test_cli_plan_lists_steps_in_checkpoint_order(tmp_path):
+    spec = tmp_path / "s.yaml"
+    spec.write_text("version: 1\nnamespaces: [user, pid, uts]\nhostname: h\nprocess: {command: [sh, -c, 'true']}\n")
+    proc = cli("plan", "--json", str(spec))
+    assert proc.returncode == 0, proc.stderr
+    plan = json.loads(proc.stdout)
+    names = [s["step"] for s in plan["steps"]]
+    assert names == ["spawn", "idmap", "hostname", "mounts", "user", "cwd", "no_new_privs", "exec"] or \
+        names == ["spawn", "idmap", "hostname", "user", "cwd", "no_new_privs", "exec"]
+    exec_step = plan["steps"][-1]
+    assert exec_step["args"]["path"] in ("/usr/bin/sh", "/bin/sh")  # resolved on PATH
+    assert all(s["why"] and s["side"] in ("agent", "host", "child") for s in plan["steps"])
+    text = cli("plan", str(spec)).stdout
+    assert re.search(r"^ 1\. spawn\s+\[agent\]", text, re.M)
+
+
+def test_cli_plan_reports_what_the_host_cannot_honour(tmp_path):
+    spec = tmp_path / "s.yaml"
+    spec.write_text("version: 1\nnamespaces: [pid]\nhostname: h\nprocess: {command: [no-such-program-xyz]}\n")
+    proc = cli("plan", str(spec))
+    assert proc.returncode == 66
+    assert "hostname" in proc.stderr and "remedy" in proc.stderr
+    spec.write_text("version: 1\nprocess: {command: [no-such-program-xyz]}\n")
+    proc = cli("plan", str(spec))
+    assert proc.returncode == 66 and "`no-such-program-xyz` not found on PATH" in proc.stderr
