@@ -333,3 +333,72 @@ def test_verbose_prints_every_step_with_duration(write_spec):
     for step in ("spawn", "idmap", "user", "exec"):
         assert f"linx-spec: {step}" in proc.stderr
     assert " ms" in proc.stderr
+
+
+def _as_nobody(fn):
+    """Run fn() in a forked child that dropped to uid/gid 65534; returns (code, output)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            os.setgroups([])
+            os.setresgid(65534, 65534, 65534)
+            os.setresuid(65534, 65534, 65534)
+            out = fn()
+            os.write(w, out.encode())
+            os._exit(0)
+        except BaseException as exc:  # noqa: BLE001 - report anything to the parent
+            os.write(w, f"{type(exc).__name__}: {exc}".encode())
+            os._exit(1)
+    os.close(w)
+    chunks = []
+    while chunk := os.read(r, 65536):
+        chunks.append(chunk)
+    os.close(r)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), b"".join(chunks).decode()
+
+
+def test_unprivileged_user_runs_hello_without_root(tmp_path):
+    out_file = tmp_path / "out"
+    f = open(out_file, "wb")  # opened as root, inherited by the unprivileged child
+
+    def go():
+        from linx_spec import build_plan, load_file, run
+
+        plan = build_plan(load_file(REPO / "specs" / "hello.yaml"), source="hello.yaml")
+        result = run(plan, stdout=f.fileno())
+        return f"{result.exit_code} {result.pid}"
+
+    with f:
+        code, out = _as_nobody(go)
+    assert code == 0, out
+    exit_code, pid = out.split()
+    assert exit_code == "0"
+    inside = out_file.read_text()
+    assert "inside: uid=0 gid=0 pid=1 hostname=linx-hello" in inside
+
+
+def test_unprivileged_plan_errors_say_what_needs_root():
+    def go():
+        from linx_spec import PlanError, build_plan, load_text
+
+        msgs = []
+        for text in (
+            "version: 1\nnamespaces: [pid]\nprocess: {command: [/bin/true]}\n",
+            "version: 1\nnamespaces: [user]\nidmap:\n  uid: [{container: 0, host: 0}]\n  gid: [{container: 0, host: 0}]\n"
+            "process: {command: [/bin/true]}\n",
+        ):
+            try:
+                build_plan(load_text(text))
+                msgs.append("no error")
+            except PlanError as exc:
+                msgs.append(str(exc))
+        return "\n".join(msgs)
+
+    code, out = _as_nobody(go)
+    assert code == 0, out
+    first, second = out.splitlines()
+    assert "needs root, or a new user namespace" in first and "remedy" in first
+    assert "mapping ids other than your own needs root" in second

@@ -1,0 +1,165 @@
+"""The orchestrator (run.py) with a fake agent and fake host steps that record
+the interleaving, and a failure injected at every position: the child never
+runs, and what was created is undone in reverse."""
+
+from __future__ import annotations
+
+import pytest
+
+import importlib
+
+runmod = importlib.import_module("linx_spec.run")  # the package exports a function named run
+from linx_spec import build_plan, load_text
+from linx_spec.agent import End
+from linx_spec.errors import StepError
+from linx_spec.steps import STEPS
+
+SPEC = "version: 1\nnamespaces: [user, pid, uts]\nhostname: h\nprocess: {command: [/bin/true]}\n"
+HOST_STEPS = ["idmap", "cgroup", "network", "rlimits"]
+
+
+class FakePlan:
+    """A real plan with every host step switched on (their bodies are fakes)."""
+
+    def __init__(self):
+        self._plan = build_plan(load_text(SPEC))
+
+    def get(self):
+        import dataclasses
+
+        return dataclasses.replace(self._plan, cgroup=object(), network=object(), rlimits=object())
+
+
+def make_fakes(log: list, fail_at: str | None):
+    class FakeAgent:
+        def __init__(self, **_kw):
+            log.append("agent:start")
+
+        def _maybe(self, name):
+            log.append(f"agent:{name}")
+            if fail_at == f"agent:{name}":
+                raise StepError(name, "agent", 1, "injected")
+
+        def hello(self):
+            self._maybe("hello")
+            return 4242
+
+        def spawn(self, flags, joins, grace_ms):
+            self._maybe("spawn")
+            return 777
+
+        def track_cgroup(self, path):
+            log.append(f"agent:track {path}")
+
+        def proceed(self, attrs):
+            self._maybe("proceed")
+            return [(20, 1000), (28, 2000)]
+
+        def abort(self):
+            log.append("agent:abort")
+
+        def signal(self, signo):
+            log.append(f"agent:signal {signo}")
+
+        def wait(self):
+            self._maybe("wait")
+            return End(0, None)
+
+        def close(self):
+            log.append("agent:close")
+
+    def host_step(name):
+        def apply(plan, ctx):
+            log.append(f"host:{name}")
+            ctx.on_undo(name, lambda: log.append(f"undo:{name}"))
+            if name == "cgroup":
+                ctx.track_cgroup("/sys/fs/cgroup/x/linx-test")
+                ctx.after_exit(lambda result: log.append("collect:cgroup"))
+            if fail_at == f"host:{name}":
+                raise StepError(name, "host", 22, "injected")
+
+        return apply
+
+    return FakeAgent, host_step
+
+
+def run_with(monkeypatch, fail_at=None):
+    log: list[str] = []
+    agent_cls, host_step = make_fakes(log, fail_at)
+    monkeypatch.setattr(runmod, "Agent", agent_cls)
+    monkeypatch.setattr(runmod, "_host_step", host_step)
+    plan = FakePlan().get()
+    try:
+        result = runmod.run(plan)
+    except StepError as exc:
+        return log, exc
+    return log, result
+
+
+def test_happy_path_interleaving(monkeypatch):
+    log, result = run_with(monkeypatch)
+    assert log == [
+        "agent:start", "agent:hello", "agent:spawn",
+        "host:idmap", "host:cgroup", "agent:track /sys/fs/cgroup/x/linx-test", "host:network", "host:rlimits",
+        "agent:proceed", "agent:wait", "collect:cgroup", "agent:close",
+        "undo:rlimits", "undo:network", "undo:cgroup", "undo:idmap",
+    ]
+    assert result.exit_code == 0
+    assert [t.step for t in result.timings] == ["spawn", *HOST_STEPS, "hostname", "exec"]
+
+
+POSITIONS = ["agent:hello", "agent:spawn", *[f"host:{s}" for s in HOST_STEPS], "agent:proceed"]
+
+
+@pytest.mark.parametrize("fail_at", POSITIONS)
+def test_failure_at_every_position_rolls_back_in_reverse(monkeypatch, fail_at):
+    log, exc = run_with(monkeypatch, fail_at)
+    assert isinstance(exc, StepError)
+    assert "agent:wait" not in log  # the workload never ran
+    done = [e.split(":")[1] for e in log if e.startswith("host:")]
+    undone = [e.split(":")[1] for e in log if e.startswith("undo:")]
+    assert undone == list(reversed(done)), log
+    assert log.count("agent:close") == 1
+    if fail_at.startswith("host:") or fail_at == "agent:proceed":
+        assert "agent:abort" in log
+        # the parked child is aborted before the host side is undone
+        assert log.index("agent:abort") < log.index("agent:close") <= min(
+            (log.index(e) for e in log if e.startswith("undo:")), default=len(log))
+    assert "collect:cgroup" not in log
+
+
+def test_failure_after_exit_still_undoes(monkeypatch):
+    log, exc = run_with(monkeypatch, "agent:wait")
+    assert isinstance(exc, StepError)
+    assert [e for e in log if e.startswith("undo:")] == [f"undo:{s}" for s in reversed(HOST_STEPS)]
+
+
+def test_interrupt_during_setup_rolls_back(monkeypatch):
+    log: list[str] = []
+    agent_cls, host_step = make_fakes(log, None)
+
+    def interrupting(name):
+        inner = host_step(name)
+
+        def apply(plan, ctx):
+            inner(plan, ctx)
+            if name == "network":
+                raise KeyboardInterrupt
+
+        return apply
+
+    monkeypatch.setattr(runmod, "Agent", agent_cls)
+    monkeypatch.setattr(runmod, "_host_step", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        runmod.run(FakePlan().get())
+    assert log[-3:] == ["undo:network", "undo:cgroup", "undo:idmap"]
+    assert "agent:abort" in log and "agent:proceed" not in log
+
+
+def test_every_step_has_a_reason_and_a_known_side():
+    for s in STEPS:
+        assert s.side in ("agent", "host", "child") and len(s.reason) > 20
+    sides = [s.side for s in STEPS]
+    # agent first, then every host step, then every child step: the checkpoint shape
+    assert sides == sorted(sides, key=["agent", "host", "child"].index)
+    assert STEPS[-1].name == "exec" and STEPS[-2].name == "seccomp"
