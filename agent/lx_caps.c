@@ -1,6 +1,14 @@
-/* Capabilities in runc's order: bounding set dropped while still privileged,
- * thread sets after the identity switch, ambient last (it needs permitted and
- * inheritable).  capabilities(7), prctl(2).  Also no_new_privs. */
+/* Capabilities, in runc's order (libcontainer finalizeNamespace):
+ *   1. bounding  drop the bounding set while still privileged: PR_CAPBSET_DROP
+ *                needs CAP_SETPCAP, which the identity switch may take away;
+ *   2. user      (lx_user.c) PR_SET_KEEPCAPS, setgroups, setresgid, setresuid:
+ *                the switch away from uid 0 clears effective and ambient and,
+ *                without KEEPCAPS, permitted;
+ *   3. capabilities  capset(2) effective, permitted, inheritable from the kept
+ *                permitted set, then the ambient set, which the kernel allows
+ *                only within permitted and inheritable (prctl(2)).
+ * Also no_new_privs, set after all of this and before seccomp.
+ * capabilities(7), prctl(2), capset(2). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <linux/capability.h>
@@ -30,6 +38,7 @@ int lx_bounding_in_child(const struct lx_settings *s, struct lx_err *e)
 int lx_capabilities_in_child(const struct lx_settings *s, struct lx_err *e)
 {
 	if (s->has_caps) {
+		/* Version 3: two 32-bit words per set, capabilities 0-63. */
 		struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
 		struct __user_cap_data_struct data[2];
 		for (int i = 0; i < 2; i++) {
@@ -44,13 +53,21 @@ int lx_capabilities_in_child(const struct lx_settings *s, struct lx_err *e)
 				       (unsigned long long)s->cap_inheritable);
 	}
 	if (s->has_ambient) {
-		if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0)
-			return lx_fail(e, LX_STEP_CAPABILITIES, errno, "clear the ambient set");
+		/* Ambient last: a raise needs the capability in permitted and
+		 * inheritable, which capset just wrote.  Clear first: the set may
+		 * hold what the agent inherited (a root identity keeps it). */
+		if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0) {
+			/* Before Linux 4.3 there is no ambient set: nothing to clear,
+			 * and nothing can be raised. */
+			if (!(errno == EINVAL && s->cap_ambient == 0))
+				return lx_fail(e, LX_STEP_CAPABILITIES, errno, "clear the ambient set");
+		}
 		for (int cap = 0; cap < 64; cap++) {
 			if (!(s->cap_ambient & (1ULL << cap)))
 				continue;
 			if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0)
-				return lx_fail(e, LX_STEP_CAPABILITIES, errno, "raise ambient capability %d", cap);
+				return lx_fail(e, LX_STEP_CAPABILITIES, errno,
+					       "raise ambient capability %d (must be in permitted and inheritable)", cap);
 		}
 	}
 	return 0;
@@ -58,6 +75,8 @@ int lx_capabilities_in_child(const struct lx_settings *s, struct lx_err *e)
 
 int lx_no_new_privs_in_child(const struct lx_settings *s, struct lx_err *e)
 {
+	/* Inherited across fork and execve and never unset: setuid bits and file
+	 * capabilities of anything the workload runs grant nothing (prctl(2)). */
 	if (s->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
 		return lx_fail(e, LX_STEP_NO_NEW_PRIVS, errno, "prctl(PR_SET_NO_NEW_PRIVS)");
 	return 0;

@@ -92,7 +92,8 @@ STEPS: list[Step] = [
          "needs host privileges and the child's netns (by pid); done before the child can see its interfaces",
          lambda p: p.network is not None, _describe("network")),
     Step(13, "rlimits", "host",
-         "prlimit from the host: raising a hard limit is impossible from inside a user namespace (as runc)",
+         "prlimit (and oom_score_adj) from the host: raising a hard limit is impossible from inside a user "
+         "namespace (as runc)",
          lambda p: p.rlimits is not None, _describe("rlimits")),
     Step(19, "cgroupns", "child",
          "after the cgroup step placed the child: the namespace's root becomes the workload's own cgroup",
