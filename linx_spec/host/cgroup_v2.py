@@ -1,0 +1,185 @@
+"""cgroup v2 (unified hierarchy): which files a knob becomes, where controllers
+may be enabled, and how a cgroup's processes are killed.
+
+File names and semantics: Documentation/admin-guide/cgroup-v2.rst.  Rules that
+shape this module:
+- a controller is usable in a cgroup only when its parent lists it in
+  cgroup.subtree_control, so every directory from the topmost one we may
+  change down to the workload's parent enables what the workload needs
+  (one controller per write: a failed `+a +b` write tells nothing about which);
+- "no internal processes": a non-root cgroup with processes cannot enable
+  domain controllers for its children, hence the evacuation of a delegated
+  cgroup into a leaf before anything is enabled there;
+- the root cgroup and directories we did not create (and that are not named
+  `linx*`) are never written: a controller missing there is a plan error.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from ..errors import PlanError
+
+if TYPE_CHECKING:
+    from ..spec.cgroup import Cgroup
+
+# The controllers the spec's knobs use, in the order their files are written.
+KNOB_CONTROLLERS = ("memory", "cpu", "cpuset", "pids", "io")
+# Joined when available even without a knob: they report usage after exit.
+ACCOUNTING = ("memory", "pids")
+
+
+def read_set(path: str) -> frozenset[str]:
+    try:
+        with open(path) as f:
+            return frozenset(f.read().split())
+    except OSError:
+        return frozenset()
+
+
+def is_real_root(mount: str) -> bool:
+    # cgroup.type is not on the root cgroup (CFTYPE_NOT_ON_ROOT): a mount
+    # without it shows the host's root, with it a cgroup namespace's root.
+    return not os.path.exists(os.path.join(mount, "cgroup.type"))
+
+
+def chain(parent: str) -> list[str]:
+    """`/a/b` -> [`/`, `/a`, `/a/b`]."""
+    parts = [p for p in parent.split("/") if p]
+    return ["/"] + ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+def enable_path(mount: str, parent: str, wanted: list[str], accounting: list[str],
+                delegated: str | None) -> tuple[list[str], tuple[str, ...]]:
+    """Walk from the hierarchy root to `parent`: every directory must pass the
+    wanted controllers down.  Returns (controllers for the leaf, the cgroup paths
+    whose subtree_control we enable them in).  Raises PlanError naming the
+    controller and the directory that withholds it."""
+    acct = [c for c in accounting if c not in wanted]
+    enable_in: list[str] = []
+    passed: frozenset[str] | None = None  # what a directory we create would get
+    real_root = is_real_root(mount)
+    for path in chain(parent):
+        d = mount if path == "/" else mount + path
+        exists = os.path.isdir(d)
+        if exists:
+            ctrl = read_set(os.path.join(d, "cgroup.controllers"))
+            stc = read_set(os.path.join(d, "cgroup.subtree_control"))
+        else:
+            ctrl, stc = passed or frozenset(), frozenset()
+        name = path.rsplit("/", 1)[-1]
+        ours = (not exists or (path != "/" and name.startswith("linx"))
+                or (path == delegated and (path != "/" or not real_root)))
+        for c in wanted:
+            if c in stc:
+                continue
+            if c not in ctrl:
+                raise PlanError(
+                    f"the {c} controller is not available in {d} (its cgroup.controllers: "
+                    f"{' '.join(sorted(ctrl)) or 'none'})",
+                    f"enable {c} in the parent's cgroup.subtree_control, or drop `cgroup.{c}`",
+                    f"cgroup.{c}")
+            if not ours:
+                raise PlanError(
+                    f"the {c} controller is not enabled for the children of {d}, a cgroup linx-spec does not "
+                    f"own and will not change",
+                    f"enable it: echo +{c} > {os.path.join(d, 'cgroup.subtree_control')} (or choose another "
+                    "cgroup.parent)",
+                    f"cgroup.{c}")
+        acct = [c for c in acct if c in stc or (ours and c in ctrl)]
+        if ours:
+            enable_in.append(path)
+        passed = frozenset(wanted) | frozenset(acct)
+    return [*wanted, *acct], tuple(enable_in)
+
+
+def writes(cg: "Cgroup", devices: dict[str, str], only: set[str]) -> list[tuple[str, str]]:
+    """The (file, value) pairs written into the workload's cgroup, in order, for
+    the controllers in `only` (those v2 holds on this host).  `devices` maps
+    each io limit's spec device to MAJOR:MINOR."""
+    from ..spec.cgroup import CPU_PERIOD_DEFAULT
+
+    out: list[tuple[str, str]] = []
+    if cg.memory is not None and "memory" in only:
+        m = cg.memory
+        if m.max is not None:
+            out.append(("memory.max", str(m.max)))
+        if m.high is not None:
+            out.append(("memory.high", str(m.high)))
+        if m.swap_max is not None:
+            out.append(("memory.swap.max", str(m.swap_max)))
+    if cg.cpu is not None and "cpu" in only:
+        c = cg.cpu
+        if c.weight is not None:
+            out.append(("cpu.weight", str(c.weight)))
+        if c.max is not None:
+            period = round((c.period or CPU_PERIOD_DEFAULT) * 1e6)
+            out.append(("cpu.max", f"{round(c.max * period)} {period}"))
+    if cg.cpuset is not None and "cpuset" in only:
+        if cg.cpuset.cpus is not None:
+            out.append(("cpuset.cpus", cg.cpuset.cpus))
+        if cg.cpuset.mems is not None:
+            out.append(("cpuset.mems", cg.cpuset.mems))
+    if cg.pids is not None and cg.pids.max is not None and "pids" in only:
+        out.append(("pids.max", str(cg.pids.max)))
+    if cg.io is not None and "io" in only:
+        if cg.io.weight is not None:
+            out.append(("io.weight", f"default {cg.io.weight}"))
+        for lim in cg.io.limits:
+            keys = [(k, getattr(lim, f)) for k, f in (("rbps", "read_bps"), ("wbps", "write_bps"),
+                                                       ("riops", "read_iops"), ("wiops", "write_iops"))]
+            out.append(("io.max", devices[lim.device] + "".join(f" {k}={v}" for k, v in keys if v is not None)))
+    return out
+
+
+def controllers_of(cg: "Cgroup") -> list[str]:
+    """The v2 controllers the spec's knobs need, in KNOB_CONTROLLERS order."""
+    used = {
+        "memory": cg.memory is not None and any(v is not None for v in (cg.memory.max, cg.memory.high,
+                                                                          cg.memory.swap_max)),
+        "cpu": cg.cpu is not None and (cg.cpu.max is not None or cg.cpu.weight is not None),
+        "cpuset": cg.cpuset is not None and (cg.cpuset.cpus is not None or cg.cpuset.mems is not None),
+        "pids": cg.pids is not None and cg.pids.max is not None,
+        "io": cg.io is not None and (cg.io.weight is not None or bool(cg.io.limits)),
+    }
+    return [c for c in KNOB_CONTROLLERS if used[c]]
+
+
+# --- usage after exit ----------------------------------------------------------
+
+def usage(leaf: str, read) -> dict[str, int | float]:
+    """Figures from a v2 leaf; files a kernel lacks are skipped."""
+    out: dict[str, int | float] = {}
+    peak = read(os.path.join(leaf, "memory.peak"))  # 5.19+
+    if peak is not None and peak.strip().isdigit():
+        out["memory_peak_bytes"] = int(peak)
+    events = _keyed(read(os.path.join(leaf, "memory.events")))
+    if "oom_kill" in events:
+        out["oom_kills"] = events["oom_kill"]
+    if "max" in events:
+        out["memory_limit_hits"] = events["max"]
+    stat = _keyed(read(os.path.join(leaf, "cpu.stat")))  # usage_* is there without the cpu controller
+    if "usage_usec" in stat:
+        out["cpu_seconds"] = stat["usage_usec"] / 1e6
+        out["cpu_user_seconds"] = stat.get("user_usec", 0) / 1e6
+        out["cpu_system_seconds"] = stat.get("system_usec", 0) / 1e6
+    if "nr_throttled" in stat:
+        out["cpu_throttled_periods"] = stat["nr_throttled"]
+        out["cpu_throttled_seconds"] = stat.get("throttled_usec", 0) / 1e6
+    ppeak = read(os.path.join(leaf, "pids.peak"))  # 6.x
+    if ppeak is not None and ppeak.strip().isdigit():
+        out["pids_peak"] = int(ppeak)
+    pev = _keyed(read(os.path.join(leaf, "pids.events")))
+    if "max" in pev:
+        out["pids_limit_hits"] = pev["max"]
+    return out
+
+
+def _keyed(text: str | None) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for line in (text or "").splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].lstrip("-").isdigit():
+            out[parts[0]] = int(parts[1])
+    return out
