@@ -21,8 +21,12 @@
  *         <------------------------------ OK
  *   WAIT ------------------------------->  (when the workload ends)
  *         <------------------------------ EXITED {code} | SIGNALED {signo, core}
+ *   LINGER {path} ---------------------->  on channel close, keep the workload
+ *         <------------------------------ OK
  *   (channel closes) ------------------->  SIGTERM, grace, SIGKILL, kill and
- *                                          remove tracked cgroups, exit
+ *                                          remove tracked cgroups, exit; or, if
+ *                                          lingering: reap it, write its end to
+ *                                          path, remove tracked cgroups, exit
  *
  * Every frame, both ways:  u16 magic 'LX' | u8 version | u8 type | u32 seq | u32 len
  * (little-endian, 12 bytes), then `len` bytes of attributes, each
@@ -52,6 +56,7 @@ enum lx_msg {
 	LX_M_ABORT = 0x05,
 	LX_M_SIGNAL = 0x06,
 	LX_M_WAIT = 0x07,
+	LX_M_LINGER = 0x08,
 	/* events (replies) */
 	LX_M_READY = 0x41,
 	LX_M_SPAWNED = 0x42,
@@ -101,6 +106,47 @@ enum lx_attr {
 	LX_A_MOUNT = 48,           /* bytes: nested attributes, one mount (lx_mounts.c) */
 	LX_A_ROOTFS = 49,          /* str */
 	LX_A_MOUNT_OPT = 50,       /* u32 flags for the mounts step (lx_mounts.c) */
+	LX_A_SESSION = 51,         /* u32: 1 setsid, 2 setsid + fd 0 as controlling tty */
+};
+
+/* LX_A_MOUNT_OPT bits. */
+#define LX_MOUNT_OPT_SLAVE 1u         /* propagation rslave instead of rprivate */
+#define LX_MOUNT_OPT_READONLY_ROOT 2u /* the root mount read-only, after every mount */
+
+/* One mount: the value of an LX_A_MOUNT is itself a list of attributes (same
+ * u16 type | u16 zero | u32 len framing), numbered apart from enum lx_attr so
+ * that a nested one is never mistaken for a top-level one.  Entries run in
+ * the order they come; an LX_MF_ROOT entry (first) is mounted onto
+ * LX_A_ROOTFS and becomes the root. */
+enum lx_mount_attr {
+	LX_MA_KIND = 0x100,    /* u32 enum lx_mount_kind */
+	LX_MA_TARGET = 0x101,  /* str: absolute path inside the root */
+	LX_MA_SOURCE = 0x102,  /* str: host path (bind) */
+	LX_MA_FSTYPE = 0x103,  /* str: filesystem type (fs) */
+	LX_MA_OPTION = 0x104,  /* str, repeated: fsconfig `key` or `key=value` */
+	LX_MA_FLAGS = 0x105,   /* u32 enum lx_mount_flag bits */
+	LX_MA_CONTENT = 0x106, /* bytes: file content (file) */
+	LX_MA_MODE = 0x107,    /* u32 permission bits (file) */
+};
+
+enum lx_mount_kind {
+	LX_MK_BIND = 1,     /* bind SOURCE (a host path) */
+	LX_MK_FS = 2,       /* a fresh FSTYPE filesystem with OPTIONs */
+	LX_MK_DEV = 3,      /* a minimal /dev; OPTION shm_size=BYTES */
+	LX_MK_MASK = 4,     /* /dev/null over a file, an empty read-only tmpfs over a dir */
+	LX_MK_READONLY = 5, /* a read-only bind of the target onto itself */
+	LX_MK_FILE = 6,     /* a file holding CONTENT (generated /etc files) */
+};
+
+enum lx_mount_flag {
+	LX_MF_RDONLY = 1,
+	LX_MF_NOSUID = 2,
+	LX_MF_NODEV = 4,
+	LX_MF_NOEXEC = 8,
+	LX_MF_RECURSIVE = 16, /* bind: the mounts below the source too */
+	LX_MF_CREATE = 32,    /* create a missing target (inside the root) */
+	LX_MF_OPTIONAL = 64,  /* bind: skip when the source is missing */
+	LX_MF_ROOT = 128,     /* fs: mounted onto LX_A_ROOTFS, becomes the root */
 };
 
 struct lx_hdr {

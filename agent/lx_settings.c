@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lx_mounts.h"
 #include "lx_steps.h"
 
 int lx_fail(struct lx_err *e, int step, int err, const char *fmt, ...)
@@ -147,15 +148,20 @@ int lx_settings_parse(const uint8_t *payload, size_t len, struct lx_settings *s,
 			s->seccomp = a.val;
 			s->seccomp_len = a.len;
 			break;
-		case LX_A_MOUNT:
-			if (s->nmounts >= LX_MAX_MOUNTS) {
-				bad = 1;
-				break;
+		case LX_A_MOUNT: {
+			const char *why = "too many mount entries";
+			if (s->nmounts >= LX_MAX_MOUNTS || lx_mount_check(&a, &why) < 0) {
+				lx_settings_free(s);
+				return lx_fail(e, LX_STEP_PROTOCOL, EINVAL, "PROCEED: mount entry %zu: %s", s->nmounts, why);
 			}
 			s->mounts[s->nmounts++] = a;
 			break;
+		}
 		case LX_A_MOUNT_OPT:
 			bad = lx_attr_u32(&a, &s->mount_opt);
+			break;
+		case LX_A_SESSION:
+			bad = lx_attr_u32(&a, &s->session) || s->session > 2;
 			break;
 		default:
 			lx_settings_free(s);

@@ -44,6 +44,7 @@ struct lx_settings {
 	size_t nmounts;
 	char *rootfs;
 	uint32_t mount_opt;
+	uint32_t session;
 	/* storage */
 	char *arena;
 };

@@ -22,8 +22,12 @@ same commit.
           <------------------------------ OK
     WAIT ------------------------------->  (when the workload ends)
           <------------------------------ EXITED {code} | SIGNALED {signo, core}
+    LINGER {path} ---------------------->  on channel close, keep the workload
+          <------------------------------ OK
     (channel closes) ------------------->  SIGTERM, grace, SIGKILL, kill and
-                                           remove tracked cgroups, exit
+                                           remove tracked cgroups, exit; or, if
+                                           lingering: reap it, write its end to
+                                           path, remove tracked cgroups, exit
 
 Every frame, both ways: ``u16 magic 'LX' | u8 version | u8 type | u32 seq | u32 len``
 (little-endian, 12 bytes), then ``len`` bytes of attributes, each
@@ -53,6 +57,7 @@ class Msg(enum.IntEnum):
     ABORT = 0x05
     SIGNAL = 0x06
     WAIT = 0x07
+    LINGER = 0x08
     READY = 0x41
     SPAWNED = 0x42
     RUNNING = 0x43
@@ -101,12 +106,58 @@ class A(enum.IntEnum):
     MOUNT = 48
     ROOTFS = 49
     MOUNT_OPT = 50
+    SESSION = 51
 
 
 U32_ATTRS = {A.VERSION, A.PID, A.STEP, A.ERRNO, A.CODE, A.SIGNO, A.CORE, A.WSTATUS, A.NS_FLAGS,
-             A.GRACE_MS, A.UID, A.GID, A.GROUP, A.UMASK, A.NO_NEW_PRIVS, A.MOUNT_OPT}
+             A.GRACE_MS, A.UID, A.GID, A.GROUP, A.UMASK, A.NO_NEW_PRIVS, A.MOUNT_OPT, A.SESSION}
 U64_ATTRS = {A.CAP_BOUNDING, A.CAP_EFFECTIVE, A.CAP_PERMITTED, A.CAP_INHERITABLE, A.CAP_AMBIENT}
 STR_ATTRS = {A.DETAIL, A.PATH, A.EXEC_PATH, A.ARG, A.ENV, A.CWD, A.HOSTNAME, A.DOMAINNAME, A.ROOTFS}
+
+MOUNT_OPT_SLAVE = 1  # A.MOUNT_OPT bits
+MOUNT_OPT_READONLY_ROOT = 2
+
+
+class MA(enum.IntEnum):
+    """Nested attributes of one A.MOUNT value (enum lx_mount_attr), numbered
+    apart from A; an MF.ROOT entry (first) is mounted onto A.ROOTFS."""
+
+    KIND = 0x100
+    TARGET = 0x101
+    SOURCE = 0x102
+    FSTYPE = 0x103
+    OPTION = 0x104
+    FLAGS = 0x105
+    CONTENT = 0x106
+    MODE = 0x107
+
+
+class MK(enum.IntEnum):
+    """Mount kinds (enum lx_mount_kind)."""
+
+    BIND = 1
+    FS = 2
+    DEV = 3
+    MASK = 4
+    READONLY = 5
+    FILE = 6
+
+
+class MF(enum.IntFlag):
+    """Mount flags (enum lx_mount_flag)."""
+
+    RDONLY = 1
+    NOSUID = 2
+    NODEV = 4
+    NOEXEC = 8
+    RECURSIVE = 16
+    CREATE = 32
+    OPTIONAL = 64
+    ROOT = 128
+
+
+U32_ATTRS |= {MA.KIND, MA.FLAGS, MA.MODE}
+STR_ATTRS |= {MA.TARGET, MA.SOURCE, MA.FSTYPE, MA.OPTION}
 
 
 class FrameError(ValueError):
@@ -218,8 +269,9 @@ def step_order_value(step_ids: list[int]) -> bytes:
     return struct.pack(f"<{len(step_ids)}H", *step_ids)
 
 
-def proceed_attrs(plan, order: list[int]) -> list[tuple[int, object]]:
-    """The PROCEED payload: the child-side settings of a Plan, in step order."""
+def proceed_attrs(plan, order: list[int], session: int = 0) -> list[tuple[int, object]]:
+    """The PROCEED payload: the child-side settings of a Plan, in step order.
+    session: 1 = new session (detached), 2 = new session with fd 0 as its tty."""
     p = plan.process
     attrs: list[tuple[int, object]] = [(A.STEP_ORDER, step_order_value(order)), (A.EXEC_PATH, p.exec_path)]
     attrs += [(A.ARG, a) for a in p.argv]
@@ -239,6 +291,8 @@ def proceed_attrs(plan, order: list[int]) -> list[tuple[int, object]]:
                   (A.CAP_PERMITTED, caps.permitted), (A.CAP_INHERITABLE, caps.inheritable),
                   (A.CAP_AMBIENT, caps.ambient)]
     attrs.append((A.NO_NEW_PRIVS, 1 if plan.no_new_privs else 0))
+    if session:
+        attrs.append((A.SESSION, session))
     if plan.seccomp is not None:
         attrs.append((A.SECCOMP, plan.seccomp.bpf))
     if plan.mounts is not None:

@@ -1,0 +1,33 @@
+/* One mount entry, decoded from the nested attributes of an LX_A_MOUNT value
+ * (layout: enum lx_mount_attr in lx_proto.h).  Decoded once in the agent, to
+ * answer a malformed PROCEED without touching the child, and again in the child. */
+#ifndef LX_MOUNTS_H
+#define LX_MOUNTS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lx_proto.h"
+
+#define LX_MOUNT_MAX_OPTIONS 16
+
+struct lx_mount {
+	uint32_t kind;  /* enum lx_mount_kind */
+	uint32_t flags; /* enum lx_mount_flag bits */
+	uint32_t mode;  /* file kind: permission bits */
+	char target[4096];
+	char source[4096];
+	char fstype[64];
+	const char *options[LX_MOUNT_MAX_OPTIONS];
+	size_t noptions;
+	char optbuf[4096];
+	const uint8_t *content; /* file kind: points into the PROCEED payload */
+	size_t content_len;
+};
+
+/* 0, or -1 with *why saying what is wrong (a static string). */
+int lx_mount_parse(const struct lx_attrv *a, struct lx_mount *m, const char **why);
+/* The same check without keeping the result. */
+int lx_mount_check(const struct lx_attrv *a, const char **why);
+
+#endif

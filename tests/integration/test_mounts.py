@@ -1,0 +1,293 @@
+"""The filesystem on the real kernel (issue 8): checked from inside the workload
+(it prints what it sees and what its writes return) and from the host.
+
+Every test here runs with `host_mount_table_unchanged`: the host's mount table
+is the same after the test as before it, whatever the workload mounted.
+
+The rootfs is cheap: empty directories and Debian's merged-/usr symlinks
+(bin -> usr/bin ...), with the host's /usr bound in read-only by the spec, so
+/usr/bin/python3 runs inside without copying anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from linx_spec import StepError
+
+pytestmark = pytest.mark.root
+
+PY = "/usr/bin/python3"
+NAMESPACES = ["user", "pid", "net", "mount", "uts", "ipc"]
+USR = {"type": "bind", "source": "/usr", "readonly": True}
+# Other subsystems' tests, running at the same time, mount network namespaces
+# and cgroup hierarchies; nothing of this subsystem ever mounts there.
+OTHERS = ("/run/netns", "/var/run/netns", "/sys/fs/cgroup", "/sys/fs/bpf")
+
+
+def _host_table() -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return [line for line in f if not line.split()[4].startswith(OTHERS)]
+
+
+@pytest.fixture(autouse=True)
+def host_mount_table_unchanged():
+    before = _host_table()
+    yield
+    assert _host_table() == before, "a mount leaked into the host's mount table"
+
+
+def make_rootfs(path: Path, extra_dirs=()) -> Path:
+    """A rootfs skeleton: a few empty directories and the merged-/usr links."""
+    for d in ("usr", "etc", "tmp", *extra_dirs):
+        (path / d).mkdir(parents=True, exist_ok=True)
+    for link in ("bin", "sbin", "lib", "lib64"):
+        if os.path.exists(f"/usr/{link}"):
+            (path / link).symlink_to(f"usr/{link}")
+    return path
+
+
+def workload(run_spec, mounts: dict, code: str, *, namespaces=NAMESPACES, **spec):
+    """Run python code inside; its stdout is JSON lines -> list of values."""
+    data = {"version": 1, "namespaces": namespaces, "mounts": mounts,
+            "process": {"command": [PY, "-c", "import errno, json, os\n" + code]}, **spec}
+    result, out, err = run_spec(yaml.safe_dump(data))
+    assert result.exit_code == 0, err
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def try_write(path: str) -> str:
+    """Python source: print the errno name a write to path gets ("ok" if none)."""
+    # os.write, not a buffered file: the error must come from the write itself.
+    return (f"try:\n    fd = os.open({path!r}, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)\n"
+            f"    os.write(fd, b'x')\n    os.close(fd)\n    print(json.dumps('ok'))\n"
+            f"except OSError as e:\n    print(json.dumps(errno.errorcode[e.errno]))\n")
+
+
+def test_the_workload_sees_only_its_rootfs(run_spec, tmp_path):
+    root = make_rootfs(tmp_path / "root", ["proc"])
+    (tmp_path / "host-only").write_text("not for the workload")
+    listing, canary, mounts = workload(run_spec, {"rootfs": str(root), "entries": [USR, {"type": "proc"}]}, f"""
+print(json.dumps(sorted(os.listdir("/"))))
+print(json.dumps(os.path.exists({str(tmp_path / "host-only")!r}) or os.path.exists("/work")))
+print(json.dumps([line.split()[3:5] for line in open("/proc/self/mountinfo")]))
+""")
+    assert listing == sorted(os.listdir(root))
+    assert canary is False
+    # The old root is detached: only the rootfs, the /usr bind and /proc remain.
+    assert mounts == [[str(root), "/"], ["/usr", "/usr"], ["/", "/proc"]]
+
+
+def test_writing_to_a_read_only_bind_fails_with_erofs(run_spec, tmp_path):
+    root = make_rootfs(tmp_path / "root")
+    ro, rw = tmp_path / "ro", tmp_path / "rw"
+    ro.mkdir()
+    rw.mkdir()
+    got = workload(run_spec, {"rootfs": str(root), "entries": [
+        USR, {"type": "bind", "source": str(ro), "target": "/ro", "readonly": True},
+        {"type": "bind", "source": str(rw), "target": "/rw"}]},
+        try_write("/ro/f") + try_write("/rw/f") + try_write("/usr/f"))
+    assert got == ["EROFS", "ok", "EROFS"]
+    assert not (ro / "f").exists() and (rw / "f").read_text() == "x"
+    # The mount points were created inside the rootfs, not anywhere else.
+    assert (root / "ro").is_dir() and (root / "rw").is_dir()
+
+
+def test_tmpfs_size_limit_is_enforced_with_enospc(run_spec, tmp_path):
+    root = make_rootfs(tmp_path / "root")
+    (written, err), = workload(run_spec, {"rootfs": str(root), "entries": [
+        USR, {"type": "tmpfs", "target": "/tmp", "size": "1Mi", "mode": 0o1777}]}, """
+n = 0
+try:
+    with open("/tmp/fill", "wb", buffering=0) as f:
+        for _ in range(64):
+            n += f.write(b"x" * 65536)
+    e = "none"
+except OSError as exc:
+    e = errno.errorcode[exc.errno]
+print(json.dumps([n, e]))
+""")
+    assert err == "ENOSPC"
+    assert 0 < written <= 2**20
+
+
+def test_proc_lists_only_the_workload_pids(run_spec, tmp_path):
+    root = make_rootfs(tmp_path / "root")
+    (me, pids), = workload(run_spec, {"rootfs": str(root), "entries": [USR, {"type": "proc"}]},
+                           "print(json.dumps([os.getpid(), sorted(p for p in os.listdir('/proc') if p.isdigit())]))")
+    assert (me, pids) == (1, ["1"])
+
+
+def test_overlay_root_writes_land_in_upper_and_lower_stays_untouched(run_spec, tmp_path):
+    lower = make_rootfs(tmp_path / "lower")
+    (lower / "etc" / "motd").write_text("from lower\n")
+    upper, work = tmp_path / "upper", tmp_path / "work"
+    upper.mkdir()
+    work.mkdir()
+    before = sorted(str(p.relative_to(lower)) for p in lower.rglob("*"))
+    got = workload(run_spec, {"rootfs": {"lower": [str(lower)], "upper": str(upper), "work": str(work)},
+                              "entries": [USR], "etc": {"hosts": "generate"}}, """
+open("/etc/motd", "w").write("changed\\n")
+open("/new", "w").write("new\\n")
+print(json.dumps([open("/etc/motd").read(), sorted(os.listdir("/"))]))
+""")
+    assert got == [["changed\n", sorted(os.listdir(lower) + ["new"])]]
+    assert (lower / "etc" / "motd").read_text() == "from lower\n"
+    assert sorted(str(p.relative_to(lower)) for p in lower.rglob("*")) == before
+    assert (upper / "new").read_text() == "new\n" and (upper / "etc" / "motd").read_text() == "changed\n"
+    assert (upper / "etc" / "hosts").read_text() == ""  # the mount point, made in the upper layer too
+
+
+def test_overlay_entry_without_rootfs_over_an_existing_host_dir(run_spec, tmp_path):
+    lower, upper, work, merged = (tmp_path / n for n in ("lower", "upper", "work", "merged"))
+    for d in (lower, upper, work, merged):
+        d.mkdir()
+    (lower / "a").write_text("A")
+    got = workload(run_spec, {"entries": [{"type": "overlay", "target": str(merged), "lower": [str(lower)],
+                                           "upper": str(upper), "work": str(work)}]},
+                   f"open({str(merged / 'b')!r}, 'w').write('B')\n"
+                   f"print(json.dumps(sorted(os.listdir({str(merged)!r}))))")
+    assert got == [["a", "b"]]
+    assert os.listdir(merged) == [] and os.listdir(lower) == ["a"] and (upper / "b").read_text() == "B"
+
+
+def test_masked_paths_are_unreadable_and_read_only_paths_unwritable(run_spec, tmp_path):
+    root = make_rootfs(tmp_path / "root", ["secret-dir"])
+    (root / "secret-dir" / "key").write_text("secret")
+    (root / "secret-file").write_text("secret")
+    data = tmp_path / "data"
+    data.mkdir()
+    got = workload(run_spec, {
+        "rootfs": str(root),
+        "entries": [USR, {"type": "proc"}, {"type": "bind", "source": str(data), "target": "/data"}],
+        "masked_paths": ["default", "/secret-dir", "/secret-file", "/not-there"],
+        "readonly_paths": ["default", "/data"]}, """
+print(json.dumps([open("/secret-file").read(), os.listdir("/secret-dir"), open("/proc/timer_list").read()]))
+""" + try_write("/secret-dir/new") + try_write("/data/f") + try_write("/proc/sys/kernel/hostname"))
+    assert got == [["", [], ""], "EROFS", "EROFS", "EROFS"]
+    # On the host, nothing changed: the data dir is still writable there.
+    assert (root / "secret-file").read_text() == "secret" and os.listdir(data) == []
+
+
+def test_workload_mounts_never_reach_the_host(run_spec, tmp_path):
+    target = tmp_path / "m"
+    target.mkdir()
+    for propagation in ("private", "slave"):
+        got = workload(run_spec, {"propagation": propagation, "entries": [{"type": "proc"}]}, f"""
+import subprocess
+subprocess.run(["/usr/bin/mount", "-t", "tmpfs", "none", {str(target)!r}], check=True)
+open({str(target / 'inside')!r}, "w").write("x")
+print(json.dumps(os.listdir({str(target)!r})))
+""", capabilities={"keep": ["sys_admin"]})
+        assert got == [["inside"]]
+        assert os.listdir(target) == []  # the fixture checks the mount table
+
+
+@pytest.mark.parametrize("link", ["absolute", "relative"])
+def test_symlink_in_rootfs_cannot_redirect_a_mount_onto_the_host(run_spec, tmp_path, link):
+    host_dir = tmp_path / "host-owned"
+    host_dir.mkdir()
+    (host_dir / "canary").write_text("untouched")
+    root = make_rootfs(tmp_path / "root")
+    (root / "etc").rmdir()
+    # /etc -> /tmp/.../host-owned, or ../../../(...)/tmp/.../host-owned: on the
+    # host both lead to host-owned; inside the root, `/` and `..` stop at the root.
+    (root / "etc").symlink_to(str(host_dir) if link == "absolute" else "../" * 30 + str(host_dir).lstrip("/"))
+    got = workload(run_spec, {"rootfs": str(root), "entries": [USR, {"type": "tmpfs", "target": "/etc/sub"}],
+                              "etc": {"hosts": "generate"}},
+                   "print(json.dumps([sorted(os.listdir('/etc')), open('/etc/hosts').read(), os.path.ismount('/etc/sub')]))")
+    assert got == [[["hosts", "sub"], "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n", True]]
+    assert os.listdir(host_dir) == ["canary"] and (host_dir / "canary").read_text() == "untouched"
+    # The symlink's target was created inside the rootfs: empty mount points.
+    inside = root / str(host_dir).lstrip("/")
+    assert sorted(os.listdir(inside)) == ["hosts", "sub"] and (inside / "hosts").read_text() == ""
+
+
+def test_a_dangling_symlink_target_is_created_inside_the_root(run_spec, tmp_path):
+    # Debian's /etc/resolv.conf -> ../run/systemd/resolve/stub-resolv.conf, with /run empty.
+    root = make_rootfs(tmp_path / "root")
+    (root / "etc" / "resolv.conf").symlink_to("../run/systemd/resolve/stub-resolv.conf")
+    (tmp_path / "resolv").write_text("nameserver 192.0.2.1\n")
+    got = workload(run_spec, {"rootfs": str(root), "entries": [USR], "etc": {"resolv_conf": str(tmp_path / "resolv")}},
+                   "print(json.dumps(open('/etc/resolv.conf').read()))")
+    assert got == ["nameserver 192.0.2.1\n"]
+    assert (root / "run/systemd/resolve/stub-resolv.conf").read_text() == ""
+
+
+def test_proc_magic_links_cannot_lead_a_mount_out_of_the_root(run_spec, tmp_path):
+    host_dir = tmp_path / "host-owned"
+    host_dir.mkdir()
+    root = make_rootfs(tmp_path / "root", ["proc"])
+    (root / "x").symlink_to(f"/proc/self/root{host_dir}")
+    with pytest.raises(StepError) as info:
+        workload(run_spec, {"rootfs": str(root), "entries": [USR, {"type": "proc"},
+                                                              {"type": "tmpfs", "target": "/x/sub"}]}, "")
+    assert (info.value.step, info.value.errno) == ("mounts", 40)  # ELOOP
+    assert os.listdir(host_dir) == []
+
+
+def test_minimal_dev_sysfs_and_mqueue(run_spec, tmp_path):
+    root = make_rootfs(tmp_path / "root", ["proc", "sys"])
+    got = workload(run_spec, {"rootfs": str(root), "entries": [
+        USR, {"type": "proc"}, {"type": "dev", "shm_size": "2Mi"}, {"type": "sysfs"}, {"type": "mqueue"}]}, """
+import pty
+print(json.dumps(sorted(os.listdir("/dev"))))
+open("/dev/null", "w").write("x")
+master, slave = os.openpty()
+print(json.dumps([len(open("/dev/urandom", "rb").read(8)), open("/dev/zero", "rb").read(4).hex(),
+                  os.readlink("/dev/fd"), os.ttyname(slave), os.statvfs("/dev/shm").f_blocks * os.statvfs("/dev/shm").f_frsize,
+                  sorted(os.listdir("/sys/class/net")), os.path.ismount("/dev/mqueue")]))
+""" + try_write("/dev/full") + try_write("/sys/kernel/profiling"))
+    assert got[0] == sorted(["full", "null", "random", "urandom", "tty", "zero", "pts", "ptmx", "shm", "fd",
+                             "stdin", "stdout", "stderr", "mqueue"])
+    assert got[1] == [8, "00000000", "/proc/self/fd", "/dev/pts/0", 2 * 2**20, ["lo"], True]
+    assert got[2:] == ["ENOSPC", "EROFS"]  # /dev/full is the real device; sysfs is read-only by default
+
+
+def test_etc_files_generated_and_bound_with_a_read_only_root(run_spec, tmp_path):
+    root = make_rootfs(tmp_path / "root")
+    (tmp_path / "resolv").write_text("nameserver 192.0.2.53\n")
+    got = workload(run_spec, {
+        "rootfs": str(root), "rootfs_readonly": True,
+        "entries": [USR, {"type": "tmpfs", "target": "/tmp"}],
+        "etc": {"hostname": "generate", "hosts": "generate", "resolv_conf": "resolv"}}, """
+print(json.dumps([open(f"/etc/{n}").read() for n in ("hostname", "hosts", "resolv.conf")]))
+""" + try_write("/new") + try_write("/tmp/ok") + try_write("/etc/resolv.conf"), hostname="box")
+    assert got[0] == ["box\n", "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\tbox\n",
+                      "nameserver 192.0.2.53\n"]
+    assert got[1:] == ["EROFS", "ok", "EROFS"]
+    # Generated content never touched the rootfs: only empty mount points are there.
+    assert [(root / "etc" / n).read_text() for n in ("hostname", "hosts", "resolv.conf")] == ["", "", ""]
+    assert not (root / "new").exists()
+
+
+def test_without_rootfs_the_host_root_stays_visible_under_the_mounts(run_spec, tmp_path):
+    cover = tmp_path / "cover"
+    cover.mkdir()
+    (cover / "under").write_text("host file")
+    got = workload(run_spec, {"rootfs_readonly": True, "entries": [
+        {"type": "tmpfs", "target": str(cover)}, {"type": "bind", "source": "/etc", "target": str(cover / "etc"),
+                                                   "readonly": True}],
+        "etc": {"hosts": "generate"}}, f"""
+print(json.dumps([os.listdir({str(cover)!r}), os.path.isfile({str(cover / 'etc' / 'passwd')!r}),
+                  open("/etc/hostname").read() == {open('/etc/hostname').read()!r},
+                  open("/etc/hosts").read().startswith("127.0.0.1")]))
+""" + try_write(str(tmp_path / "x")) + try_write(str(cover / "y")))
+    assert got == [[["etc"], True, True, True], "EROFS", "ok"]
+    assert os.listdir(cover) == ["under"] and not (tmp_path / "x").exists()
+
+
+def test_a_failed_mount_is_a_step_error_and_leaves_nothing(run_spec, tmp_path):
+    root = make_rootfs(tmp_path / "root")
+    with pytest.raises(StepError) as info:
+        # uid 4242 is not mapped in the user namespace: tmpfs refuses it.
+        workload(run_spec, {"rootfs": str(root), "entries": [USR, {"type": "tmpfs", "target": "/t", "uid": 4242}]},
+                 "")
+    e = info.value
+    assert (e.step, e.side, e.errno) == ("mounts", "child", 22)
+    assert str(e) == "mounts (child): tmpfs for /t: option uid=4242: tmpfs: Invalid uid '4242': EINVAL (Invalid argument)"
