@@ -6,8 +6,10 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -65,8 +67,22 @@ static int cwd_in_child(const struct lx_settings *s, struct lx_err *e)
 	return 0;
 }
 
+/* Fault injection for the reliability tests (tests/integration/test_faults.py):
+ * LINX_FAULT=fail:ID makes child step ID fail with EIO; pause:ID stops the
+ * child there (it says so on stderr) until it is killed.  Read by the agent
+ * at start; inert when unset. */
+int lx_fault_step = -1;
+int lx_fault_pause;
+
 static int run_step(uint16_t step, const struct lx_settings *s, struct lx_err *e)
 {
+	if (lx_fault_step == step) {
+		if (!lx_fault_pause)
+			return lx_fail(e, step, EIO, "injected fault (LINX_FAULT)");
+		dprintf(2, "linx-fault: paused at step %u\n", step);
+		for (;;)
+			pause();
+	}
 	switch (step) {
 	case LX_STEP_CGROUPNS:
 		return lx_cgroupns_in_child(s, e);
@@ -124,6 +140,16 @@ void lx_child_main(int settings_fd, int status_fd)
 		record(status_fd, LX_REC_FAIL, (uint16_t)e.step, e.err, e.detail);
 		_exit(127);
 	}
+	/* A session of its own (detached), with the pty as controlling terminal
+	 * (-t): so that Ctrl-C on the terminal reaches the workload's group. */
+	if (s.session && setsid() < 0) {
+		record(status_fd, LX_REC_FAIL, LX_STEP_EXEC, errno, "setsid");
+		_exit(127);
+	}
+	if (s.session == 2 && ioctl(0, TIOCSCTTY, 0) < 0) {
+		record(status_fd, LX_REC_FAIL, LX_STEP_EXEC, errno, "ioctl(TIOCSCTTY) on stdin");
+		_exit(127);
+	}
 	for (size_t i = 0; i < s.norder; i++) {
 		record(status_fd, LX_REC_BEGIN, s.order[i], 0, NULL);
 		if (run_step(s.order[i], &s, &e) < 0) {
@@ -142,6 +168,15 @@ void lx_child_main(int settings_fd, int status_fd)
 				close(fd);
 	}
 	record(status_fd, LX_REC_BEGIN, LX_STEP_EXEC, 0, NULL);
+	if (lx_fault_step == LX_STEP_EXEC) {
+		if (lx_fault_pause) {
+			dprintf(2, "linx-fault: paused at step %u\n", LX_STEP_EXEC);
+			for (;;)
+				pause();
+		}
+		record(status_fd, LX_REC_FAIL, LX_STEP_EXEC, EIO, "injected fault (LINX_FAULT)");
+		_exit(127);
+	}
 	execve(s.exec_path, s.argv, s.envp);
 	record(status_fd, LX_REC_FAIL, LX_STEP_EXEC, errno, s.exec_path);
 	_exit(127);

@@ -17,6 +17,8 @@ int lx_capabilities_in_child(const struct lx_settings *s, struct lx_err *e);
 int lx_no_new_privs_in_child(const struct lx_settings *s, struct lx_err *e);
 int lx_seccomp_in_child(const struct lx_settings *s, struct lx_err *e);
 
+extern int lx_fault_step, lx_fault_pause;
+
 /* Status records the child writes to the CLOEXEC status pipe. */
 enum lx_rec_kind { LX_REC_BEGIN = 1, LX_REC_FAIL = 2 };
 struct lx_rec {

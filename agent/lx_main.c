@@ -47,6 +47,8 @@ static struct {
 	int wait_pending;
 	uint32_t wait_seq;
 	uint32_t grace_ms;
+	int linger;
+	char linger_path[4096];
 	char *tracked[LX_MAX_TRACKED];
 	size_t ntracked;
 	struct lx_out out;
@@ -262,9 +264,33 @@ static void kill_cgroup(const char *dir)
 	}
 }
 
-/* The runner is gone: stop the workload and remove what we were told of. */
+static void write_end_file(void)
+{
+	char text[64];
+	if (!A.linger_path[0] || !A.exited)
+		return;
+	if (WIFSIGNALED(A.wstatus))
+		snprintf(text, sizeof(text), "signaled %d%s\n", WTERMSIG(A.wstatus), WCOREDUMP(A.wstatus) ? " core" : "");
+	else
+		snprintf(text, sizeof(text), "exited %d\n", WEXITSTATUS(A.wstatus));
+	int fd = open(A.linger_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+	if (fd >= 0) {
+		(void)write_full(fd, text, strlen(text));
+		close(fd);
+	}
+}
+
+/* The runner is gone: stop the workload (or, lingering, wait for it) and
+ * remove what we were told of. */
 static __attribute__((noreturn)) void orphaned(void)
 {
+	if (A.linger && A.state == ST_RUNNING && !A.exited) {
+		/* Leave the runner's session: a closing terminal is not ours. */
+		setsid();
+		wait_child(-1);
+		kill_orphans();
+	}
+	write_end_file();
 	if (A.child > 0 && !A.exited) {
 		if (A.state == ST_RUNNING) {
 			kill(A.child, SIGTERM);
@@ -442,6 +468,21 @@ static void do_proceed(uint32_t seq, const uint8_t *payload, uint32_t len)
 	char fdetail[513] = "";
 	uint32_t ferr = 0, fstep = 0;
 	for (;;) {
+		/* A child step may hang (a mount on a dead server, an injected
+		 * pause): if the runner goes away meanwhile, stop the child rather
+		 * than wait for it.  POLLRDHUP only: a request that arrives now
+		 * (SIGNAL) waits until the exec is done. */
+		struct pollfd pf[2] = { { A.status_r, POLLIN, 0 }, { A.ctl, POLLRDHUP, 0 } };
+		if (poll(pf, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if ((pf[1].revents & (POLLRDHUP | POLLHUP | POLLERR)) && !(pf[0].revents & (POLLIN | POLLHUP))) {
+			kill(A.child, SIGKILL);
+			wait_child(-1);
+			orphaned();
+		}
 		if (read_full(A.status_r, &rec, sizeof(rec)) < 0)
 			break;
 		char d[513] = "";
@@ -559,6 +600,15 @@ static void do_request(const struct lx_hdr *h, const uint8_t *payload)
 		if (kill(A.child, (int)v) < 0)
 			return send_error(h->seq, LX_STEP_PROTOCOL, errno, "SIGNAL: kill", NULL);
 		return send_simple(LX_M_OK, h->seq);
+	case LX_M_LINGER:
+		A.linger = 1;
+		A.linger_path[0] = 0;
+		if (lx_attr_next(&it, &a) == 1) {
+			if (a.type != LX_A_PATH || lx_attr_str(&a, A.linger_path, sizeof(A.linger_path)) < 0 ||
+			    A.linger_path[0] != '/')
+				return send_error(h->seq, LX_STEP_PROTOCOL, EINVAL, "LINGER: bad path", NULL);
+		}
+		return send_simple(LX_M_OK, h->seq);
 	case LX_M_WAIT:
 		reap();
 		if (A.state == ST_DONE && A.exited && A.child > 0)
@@ -625,6 +675,12 @@ int main(int argc, char **argv)
 	A.ctl = 3;
 	A.settings_w = A.status_r = -1;
 	A.grace_ms = 2000;
+	const char *fault = getenv("LINX_FAULT");
+	if (fault && (strncmp(fault, "fail:", 5) == 0 || strncmp(fault, "pause:", 6) == 0)) {
+		const char *id = strchr(fault, ':') + 1;
+		lx_fault_pause = fault[0] == 'p';
+		lx_fault_step = (*id >= '0' && *id <= '9') ? atoi(id) : -1;
+	}
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--fd") == 0 && i + 1 < argc)
 			A.ctl = atoi(argv[++i]);

@@ -7,8 +7,10 @@ the process and the pairing of requests with replies (by seq).
 from __future__ import annotations
 
 import os
+import select
 import signal as _signal
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +68,7 @@ class Agent:
         self._seq = 0
         self._pending: dict[int, P.Frame] = {}
         self._ignore: set[int] = set()
+        self._wait_seq: int | None = None
         self.pid: int | None = None
         self.returncode: int | None = None
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -75,9 +78,12 @@ class Agent:
             if fd is not None:
                 actions.append((os.POSIX_SPAWN_DUP2, fd, target))
         exe = path or agent_path()
+        env = os.environ
+        if "LINX_FAULT" in env:
+            env = _fault_env(env)
         try:
             # posix_spawn (vfork underneath): cheap even from a large process.
-            self.pid = os.posix_spawn(exe, [exe], os.environ, file_actions=actions, setsigdef=(
+            self.pid = os.posix_spawn(exe, [exe], env, file_actions=actions, setsigdef=(
                 _signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGCHLD, _signal.SIGPIPE))
         except OSError as exc:
             mine.close()
@@ -194,11 +200,41 @@ class Agent:
         """For signal handlers: send without reading (the reply is skipped later)."""
         self._send(P.Msg.SIGNAL, [(P.A.SIGNO, int(signo))], ignore_reply=True)
 
-    def wait(self) -> End:
-        frame = self._call(P.Msg.WAIT, (), (P.Msg.EXITED, P.Msg.SIGNALED))
-        if frame.type == P.Msg.EXITED:
-            return End(frame.get(P.A.CODE), None)
-        return End(None, frame.get(P.A.SIGNO), bool(frame.get(P.A.CORE)))
+    def linger(self, path: str | None = None) -> None:
+        """If the channel closes, keep the workload running; when it ends, write
+        `exited N` / `signaled N` to path (if given) and remove tracked cgroups."""
+        self._call(P.Msg.LINGER, [(P.A.PATH, path)] if path else [], (P.Msg.OK,))
+
+    def wait(self, timeout: float | None = None) -> End | None:
+        """Waits for the workload's end; with a timeout, None if it has not ended yet
+        (the WAIT stays outstanding: call again, signal in between)."""
+        if self._wait_seq is None:
+            self._wait_seq = self._send(P.Msg.WAIT, ())
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            frame = self._pending.pop(self._wait_seq, None)
+            if frame is None:
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    ready, _, _ = select.select([self._sock], [], [], max(left, 0))
+                    if not ready:
+                        return None
+                # The agent writes each frame whole, so once readable it follows.
+                frame = self._read_frame()
+                if frame.seq != self._wait_seq:
+                    if frame.seq in self._ignore:
+                        self._ignore.discard(frame.seq)
+                    else:
+                        self._pending[frame.seq] = frame
+                    continue
+            self._wait_seq = None
+            if frame.type == P.Msg.ERROR:
+                raise self._error(frame)
+            if frame.type == P.Msg.EXITED:
+                return End(frame.get(P.A.CODE), None)
+            if frame.type == P.Msg.SIGNALED:
+                return End(None, frame.get(P.A.SIGNO), bool(frame.get(P.A.CORE)))
+            raise ProtocolError("EXITED or SIGNALED", _name(frame.type))
 
     def fileno(self) -> int:
         return self._sock.fileno()
@@ -217,6 +253,21 @@ class Agent:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _fault_env(env) -> dict:
+    """LINX_FAULT=fail:STEP / pause:STEP (tests only): the agent takes child
+    step ids; host steps are the runner's business (run.py)."""
+    from .steps import STEP_BY_NAME
+
+    env = dict(env)
+    kind, _, name = env.get("LINX_FAULT", "").partition(":")
+    step = STEP_BY_NAME.get(name)
+    if step is not None and step.side == "child":
+        env["LINX_FAULT"] = f"{kind}:{step.id}"
+    else:
+        env.pop("LINX_FAULT", None)
+    return env
 
 
 def _name(type_: int) -> str:

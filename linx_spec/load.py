@@ -214,7 +214,8 @@ def _clean_loc(loc: Loc, data: Any) -> Loc:
         elif isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur):
             out.append(part)
             cur = cur[part]
-        elif i == len(loc) - 1 and isinstance(cur, dict) and isinstance(part, str):
+        elif (i == len(loc) - 1 and isinstance(cur, dict) and isinstance(part, str)
+              and not any(c in part for c in "[(")):
             out.append(part)
     return tuple(out)
 

@@ -62,6 +62,35 @@ class CapsPlan:
 
 
 @dataclass(frozen=True)
+class StreamPlan:
+    kind: str  # inherit | null | file | pty
+    path: str | None = None  # absolute, for file
+    append: bool = True
+
+
+@dataclass(frozen=True)
+class StdioPlan:
+    stdin: StreamPlan = StreamPlan("inherit")
+    stdout: StreamPlan = StreamPlan("inherit")
+    stderr: StreamPlan = StreamPlan("inherit")
+
+    @property
+    def pty(self) -> bool:
+        return self.stdin.kind == "pty"
+
+
+@dataclass(frozen=True)
+class LifecyclePlan:
+    timeout: float | None = None  # seconds
+    stop_grace: float = 5.0
+    restart: str = "no"  # no | on-failure | always
+    max_retries: int | None = None
+    backoff: float = 1.0
+    max_backoff: float = 30.0
+    orphan: str = "stop"  # stop | linger
+
+
+@dataclass(frozen=True)
 class Plan:
     name: str
     source: str  # the spec file ("-" for stdin, "<api>" for a Spec built in Python)
@@ -79,8 +108,13 @@ class Plan:
     no_new_privs: bool = True
     seccomp: Any = None  # seccomp/: SeccompPlan (compiled BPF bytes)
     mounts: Any = None  # mounts plan (agent/lx_mounts.c)
-    grace_seconds: float = 2.0
+    stdio: StdioPlan = StdioPlan()
+    lifecycle: LifecyclePlan = LifecyclePlan()
     notes: tuple[str, ...] = field(default=())  # what the plan decided and why
+
+    @property
+    def grace_seconds(self) -> float:
+        return self.lifecycle.stop_grace
 
     @property
     def clone_flags(self) -> int:
@@ -97,7 +131,7 @@ def is_root() -> bool:
     return os.geteuid() == 0
 
 
-def _resolve_program(word: str, env: dict[str, str], root: str | None) -> str:
+def _resolve_program(word: str, env: dict[str, str], root: str | None, host_path=None) -> str:
     if "/" in word:
         if not word.startswith("/"):
             raise PlanError(
@@ -111,8 +145,9 @@ def _resolve_program(word: str, env: dict[str, str], root: str | None) -> str:
         if not d.startswith("/"):
             continue
         candidate = os.path.join(d, word)
-        on_host = os.path.join(root, candidate.lstrip("/")) if root else candidate
-        if os.path.isfile(on_host) and os.access(on_host, os.X_OK):
+        # host_path (the mounts plan's) also sees through bind mounts and overlay layers.
+        on_host = host_path(candidate) if host_path else os.path.join(root, candidate.lstrip("/")) if root else candidate
+        if on_host and os.path.isfile(on_host) and os.access(on_host, os.X_OK):
             return candidate
     where = f" inside rootfs {root}" if root else ""
     raise PlanError(
@@ -162,6 +197,29 @@ def _mapped(ranges_text: str, ident: int) -> bool:
     return False
 
 
+def _plan_stdio(spec: Spec, base_dir: str) -> StdioPlan:
+    from .spec.stdio import FileStream
+
+    value = spec.stdio
+    if isinstance(value, str):
+        return StdioPlan(*(StreamPlan(value),) * 3)
+
+    def one(stream) -> StreamPlan:
+        if isinstance(stream, FileStream):
+            path = os.path.normpath(os.path.join(base_dir, stream.file))
+            return StreamPlan("file", path, stream.mode == "append")
+        return StreamPlan(stream)
+
+    return StdioPlan(one(value.stdin), one(value.stdout), one(value.stderr))
+
+
+def _plan_lifecycle(spec: Spec) -> LifecyclePlan:
+    lc = spec.lifecycle
+    r = lc.restart
+    retries = r.max_retries if r.max_retries is not None else (3 if r.policy == "on-failure" else None)
+    return LifecyclePlan(lc.timeout, lc.stop_grace, r.policy, retries, r.backoff, r.max_backoff, lc.orphan)
+
+
 def build_plan(spec: Spec, source: str = "<api>", base_dir: str | None = None) -> Plan:
     """Resolve a validated Spec into a Plan for this host (reads, never writes)."""
     ns = spec.namespaces
@@ -190,7 +248,7 @@ def build_plan(spec: Spec, source: str = "<api>", base_dir: str | None = None) -
         root = getattr(mounts_plan, "rootfs", None)
     elif spec.mounts is not None:
         raise PlanError("`mounts` needs a new mount namespace", "add `mount` to namespaces", "mounts")
-    exec_path = _resolve_program(p.command[0], env, root)
+    exec_path = _resolve_program(p.command[0], env, root, getattr(mounts_plan, "host_path", None))
     if idmap is not None:
         if not _mapped(idmap.uid_map, p.user.uid):
             raise PlanError(f"process.user.uid {p.user.uid} is not mapped in the user namespace",
@@ -213,8 +271,15 @@ def build_plan(spec: Spec, source: str = "<api>", base_dir: str | None = None) -
 
         cgroup_plan = _cgroup.resolve(spec.cgroup, spec)
         notes.extend(getattr(cgroup_plan, "notes", ()))
-    if spec.network is not None:
+    # A new net namespace always gets the network step (lo up by default, without
+    # pyroute2); a joined one is used as it is (docs/network.md).
+    if spec.network is not None or "net" in ns_new:
         if "net" not in ns_new:
+            joined = dict(ns_join).get("net")
+            if joined:
+                raise PlanError(f"`network` configures a new net namespace; the joined one ({joined}) is used "
+                                "as it is", "configure it beforehand (ip netns exec NAME ...), or use `net: new`",
+                                "network")
             raise PlanError("`network` needs a new net namespace", "add `net` to namespaces", "network")
         from .host import network as _network
 
@@ -223,10 +288,10 @@ def build_plan(spec: Spec, source: str = "<api>", base_dir: str | None = None) -
         from .host import rlimits as _rlimits
 
         rlimits_plan = _rlimits.resolve(spec.rlimits, spec)
-    if spec.capabilities is not None:
-        from .spec import capabilities as _caps
+    # Always: an absent `capabilities:` resolves to the default set (docs/privileges.md).
+    from .spec import capabilities as _caps
 
-        caps_plan = _caps.resolve(spec.capabilities, spec)
+    caps_plan = _caps.resolve(spec.capabilities, spec)
     if spec.seccomp is not None:
         from .seccomp import compile as _seccomp
 
@@ -258,5 +323,7 @@ def build_plan(spec: Spec, source: str = "<api>", base_dir: str | None = None) -
         no_new_privs=spec.no_new_privs,
         seccomp=seccomp_plan,
         mounts=mounts_plan,
+        stdio=_plan_stdio(spec, base_dir or os.getcwd()),
+        lifecycle=_plan_lifecycle(spec),
         notes=tuple(notes),
     )

@@ -6,7 +6,7 @@
       .proceed()                   child steps, execve
       .abort()                     the child never runs; everything undone
       .signal(sig) / .wait() -> Result
-    run(plan) -> Result            all of the above, for the common case
+    run(plan) -> Result            all of the above, with the restart policy
 
 Any failure before the workload runs aborts the child and undoes, in reverse,
 whatever the host steps created.  After the workload ends, the collectors
@@ -17,15 +17,18 @@ from __future__ import annotations
 
 import os
 import signal as _signal
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .agent import Agent, End
-from .errors import LinxError, ProtocolError, StepError
-from .plan import Plan
+from .errors import LinxError, ProtocolError
+from .plan import Plan, StreamPlan
 from .protocol import proceed_attrs
 from .steps import STEP_BY_ID, active_steps, child_order
+
+CAPTURE = "capture"  # stdout/stderr value: collect into Result.stdout / Result.stderr
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,10 @@ class Result:
     timings: list[StepTiming]
     usage: dict[str, Any] = field(default_factory=dict)  # cgroup figures after exit
     reason: str = ""  # plain words when something outside the program ended it (OOM, seccomp, timeout)
+    timed_out: bool = False
+    restarts: int = 0
+    stdout: bytes | None = None  # when captured
+    stderr: bytes | None = None
 
     @property
     def status(self) -> int:
@@ -86,9 +93,15 @@ def _host_step(name: str) -> Callable[[Plan, HostContext], None]:
 
         return idmap.apply_from_host
     if name == "cgroup":
-        from .host import cgroup
+        def apply(plan, ctx):
+            own = getattr(plan.cgroup, "apply_from_host", None)  # exec: join the workload's cgroups
+            if own is not None:
+                return own(ctx)
+            from .host import cgroup
 
-        return lambda plan, ctx: cgroup.apply_from_host(plan.cgroup, ctx)
+            return cgroup.apply_from_host(plan.cgroup, ctx)
+
+        return apply
     if name == "network":
         from .host import network
 
@@ -103,26 +116,148 @@ def _host_step(name: str) -> Callable[[Plan, HostContext], None]:
 Reporter = Callable[[str, str, float], None]
 
 
-class Workload:
-    """One workload, driven step by step (see the module docstring)."""
+def _fault(step: str, side: str, agent: Agent | None) -> None:
+    """LINX_FAULT=fail:STEP or pause:STEP, for the reliability tests: fail the
+    host-side step with EIO, or stop before it (saying so on stderr) until the
+    agent goes away or the runner is killed.  Child steps are the agent's."""
+    spec = os.environ.get("LINX_FAULT")
+    if not spec:
+        return
+    kind, _, name = spec.partition(":")
+    if name != step:
+        return
+    if kind == "fail":
+        from .errors import StepError
 
-    def __init__(self, plan: Plan, *, stdin: int | None = None, stdout: int | None = None,
-                 stderr: int | None = None, on_step: Reporter | None = None):
+        raise StepError(step, side, 5, "injected fault (LINX_FAULT)")
+    if kind == "pause":
+        import select
+        import sys
+
+        print(f"linx-fault: paused before {step}", file=sys.stderr, flush=True)
+        while agent is not None:
+            ready, _, _ = select.select([agent.fileno()], [], [], 1.0)
+            if ready:
+                return  # the agent is gone (EOF): carry on and fail like the real thing
+
+
+def _open_stream(stream: StreamPlan, fd: int) -> int | None:
+    """An fd for one stream of the plan (None: inherit)."""
+    if stream.kind == "inherit":
+        return None
+    if stream.kind == "null":
+        return os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    if stream.kind == "file":
+        if fd == 0:
+            flags = os.O_RDONLY
+        else:
+            flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if stream.append else os.O_TRUNC)
+        try:
+            return os.open(stream.path, flags | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            from .errors import step_error
+
+            raise step_error("spawn", "host", exc, f"open {('stdin', 'stdout', 'stderr')[fd]} file",
+                             stream.path) from None
+    raise ValueError(stream.kind)
+
+
+class Workload:
+    """One workload, driven step by step (see the module docstring).
+
+    stdin/stdout/stderr: an fd to give the workload, or None for what the plan
+    says (inherit by default); stdout/stderr may be CAPTURE, and `input` bytes
+    feed stdin.  pty=True (or `stdio: pty`) gives it a pseudo-terminal whose
+    master is `self.pty_master`."""
+
+    def __init__(self, plan: Plan, *, stdin: int | None = None, stdout: int | str | None = None,
+                 stderr: int | str | None = None, input: bytes | None = None, pty: bool | None = None,
+                 on_step: Reporter | None = None, session: bool = False, linger_path: str | None = None):
         self.plan = plan
         self._stdio = (stdin, stdout, stderr)
+        self._input = input
+        self._pty = plan.stdio.pty if pty is None else pty
+        self._session = session
+        self._linger_path = linger_path
         self._on_step = on_step
         self.agent: Agent | None = None
         self.pid: int = 0
+        self.pty_master: int | None = None
         self.state = "new"  # new -> parked -> ready -> running -> ended | aborted
+        self.releasing = False
         self.timings: list[StepTiming] = []
         self._undo: list[tuple[str, Callable[[], None]]] = []
         self._after_exit: list[Callable[[Result], None]] = []
+        self._threads: list[threading.Thread] = []
+        self._captured: dict[int, list[bytes]] = {}
         self.result: Result | None = None
 
     def _time(self, name: str, side: str, seconds: float) -> None:
         self.timings.append(StepTiming(name, side, seconds))
         if self._on_step:
             self._on_step(name, side, seconds)
+
+    # --- stdio ---------------------------------------------------------------
+    def _stdio_fds(self) -> tuple[list[int | None], list[int]]:
+        """-> (fds for 0, 1, 2; fds to close once the agent has its copies)."""
+        fds: list[int | None] = [None, None, None]
+        opened: list[int] = []
+        if self._pty:
+            import pty as _pty
+
+            master, slave = _pty.openpty()
+            os.set_inheritable(master, False)
+            self.pty_master = master
+            opened.append(slave)
+            fds = [slave, slave, slave]
+        streams = (self.plan.stdio.stdin, self.plan.stdio.stdout, self.plan.stdio.stderr)
+        for i, given in enumerate(self._stdio):
+            if given == CAPTURE or (i == 0 and self._input is not None):
+                r, w = os.pipe2(os.O_CLOEXEC)
+                if i == 0:
+                    fds[0] = r
+                    opened.append(r)
+                    self._start_thread(self._feed, w, self._input or b"")
+                else:
+                    fds[i] = w
+                    opened.append(w)
+                    self._captured[i] = []
+                    self._start_thread(self._drain, r, self._captured[i])
+            elif given is not None:
+                fds[i] = given
+            elif self._pty or streams[i].kind == "pty":
+                continue  # the pty slave (or, with the pty turned off, inherit)
+            else:
+                fd = _open_stream(streams[i], i)
+                if fd is not None:
+                    fds[i] = fd
+                    opened.append(fd)
+        return fds, opened
+
+    def _start_thread(self, fn, *args) -> None:
+        t = threading.Thread(target=fn, args=args, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    @staticmethod
+    def _feed(fd: int, data: bytes) -> None:
+        try:
+            view = memoryview(data)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def _drain(fd: int, sink: list[bytes]) -> None:
+        try:
+            while chunk := os.read(fd, 65536):
+                sink.append(chunk)
+        finally:
+            os.close(fd)
 
     # --- the checkpoint ------------------------------------------------------
     def spawn(self) -> int:
@@ -132,12 +267,19 @@ class Workload:
         if self.state != "new":
             raise RuntimeError(f"spawn: workload is {self.state}")
         t0 = time.perf_counter()
-        stdin, stdout, stderr = self._stdio
-        self.agent = Agent(stdin=stdin, stdout=stdout, stderr=stderr)
+        fds, opened = self._stdio_fds()
+        try:
+            self.agent = Agent(stdin=fds[0], stdout=fds[1], stderr=fds[2])
+        finally:
+            for fd in opened:
+                os.close(fd)
         try:
             self.agent.hello()
             joins = [(CLONE_FLAGS[n], path) for n, path in self.plan.ns_join]
+            _fault("spawn", "agent", self.agent)
             self.pid = self.agent.spawn(self.plan.clone_flags, joins, int(self.plan.grace_seconds * 1000))
+            if self.plan.lifecycle.orphan == "linger" or self._linger_path:
+                self.agent.linger(self._linger_path)
         except BaseException:
             self._teardown()
             raise
@@ -154,6 +296,7 @@ class Workload:
             for step in active_steps(self.plan):
                 if step.side != "host":
                     continue
+                _fault(step.name, "host", self.agent)
                 t0 = time.perf_counter()
                 _host_step(step.name)(self.plan, ctx)
                 self._time(step.name, "host", time.perf_counter() - t0)
@@ -168,8 +311,12 @@ class Workload:
             self.setup()
         if self.state != "ready":
             raise RuntimeError(f"proceed: workload is {self.state}")
+        session = 2 if self._pty else (1 if self._session else 0)
+        # From here on a signal for the workload is forwarded, not an interrupt
+        # of the setup: the agent handles it after the exec it is doing now.
+        self.releasing = True
         try:
-            timings = self.agent.proceed(proceed_attrs(self.plan, child_order(self.plan)))
+            timings = self.agent.proceed(proceed_attrs(self.plan, child_order(self.plan), session))
         except BaseException:
             # The child is gone (it failed a step) or must go; undo the host side.
             self.abort()
@@ -178,6 +325,7 @@ class Workload:
             step = STEP_BY_ID.get(step_id)
             self._time(step.name if step else str(step_id), "child", ns / 1e9)
         self.state = "running"
+        self._started = time.monotonic()
 
     def start(self) -> int:
         """spawn + setup + proceed."""
@@ -201,23 +349,65 @@ class Workload:
             raise RuntimeError(f"signal: workload is {self.state}")
         self.agent.signal(signo)
 
-    def wait(self) -> Result:
-        """Wait for the workload to end; collect usage; undo what was created."""
+    def poll(self, timeout: float = 0) -> End | None:
+        """The workload's end if it has ended within timeout seconds, else None."""
+        return self.agent.wait(timeout)
+
+    def wait(self, timeout: float | None = -1) -> Result:
+        """Wait for the workload to end (stopping it at the time limit: the plan's
+        `lifecycle.timeout` unless given); collect usage; undo what was created."""
         if self.state != "running":
             raise RuntimeError(f"wait: workload is {self.state}")
+        limit = self.plan.lifecycle.timeout if timeout == -1 else timeout
+        timed_out = False
+        reason = ""
         try:
-            end: End = self.agent.wait()
+            if limit is None:
+                end = self.agent.wait()
+            else:
+                end = self.agent.wait(max(0.0, limit - (time.monotonic() - self._started)))
+                if end is None:
+                    timed_out = True
+                    end, how = self.stop(self.plan.lifecycle.stop_grace)
+                    reason = f"timed out after {_seconds(limit)}: {how}"
         except BaseException:
             self._teardown()
             raise
+        return self._finish(end, reason, timed_out)
+
+    def stop(self, grace: float) -> tuple[End, str]:
+        """SIGTERM, up to `grace` seconds, then SIGKILL.  -> (end, what it took)."""
+        try:
+            self.agent.signal(_signal.SIGTERM)
+        except LinxError:
+            pass  # it may have ended just now
+        end = self.agent.wait(grace)
+        if end is not None:
+            return end, "stopped by SIGTERM"
+        try:
+            self.agent.signal(_signal.SIGKILL)
+        except LinxError:
+            pass
+        end = self.agent.wait()
+        return end, f"killed by SIGKILL after a {_seconds(grace)} grace period"
+
+    def _finish(self, end: End, reason: str, timed_out: bool) -> Result:
         self.state = "ended"
         self.result = Result(self.plan.name, self.pid, end.exit_code, end.signal, end.core_dumped,
-                             list(self.timings))
+                             list(self.timings), reason=reason, timed_out=timed_out)
         try:
             for collect in self._after_exit:
                 collect(self.result)
+            # seccomp kill/kill_thread (and an uncaught trap) end the process with SIGSYS.
+            if self.plan.seccomp is not None and end.signal == _signal.SIGSYS and not self.result.reason:
+                self.result.reason = "killed by its seccomp filter (SIGSYS)"
         finally:
             self._teardown()
+        if self._captured:
+            out = self._captured.get(1)
+            err = self._captured.get(2)
+            self.result.stdout = b"".join(out) if out is not None else None
+            self.result.stderr = b"".join(err) if err is not None else None
         return self.result
 
     def close(self) -> None:
@@ -244,6 +434,16 @@ class Workload:
             except BaseException as exc:  # noqa: BLE001 - keep undoing
                 errors.append(exc)
         self._after_exit.clear()
+        # Output pipes reach EOF once the workload and the agent are gone.
+        for t in self._threads:
+            t.join(timeout=5)
+        self._threads.clear()
+        if self.pty_master is not None and self.state in ("ended", "aborted"):
+            try:
+                os.close(self.pty_master)
+            except OSError:
+                pass
+            self.pty_master = None
         if errors and not isinstance(errors[0], LinxError):
             raise errors[0]
 
@@ -254,25 +454,64 @@ class Workload:
         self.close()
 
 
-def run(plan: Plan, *, stdin: int | None = None, stdout: int | None = None, stderr: int | None = None,
-        on_step: Reporter | None = None) -> Result:
-    """Run one workload to its end and return its Result."""
-    with Workload(plan, stdin=stdin, stdout=stdout, stderr=stderr, on_step=on_step) as w:
-        w.start()
-        return w.wait()
+def _seconds(value: float) -> str:
+    return f"{value:g}s"
+
+
+def should_restart(plan: Plan, result: Result, restarts: int) -> bool:
+    lc = plan.lifecycle
+    if lc.restart == "no" or (lc.restart == "on-failure" and result.exit_code == 0):
+        return False
+    return lc.max_retries is None or restarts < lc.max_retries
+
+
+def restart_delay(plan: Plan, restarts: int) -> float:
+    lc = plan.lifecycle
+    return min(lc.backoff * (2 ** restarts), lc.max_backoff)
+
+
+def run(plan: Plan, *, stdin: int | None = None, stdout: int | str | None = None, stderr: int | str | None = None,
+        input: bytes | None = None, capture_output: bool = False, timeout: float | None = -1,
+        on_step: Reporter | None = None, on_restart: Callable[[Result, float], None] | None = None) -> Result:
+    """Run one workload to its end (restarting it as its policy says) and return the last Result.
+
+    capture_output=True collects stdout and stderr into Result.stdout/.stderr;
+    input feeds stdin; timeout overrides the spec's `lifecycle.timeout` (None: no limit)."""
+    if capture_output:
+        stdout = stdout if stdout is not None else CAPTURE
+        stderr = stderr if stderr is not None else CAPTURE
+    restarts = 0
+    while True:
+        with Workload(plan, stdin=stdin, stdout=stdout, stderr=stderr, input=input, on_step=on_step) as w:
+            w.start()
+            result = w.wait(timeout)
+        result.restarts = restarts
+        if not should_restart(plan, result, restarts):
+            return result
+        delay = restart_delay(plan, restarts)
+        if on_restart:
+            on_restart(result, delay)
+        time.sleep(delay)
+        restarts += 1
 
 
 _FORWARDED = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP)
 
 
-def run_forwarding_signals(plan: Plan, on_step: Reporter | None = None) -> Result:
+def run_forwarding_signals(plan: Plan, on_step: Reporter | None = None, timeout: float | None = -1,
+                           pty: bool | None = None,
+                           on_restart: Callable[[Result, float], None] | None = None) -> Result:
     """For the CLI: SIGINT/SIGTERM/SIGHUP go to the workload once it runs; before
-    that they interrupt the setup, which rolls back."""
-    w = Workload(plan, on_step=on_step)
+    that they interrupt the setup, which rolls back.  A signal received while a
+    restart is pending ends the loop."""
+    current: list[Workload | None] = [None]
+    stopping = [False]
     old = {s: _signal.getsignal(s) for s in _FORWARDED}
 
     def forward(signo, _frame):
-        if w.state == "running" and w.agent is not None:
+        w = current[0]
+        if w is not None and (w.state == "running" or w.releasing) and w.agent is not None:
+            stopping[0] = True
             try:
                 w.agent.signal_nowait(signo)
             except ProtocolError:
@@ -280,12 +519,37 @@ def run_forwarding_signals(plan: Plan, on_step: Reporter | None = None) -> Resul
         else:
             raise KeyboardInterrupt
 
+    use_pty = plan.stdio.pty if pty is None else pty
     try:
         for s in _FORWARDED:
             _signal.signal(s, forward)
-        with w:
-            w.start()
-            return w.wait()
+        restarts = 0
+        while True:
+            w = Workload(plan, on_step=on_step, pty=use_pty)
+            current[0] = w
+            with w:
+                w.spawn()
+                if use_pty and os.isatty(0):
+                    from .tty import copy_winsize
+
+                    copy_winsize(0, w.pty_master)  # before the workload can ask for it
+                w.setup()
+                w.proceed()
+                if use_pty:
+                    from .tty import proxy_terminal
+
+                    result = proxy_terminal(w, timeout)
+                else:
+                    result = w.wait(timeout)
+            current[0] = None
+            result.restarts = restarts
+            if stopping[0] or not should_restart(plan, result, restarts):
+                return result
+            delay = restart_delay(plan, restarts)
+            if on_restart:
+                on_restart(result, delay)
+            time.sleep(delay)
+            restarts += 1
     finally:
         for s, h in old.items():
             _signal.signal(s, h)

@@ -15,12 +15,14 @@ from .base import Model
 from .capabilities import Capabilities
 from .cgroup import Cgroup
 from .idmap import IdMap, IdRange
+from .lifecycle import Lifecycle, Restart
 from .mounts import Mounts
 from .namespaces import NAMESPACE_NAMES, Join, Namespaces, default_namespaces
 from .network import Network
 from .process import Process, User
 from .rlimits import Rlimits
 from .seccomp import Seccomp
+from .stdio import FileStream, StdioSpec, Streams
 
 SPEC_VERSIONS = (1,)
 _HOSTNAME_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*$")
@@ -49,14 +51,27 @@ class Spec(Model):
     domainname: Annotated[str | None, Field(description="NIS domain name inside a new uts namespace.")] = None
     cgroup: Cgroup | None = Field(default=None, description="cgroup placement and resource limits.")
     network: Network | None = Field(default=None, description="Network interfaces, addresses and routes of a new net namespace.")
-    capabilities: Capabilities | None = Field(default=None, description="Capability sets of the workload.")
+    capabilities: Capabilities | None = Field(
+        default=None,
+        description="Capability sets of the workload, by name: `keep: [net_bind_service]`, or the full form "
+        "(bounding, permitted, effective, inheritable, ambient). Absent: docker's default set (chown, "
+        "dac_override, fowner, fsetid, kill, setgid, setuid, setpcap, net_bind_service, net_raw, sys_chroot, "
+        "mknod, audit_write, setfcap) bounds the workload, and uid 0 has it; another uid has none. "
+        "See docs/privileges.md.",
+    )
     no_new_privs: bool = Field(
         default=True,
         description="Set PR_SET_NO_NEW_PRIVS so that setuid binaries and file capabilities grant nothing. On by default.",
     )
     seccomp: Seccomp | None = Field(default=None, description="A seccomp filter, installed last, just before execve.")
     mounts: Mounts | None = Field(default=None, description="Filesystem: mounts, root and masked paths.")
-    rlimits: Rlimits | None = Field(default=None, description="Resource limits (setrlimit), by name.")
+    rlimits: Rlimits | None = Field(
+        default=None,
+        description="Resource limits by name (`nofile: 1024`, `nproc: {soft: 100, hard: 200}`, `as: 1Gi`), set "
+        "from the host with prlimit before the workload runs; also `oom_score_adj`.",
+    )
+    stdio: StdioSpec = "inherit"
+    lifecycle: Lifecycle = Field(default_factory=Lifecycle, description="Time limit, stop grace, restarts, orphan behaviour.")
 
     @field_validator("version", mode="before")
     @classmethod
@@ -78,5 +93,6 @@ class Spec(Model):
 
 __all__ = [
     "Spec", "Process", "User", "Namespaces", "Join", "IdMap", "IdRange", "Cgroup", "Network",
-    "Capabilities", "Seccomp", "Mounts", "Rlimits", "NAMESPACE_NAMES", "SPEC_VERSIONS",
+    "Capabilities", "Seccomp", "Mounts", "Rlimits", "NAMESPACE_NAMES", "SPEC_VERSIONS", "Lifecycle", "Restart",
+    "FileStream", "Streams", "StdioSpec",
 ]

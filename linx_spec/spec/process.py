@@ -40,6 +40,13 @@ def _octal(value: object) -> object:
     return value
 
 
+Umask = Annotated[
+    int,
+    BeforeValidator(_octal),
+    Field(ge=0, le=0o777),
+    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 0, "maximum": 511},
+                              {"type": "string", "pattern": "^(0o)?[0-7]{1,3}$"}]}),
+]
 EnvValue = Annotated[str, BeforeValidator(_scalar_to_str), WithJsonSchema({"type": ["string", "number", "boolean"]})]
 
 
@@ -62,14 +69,7 @@ class Process(Model):
     cwd: str = Field(default="/", description="Working directory inside the workload (absolute).",
                      json_schema_extra={"pattern": "^/"})
     user: User = Field(default_factory=User, description="Identity inside the workload.")
-    umask: Annotated[
-        int | None,
-        BeforeValidator(_octal),
-        Field(ge=0, le=0o777, description="File mode creation mask, octal: `0o022` or `'022'`."),
-        WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 0, "maximum": 511},
-                                  {"type": "string", "pattern": "^(0o)?[0-7]{1,3}$"}, {"type": "null"}],
-                        "description": "File mode creation mask, octal: `0o022` or `'022'`."}),
-    ] = None
+    umask: Umask | None = Field(default=None, description="File mode creation mask, octal: `0o022` or `'022'`.")
 
     @field_validator("command")
     @classmethod

@@ -263,6 +263,7 @@ def test_kill_9_of_runner_stops_the_workload(write_spec):
     path = write_spec("""
 version: 1
 namespaces: [pid, mount]
+lifecycle: {stop_grace: 1s}
 process:
   command: [/bin/sh, -c, 'echo ready; sleep 1000']
 """)
@@ -278,7 +279,7 @@ process:
     descendants = _children(workload[0])  # the sleep
     proc.kill()
     proc.wait()
-    deadline = time.time() + 5  # grace (2 s) + margin
+    deadline = time.time() + 4  # grace (1 s) + margin
     watched = [agent, *workload, *descendants]
     while time.time() < deadline and any(os.path.exists(f"/proc/{p}") for p in watched):
         time.sleep(0.05)
@@ -292,6 +293,7 @@ def test_runner_death_stops_a_term_ignoring_workload_with_sigkill(write_spec):
     path = write_spec("""
 version: 1
 namespaces: [mount]
+lifecycle: {stop_grace: 2s}
 process:
   command: [/bin/sh, -c, 'trap "" TERM; echo ready; while :; do sleep 0.1; done']
 """)

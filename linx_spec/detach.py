@@ -1,0 +1,238 @@
+"""Detached workloads: `apply --detach` and the commands that manage them.
+
+`apply --detach` forks a supervisor (a new session, stdio on /dev/null) that
+runs the workload exactly as `apply` would (restart policy and time limit
+included), keeps its state in the runtime directory (state.py), and returns
+once the workload runs.  With `lifecycle.orphan: linger` the agent keeps the
+workload even if the supervisor is killed, and records its end in `exit`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from .errors import LinxError, StateError
+from .plan import Plan
+from .state import StateDir, View, all_views, alive, pid_start_time
+
+
+def _stream_fd(sd: StateDir, plan: Plan, index: int) -> tuple[int | None, str | None]:
+    """Detached default: stdin /dev/null, stdout/stderr to log files in the state dir."""
+    stream = (plan.stdio.stdin, plan.stdio.stdout, plan.stdio.stderr)[index]
+    if stream.kind == "file":
+        return None, stream.path  # the Workload opens it as the plan says
+    if index == 0 or stream.kind in ("null", "pty"):
+        return os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC), None
+    path = sd.path / ("stdout.log" if index == 1 else "stderr.log")
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640), str(path)
+
+
+def start_detached(plan: Plan) -> tuple[str, int]:
+    """-> (name, host pid) once the workload runs; raises what its start raised."""
+    if plan.stdio.pty:
+        raise StateError("a detached workload cannot have a terminal (stdio: pty / -t)")
+    sd = StateDir.create(plan.name)
+    sd.save_plan(plan)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the supervisor
+        code = 1
+        try:
+            os.close(r)
+            os.setsid()
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            os.close(null)
+            code = _supervise(plan, sd, w)
+        except BaseException:  # noqa: BLE001 - the supervisor must never leave a traceback
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(w)
+    chunks = []
+    while chunk := os.read(r, 4096):
+        chunks.append(chunk)
+    os.close(r)
+    message = b"".join(chunks).decode()
+    kind, _, rest = message.partition(" ")
+    if kind == "running":
+        return plan.name, int(rest)
+    os.waitpid(pid, 0)
+    code, _, text = rest.partition(" ")
+    sd.remove()
+    err = LinxError(text or "the supervisor died before the workload ran")
+    err.exit_code = int(code) if code.isdigit() else 1
+    raise err
+
+
+def _supervise(plan: Plan, sd: StateDir, ready_fd: int) -> int:
+    from .run import Workload, restart_delay, should_restart
+
+    stop = {"asked": 0.0}
+
+    def on_term(signo, _frame):
+        # `stop NAME` or a plain kill of the supervisor: stop, don't restart.
+        stop["asked"] = stop["asked"] or time.monotonic()
+        if current and current[0].agent is not None and current[0].state == "running":
+            try:
+                current[0].agent.signal_nowait(signal.SIGTERM)
+            except LinxError:
+                pass
+
+    current: list = []
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    sd.update(supervisor_pid=os.getpid(), supervisor_pid_start=pid_start_time(os.getpid()))
+    restarts = 0
+    linger = str(sd.exit_file) if plan.lifecycle.orphan == "linger" else None
+    while True:
+        fds = [_stream_fd(sd, plan, i) for i in range(3)]
+        w = Workload(plan, stdin=fds[0][0], stdout=fds[1][0], stderr=fds[2][0], session=True, linger_path=linger)
+        current[:] = [w]
+        try:
+            try:
+                w.start()
+            finally:
+                for fd, _ in fds:
+                    if fd is not None:
+                        os.close(fd)
+        except LinxError as exc:
+            detail = str(exc)
+            if ready_fd >= 0:
+                os.write(ready_fd, f"error {exc.exit_code} {detail}".encode())
+                os.close(ready_fd)
+                return exc.exit_code
+            sd.update(status="failed", detail=f"restart {restarts} failed: {detail}")
+            return 1
+        sd.update(status="running", host_pid=w.pid, host_pid_start=pid_start_time(w.pid),
+                  agent_pid=w.agent.pid, started=time.time(), restarts=restarts, spec_hash=plan.spec_hash,
+                  stdout=fds[1][1], stderr=fds[2][1], detail="")
+        if ready_fd >= 0:
+            os.write(ready_fd, f"running {w.pid}".encode())
+            os.close(ready_fd)
+            ready_fd = -1
+        end = None
+        started = time.monotonic()
+        reason, timed_out = "", False
+        while end is None:
+            end = w.poll(0.2)
+            if end is not None:
+                break
+            limit = plan.lifecycle.timeout
+            if limit is not None and not stop["asked"] and time.monotonic() - started > limit:
+                timed_out = True
+                reason = f"timed out after {limit:g}s"
+                stop["asked"] = time.monotonic()
+                w.agent.signal(signal.SIGTERM)
+            if stop["asked"] and time.monotonic() - stop["asked"] > plan.lifecycle.stop_grace:
+                try:
+                    w.agent.signal(signal.SIGKILL)
+                except LinxError:
+                    pass
+                end = w.agent.wait()
+        result = w._finish(end, reason, timed_out)
+        w.close()
+        detail = result.reason or (f"exit code {result.exit_code}" if result.signal is None
+                                   else f"killed by signal {result.signal}")
+        sd.update(status="exited", exit_code=result.exit_code, signal=result.signal, ended=time.time(),
+                  detail=detail, usage=result.usage, restarts=restarts)
+        if stop["asked"] or not should_restart(plan, result, restarts):
+            return 0
+        time.sleep(restart_delay(plan, restarts))
+        if stop["asked"]:
+            return 0
+        restarts += 1
+
+
+# --- commands ------------------------------------------------------------------
+
+def format_ps(views: list[View]) -> str:
+    rows = [("NAME", "STATUS", "PID", "STARTED", "RESTARTS", "DETAIL")]
+    for v in views:
+        st = v.state
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(st["started"])) if st.get("started") else "-"
+        rows.append((v.name, v.status, str(st.get("host_pid", "-")) if v.status == "running" else "-", started,
+                     str(st.get("restarts", 0)), v.detail))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r[:5], widths)) + "  " + r[5] for r in rows)
+
+
+def live_pid(name: str) -> int:
+    view = StateDir.open(name).view()
+    if view.status != "running":
+        raise StateError(f"`{name}` is not running ({view.status}{': ' + view.detail if view.detail else ''})")
+    return view.state["host_pid"]
+
+
+def kill(name: str, signo: int) -> None:
+    pid = live_pid(name)
+    os.kill(pid, signo)
+
+
+def stop(name: str, grace: float | None = None) -> str:
+    """TERM, grace, KILL; through the supervisor when it lives (so it does not restart)."""
+    sd = StateDir.open(name)
+    view = sd.view()
+    if view.status != "running":
+        return view.status
+    st = view.state
+    plan = sd.load_plan()
+    grace = plan.lifecycle.stop_grace if grace is None else grace
+    if alive(st.get("supervisor_pid"), st.get("supervisor_pid_start")):
+        os.kill(st["supervisor_pid"], signal.SIGTERM)
+    else:
+        os.kill(st["host_pid"], signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and alive(st["host_pid"], st["host_pid_start"]):
+        time.sleep(0.05)
+    if alive(st["host_pid"], st["host_pid_start"]):
+        os.kill(st["host_pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    # Wait for the supervisor (or lingering agent) to record the end.
+    while time.monotonic() < deadline:
+        v = sd.view()
+        if v.status not in ("running", "starting") and not alive(st.get("supervisor_pid"), st.get("supervisor_pid_start")):
+            return v.status
+        time.sleep(0.05)
+    return sd.view().status
+
+
+def logs(name: str, stream: str = "stdout") -> Path:
+    sd = StateDir.open(name)
+    path = sd.read().get(stream)
+    if not path:
+        raise StateError(f"`{name}` has no {stream} log: its {stream} was not sent to a file")
+    return Path(path)
+
+
+def delete(name: str, force: bool = False) -> None:
+    sd = StateDir.open(name)
+    view = sd.view()
+    if view.status in ("running", "starting"):
+        if not force:
+            raise StateError(f"`{name}` is running; stop it first, or use --force")
+        stop(name)
+    sd.remove()
+
+
+def status_text(name: str) -> str:
+    view = StateDir.open(name).view()
+    lines = [f"name:     {view.name}", f"status:   {view.status}" + (f" ({view.detail})" if view.detail else "")]
+    st = view.state
+    for key in ("host_pid", "agent_pid", "supervisor_pid", "spec_hash", "restarts"):
+        if key in st:
+            lines.append(f"{key + ':':<9} {st[key]}")
+    if st.get("started"):
+        lines.append(f"started:  {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(st['started']))}")
+    if st.get("usage"):
+        lines.append(f"usage:    {st['usage']}")
+    return "\n".join(lines)
+
+
+__all__ = ["start_detached", "all_views", "format_ps", "kill", "stop", "logs", "delete", "status_text", "sys"]

@@ -1,0 +1,170 @@
+"""Detached workloads' state under a runtime directory, like /run/linx/NAME.
+
+    /run/linx/NAME/state.json   name, pids (with their start times), cgroups, spec
+                                hash, start time, status, exit, restarts
+    /run/linx/NAME/plan.pickle  the resolved plan (for `exec`)
+    /run/linx/NAME/exit         written by a lingering agent when the workload ends
+    /run/linx/NAME/stdout.log   default stdout/stderr of a detached workload
+    /run/linx/NAME/stderr.log
+
+A pid alone is never trusted: liveness is the pid *and* its start time (field
+22 of /proc/PID/stat), so a recycled pid is never mistaken for our workload.
+Root uses /run/linx; others $XDG_RUNTIME_DIR/linx (or /tmp/linx-UID).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import StateError
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+def runtime_root() -> Path:
+    env = os.environ.get("LINX_RUNTIME_DIR")
+    if env:
+        return Path(env)
+    if os.geteuid() == 0:
+        return Path("/run/linx")
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    return Path(xdg) / "linx" if xdg else Path(tempfile.gettempdir()) / f"linx-{os.geteuid()}"
+
+
+def pid_start_time(pid: int) -> int | None:
+    """Start time of pid in clock ticks since boot, or None if it does not exist."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            data = f.read()
+    except OSError:
+        return None
+    # comm may contain spaces and parentheses: split after the last ')'.
+    fields = data[data.rindex(")") + 2:].split()
+    if fields[0] == "Z":  # a zombie has ended
+        return None
+    return int(fields[19])
+
+
+def alive(pid: int | None, start: int | None) -> bool:
+    return bool(pid) and start is not None and pid_start_time(pid) == start
+
+
+@dataclass
+class View:
+    """What `ps` and `status` show."""
+
+    name: str
+    status: str  # running | exited | failed | dead | starting
+    detail: str
+    state: dict[str, Any]
+
+
+class StateDir:
+    def __init__(self, name: str, root: Path | None = None):
+        if not NAME_RE.match(name):
+            raise StateError(f"`{name}` is not a valid workload name")
+        self.name = name
+        self.path = (root or runtime_root()) / name
+
+    @property
+    def state_file(self) -> Path:
+        return self.path / "state.json"
+
+    @property
+    def exit_file(self) -> Path:
+        return self.path / "exit"
+
+    @classmethod
+    def create(cls, name: str) -> "StateDir":
+        """Claims the name; a live or dead workload of that name is an error."""
+        sd = cls(name)
+        sd.path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+        try:
+            sd.path.mkdir(mode=0o700)
+        except FileExistsError:
+            view = sd.view()
+            if view.status in ("running", "starting"):
+                raise StateError(f"a workload named `{name}` is already running; choose another name "
+                                 f"(--set name=...) or stop it") from None
+            raise StateError(f"a workload named `{name}` exists ({view.status}{': ' + view.detail if view.detail else ''}); "
+                             f"remove it with `linx-spec delete {name}`") from None
+        sd.write({"name": name, "status": "starting", "created": time.time()})
+        return sd
+
+    @classmethod
+    def open(cls, name: str) -> "StateDir":
+        sd = cls(name)
+        if not sd.state_file.exists():
+            raise StateError(f"no workload named `{name}` (see `linx-spec ps`)")
+        return sd
+
+    def read(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.state_file.read_text())
+        except (OSError, ValueError) as exc:
+            raise StateError(f"state of `{self.name}` is unreadable: {exc}") from None
+
+    def write(self, state: dict[str, Any]) -> None:
+        tmp = self.path / ".state.json.tmp"
+        tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
+        os.replace(tmp, self.state_file)
+
+    def update(self, **changes: Any) -> dict[str, Any]:
+        state = self.read()
+        state.update(changes)
+        self.write(state)
+        return state
+
+    def save_plan(self, plan: Any) -> None:
+        (self.path / "plan.pickle").write_bytes(pickle.dumps(plan))
+
+    def load_plan(self) -> Any:
+        return pickle.loads((self.path / "plan.pickle").read_bytes())
+
+    def view(self) -> View:
+        try:
+            state = self.read()
+        except StateError as exc:
+            return View(self.name, "dead", str(exc), {})
+        status = state.get("status", "dead")
+        if status in ("running", "starting"):
+            if alive(state.get("host_pid"), state.get("host_pid_start")):
+                return View(self.name, "running", f"pid {state['host_pid']}", state)
+            if status == "starting" and alive(state.get("supervisor_pid"), state.get("supervisor_pid_start")):
+                return View(self.name, "starting", "", state)
+            end = self.exit_file.read_text().strip() if self.exit_file.exists() else ""
+            if end:
+                kind, _, num = end.partition(" ")
+                code = int(num.split()[0])
+                return View(self.name, "exited", _describe_end(kind, code), state | _end_fields(kind, code))
+            return View(self.name, "dead", "the workload and its supervisor are gone (killed?)", state)
+        if status == "exited":
+            return View(self.name, "exited", state.get("detail", ""), state)
+        return View(self.name, status, state.get("detail", ""), state)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path)
+
+
+def _end_fields(kind: str, code: int) -> dict[str, Any]:
+    return {"exit_code": code, "signal": None} if kind == "exited" else {"exit_code": None, "signal": code}
+
+
+def _describe_end(kind: str, code: int) -> str:
+    return f"exit code {code}" if kind == "exited" else f"killed by signal {code}"
+
+
+def all_views() -> list[View]:
+    root = runtime_root()
+    if not root.is_dir():
+        return []
+    return [StateDir(p.name).view() for p in sorted(root.iterdir()) if p.is_dir() and NAME_RE.match(p.name)]
