@@ -5,6 +5,7 @@
 #include "lx_child.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,6 +56,33 @@ static int read_full(int fd, void *buf, size_t len)
 			return -1;
 		off += (size_t)n;
 	}
+	return 0;
+}
+
+/* In a new user namespace whose map does not contain the runner's own ids
+ * (say 0 -> 200000), the child's ids are unmapped there: files it creates
+ * would fail with EOVERFLOW and it would not be "root" inside.  Become uid/gid
+ * 0 of the namespace first, as runc's nsexec does, when 0 is mapped. */
+static int become_ns_root(struct lx_err *e)
+{
+	char buf[64] = "";
+	int fd = open("/proc/self/uid_map", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	unsigned long inside, outside, count;
+	if (sscanf(buf, "%lu %lu %lu", &inside, &outside, &count) == 3 && inside == 0 && outside == 0 &&
+	    count == 4294967295UL)
+		return 0; /* the initial user namespace */
+	if (getuid() == 0 && getgid() == 0)
+		return 0;
+	if (setresgid(0, 0, 0) < 0 && errno != EINVAL)
+		return lx_fail(e, LX_STEP_USER, errno, "setresgid 0 in the new user namespace");
+	if (setresuid(0, 0, 0) < 0 && errno != EINVAL)
+		return lx_fail(e, LX_STEP_USER, errno, "setresuid 0 in the new user namespace");
 	return 0;
 }
 
@@ -148,6 +176,10 @@ void lx_child_main(int settings_fd, int status_fd)
 	}
 	if (s.session == 2 && ioctl(0, TIOCSCTTY, 0) < 0) {
 		record(status_fd, LX_REC_FAIL, LX_STEP_EXEC, errno, "ioctl(TIOCSCTTY) on stdin");
+		_exit(127);
+	}
+	if (become_ns_root(&e) < 0) {
+		record(status_fd, LX_REC_FAIL, (uint16_t)e.step, e.err, e.detail);
 		_exit(127);
 	}
 	for (size_t i = 0; i < s.norder; i++) {

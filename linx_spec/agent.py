@@ -73,10 +73,18 @@ class Agent:
         self.returncode: int | None = None
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self._sock = mine
-        actions = [(os.POSIX_SPAWN_DUP2, theirs.fileno(), 3)]
-        for fd, target in ((stdin, 0), (stdout, 1), (stderr, 2)):
+        # Every source fd is first copied above the targets (0-3), so that no
+        # dup2 of the spawn can overwrite a source another one still needs
+        # (a stdout file opened as fd 3 would otherwise become the channel).
+        import fcntl
+
+        high: list[int] = []
+        actions = []
+        for fd, target in ((stdin, 0), (stdout, 1), (stderr, 2), (theirs.fileno(), 3)):
             if fd is not None:
-                actions.append((os.POSIX_SPAWN_DUP2, fd, target))
+                copy = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
+                high.append(copy)
+                actions.append((os.POSIX_SPAWN_DUP2, copy, target))
         exe = path or agent_path()
         env = os.environ
         if "LINX_FAULT" in env:
@@ -87,10 +95,11 @@ class Agent:
                 _signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGCHLD, _signal.SIGPIPE))
         except OSError as exc:
             mine.close()
-            theirs.close()
             raise StepError("spawn", "agent", exc.errno or 0, "start the agent", exe) from None
         finally:
             theirs.close()
+            for fd in high:
+                os.close(fd)
 
     # --- framing ---------------------------------------------------------
     def _send(self, type_: int, attrs, *, ignore_reply: bool = False) -> int:

@@ -12,13 +12,16 @@ from typing import Annotated
 
 from pydantic import BeforeValidator, Field, PlainSerializer, WithJsonSchema
 
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGTPE]i?|[kmgtpe]i?|B|b)?\s*$")
+# Units as Kubernetes spells them: K/k, M, G, T, P, E (powers of 1000) and
+# Ki, Mi, Gi, Ti, Pi, Ei (powers of 1024).  Lowercase m, g... are refused:
+# `500m` would mean milli-bytes there.
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGTPE]i?|ki?|B)?\s*$")
 _SIZE_MUL = {
-    "": 1, "B": 1, "b": 1,
+    "": 1, "B": 1,
     "K": 10**3, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
     "Ki": 2**10, "ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
 }
-SIZE_PATTERN = r"^\s*\d+(\.\d+)?\s*([KMGTPEkmgtpe]i?|[Bb])?\s*$"
+SIZE_PATTERN = r"^\s*\d+(\.\d+)?\s*([KMGTPE]i?|ki?|B)?\s*$"
 
 
 def parse_size(value: object) -> int:
