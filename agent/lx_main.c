@@ -31,7 +31,7 @@
 #define LX_NS_ALL (CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWUTS | \
 		   CLONE_NEWIPC | CLONE_NEWCGROUP | CLONE_NEWTIME)
 #define LX_MAX_JOINS 8
-#define LX_MAX_TRACKED 16
+#define LX_MAX_TRACKED 64
 
 enum lx_state { ST_IDLE, ST_PARKED, ST_RUNNING, ST_DONE };
 
@@ -50,6 +50,7 @@ static struct {
 	int linger;
 	char linger_path[4096];
 	char *tracked[LX_MAX_TRACKED];
+	int tracked_remove_only[LX_MAX_TRACKED];
 	size_t ntracked;
 	struct lx_out out;
 } A;
@@ -302,8 +303,13 @@ static __attribute__((noreturn)) void orphaned(void)
 		}
 		kill_orphans();
 	}
-	for (size_t i = A.ntracked; i-- > 0;)
-		kill_cgroup(A.tracked[i]);
+	/* Reverse order: leaves before the parents they were created in. */
+	for (size_t i = A.ntracked; i-- > 0;) {
+		if (A.tracked_remove_only[i])
+			(void)rmdir(A.tracked[i]); /* EBUSY: still used by other workloads */
+		else
+			kill_cgroup(A.tracked[i]);
+	}
 	_exit(0);
 }
 
@@ -568,14 +574,18 @@ static void do_request(const struct lx_hdr *h, const uint8_t *payload)
 		return do_spawn(h->seq, payload, h->len);
 	case LX_M_TRACK_CGROUP: {
 		char path[4096];
+		uint32_t remove_only = 0;
 		if (lx_attr_next(&it, &a) != 1 || a.type != LX_A_PATH || a.len == 0 ||
 		    lx_attr_str(&a, path, sizeof(path)) < 0 || path[0] != '/')
 			return send_error(h->seq, LX_STEP_PROTOCOL, EINVAL, "TRACK_CGROUP: bad path", NULL);
+		if (lx_attr_next(&it, &a) == 1 && (a.type != LX_A_REMOVE_ONLY || lx_attr_u32(&a, &remove_only) < 0))
+			return send_error(h->seq, LX_STEP_PROTOCOL, EINVAL, "TRACK_CGROUP: bad flag", NULL);
 		if (A.ntracked >= LX_MAX_TRACKED)
 			return send_error(h->seq, LX_STEP_PROTOCOL, ENOSPC, "TRACK_CGROUP: too many", NULL);
 		A.tracked[A.ntracked] = strdup(path);
 		if (!A.tracked[A.ntracked])
 			return send_error(h->seq, LX_STEP_PROTOCOL, ENOMEM, "TRACK_CGROUP", NULL);
+		A.tracked_remove_only[A.ntracked] = remove_only != 0;
 		A.ntracked++;
 		return send_simple(LX_M_OK, h->seq);
 	}

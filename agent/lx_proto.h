@@ -8,7 +8,7 @@
  *   SPAWN {ns flags, joins, grace} ----->  open joins, setns, clone -->  parked on
  *         <------------------------------ SPAWNED {host pid}             a pipe read
  *   (host steps: idmap, cgroup, network, rlimits; TRACK_CGROUP per cgroup)
- *   TRACK_CGROUP {path} ---------------->
+ *   TRACK_CGROUP {path, remove only?} -->
  *         <------------------------------ OK
  *   PROCEED {step order, settings} ----->  settings over the pipe ---->  child steps,
  *                                          status pipe (CLOEXEC):        then execve
@@ -107,6 +107,7 @@ enum lx_attr {
 	LX_A_ROOTFS = 49,          /* str */
 	LX_A_MOUNT_OPT = 50,       /* u32 flags for the mounts step (lx_mounts.c) */
 	LX_A_SESSION = 51,         /* u32: 1 setsid, 2 setsid + fd 0 as controlling tty */
+	LX_A_REMOVE_ONLY = 52,     /* u32 on TRACK_CGROUP: rmdir it if empty, never kill in it */
 };
 
 /* LX_A_MOUNT_OPT bits. */

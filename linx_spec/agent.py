@@ -191,8 +191,13 @@ class Agent:
         attrs += [(P.A.NS_JOIN, P.ns_join_value(flag, path)) for flag, path in joins]
         return self._call(P.Msg.SPAWN, attrs, (P.Msg.SPAWNED,)).get(P.A.PID)
 
-    def track_cgroup(self, path: str) -> None:
-        self._call(P.Msg.TRACK_CGROUP, [(P.A.PATH, path)], (P.Msg.OK,))
+    def track_cgroup(self, path: str, remove_only: bool = False) -> None:
+        """If the runner dies, the agent kills what is in `path` and removes it
+        (remove_only: a shared parent, removed only if empty, never killed in)."""
+        attrs: list[tuple[int, object]] = [(P.A.PATH, path)]
+        if remove_only:
+            attrs.append((P.A.REMOVE_ONLY, 1))
+        self._call(P.Msg.TRACK_CGROUP, attrs, (P.Msg.OK,))
 
     def proceed(self, attrs: list[tuple[int, object]]) -> list[tuple[int, int]]:
         """Releases the parked child; returns [(step id, ns)] of the child steps."""

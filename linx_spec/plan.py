@@ -200,11 +200,13 @@ def _mapped(ranges_text: str, ident: int) -> bool:
 def _plan_stdio(spec: Spec, base_dir: str) -> StdioPlan:
     from .spec.stdio import FileStream
 
-    value = spec.stdio
+    value = "null" if spec.stdio is None else spec.stdio  # YAML's bare null
     if isinstance(value, str):
         return StdioPlan(*(StreamPlan(value),) * 3)
 
     def one(stream) -> StreamPlan:
+        if stream is None:
+            return StreamPlan("null")
         if isinstance(stream, FileStream):
             path = os.path.normpath(os.path.join(base_dir, stream.file))
             return StreamPlan("file", path, stream.mode == "append")

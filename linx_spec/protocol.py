@@ -9,7 +9,7 @@ same commit.
     SPAWN {ns flags, joins, grace} ----->  open joins, setns, clone -->  parked on
           <------------------------------ SPAWNED {host pid}             a pipe read
     (host steps: idmap, cgroup, network, rlimits; TRACK_CGROUP per cgroup)
-    TRACK_CGROUP {path} ---------------->
+    TRACK_CGROUP {path, remove only?} -->
           <------------------------------ OK
     PROCEED {step order, settings} ----->  settings over the pipe ---->  child steps,
                                            status pipe (CLOEXEC):        then execve
@@ -107,10 +107,11 @@ class A(enum.IntEnum):
     ROOTFS = 49
     MOUNT_OPT = 50
     SESSION = 51
+    REMOVE_ONLY = 52
 
 
 U32_ATTRS = {A.VERSION, A.PID, A.STEP, A.ERRNO, A.CODE, A.SIGNO, A.CORE, A.WSTATUS, A.NS_FLAGS,
-             A.GRACE_MS, A.UID, A.GID, A.GROUP, A.UMASK, A.NO_NEW_PRIVS, A.MOUNT_OPT, A.SESSION}
+             A.GRACE_MS, A.UID, A.GID, A.GROUP, A.UMASK, A.NO_NEW_PRIVS, A.MOUNT_OPT, A.SESSION, A.REMOVE_ONLY}
 U64_ATTRS = {A.CAP_BOUNDING, A.CAP_EFFECTIVE, A.CAP_PERMITTED, A.CAP_INHERITABLE, A.CAP_AMBIENT}
 STR_ATTRS = {A.DETAIL, A.PATH, A.EXEC_PATH, A.ARG, A.ENV, A.CWD, A.HOSTNAME, A.DOMAINNAME, A.ROOTFS}
 

@@ -81,9 +81,10 @@ class HostContext:
         """fn runs after the workload ended, before any undo: read usage, find reasons."""
         self._w._after_exit.append(fn)
 
-    def track_cgroup(self, path: str) -> None:
-        """Tell the agent: if the runner dies, kill and remove this cgroup."""
-        self._w.agent.track_cgroup(path)
+    def track_cgroup(self, path: str, remove_only: bool = False) -> None:
+        """Tell the agent: if the runner dies, kill and remove this cgroup (or,
+        remove_only, a parent shared with others: rmdir it if empty)."""
+        self._w.agent.track_cgroup(path, remove_only)
 
 
 def _host_step(name: str) -> Callable[[Plan, HostContext], None]:

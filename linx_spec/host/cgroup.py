@@ -544,6 +544,12 @@ class Live:
             except OSError as exc:
                 raise step_error(STEP, "host", exc, "mkdir", leaf) from None
         self.leaves.append((h, leaf))
+        # The parent first (the agent undoes in reverse): if the runner dies,
+        # the agent kills and removes the leaf, then removes the parent only if
+        # no other workload still uses it.
+        parent = h.dir(h.parent)
+        if h.default_parent or parent in self.created:
+            track(parent, remove_only=True)
         track(leaf)
         return leaf
 

@@ -70,7 +70,7 @@ class Spec(Model):
         description="Resource limits by name (`nofile: 1024`, `nproc: {soft: 100, hard: 200}`, `as: 1Gi`), set "
         "from the host with prlimit before the workload runs; also `oom_score_adj`.",
     )
-    stdio: StdioSpec = "inherit"
+    stdio: StdioSpec | None = "inherit"  # a bare YAML `null` means /dev/null
     lifecycle: Lifecycle = Field(default_factory=Lifecycle, description="Time limit, stop grace, restarts, orphan behaviour.")
 
     @field_validator("version", mode="before")

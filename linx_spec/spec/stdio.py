@@ -18,7 +18,7 @@ from typing import Annotated, Literal, Union
 
 from typing import Any
 
-from pydantic import BeforeValidator, Discriminator, Field, Tag, model_validator
+from pydantic import Discriminator, Field, Tag, model_validator
 
 from .base import Model
 
@@ -31,11 +31,6 @@ class FileStream(Model):
         default="append", description="For output streams: append to the file, or truncate it first.")
 
 
-def _null_is_a_word(value: Any) -> Any:
-    # YAML reads a bare `null` as None; here it means /dev/null.
-    return "null" if value is None else value
-
-
 def _kind(value: Any) -> str:
     return "file" if isinstance(value, (dict, FileStream)) else "word"
 
@@ -43,7 +38,6 @@ def _kind(value: Any) -> str:
 Stream = Annotated[
     Union[Annotated[Literal["inherit", "null"], Tag("word")], Annotated[FileStream, Tag("file")]],
     Discriminator(_kind),
-    BeforeValidator(_null_is_a_word),
     Field(description="`inherit` the caller's stream, `null` (/dev/null), or `{file: PATH, mode: append|truncate}`."),
 ]
 
@@ -51,9 +45,10 @@ Stream = Annotated[
 class Streams(Model):
     """Per-stream form."""
 
-    stdin: Stream = "inherit"
-    stdout: Stream = "inherit"
-    stderr: Stream = "inherit"
+    # YAML reads a bare `null` as None: it means /dev/null here (plan.py).
+    stdin: Stream | None = Field(default="inherit", description="Standard input: inherit, null or {file: PATH}.")
+    stdout: Stream | None = Field(default="inherit", description="Standard output: inherit, null or {file: PATH, mode: append|truncate}.")
+    stderr: Stream | None = Field(default="inherit", description="Standard error: inherit, null or {file: PATH, mode: append|truncate}.")
 
     @model_validator(mode="after")
     def _stdin_mode(self) -> "Streams":
@@ -69,6 +64,5 @@ def _stdio_kind(value: Any) -> str:
 StdioSpec = Annotated[
     Union[Annotated[Literal["inherit", "null", "pty"], Tag("word")], Annotated[Streams, Tag("streams")]],
     Discriminator(_stdio_kind),
-    BeforeValidator(_null_is_a_word),
     Field(description="`inherit` (default), `null`, `pty`, or a mapping per stream (stdin, stdout, stderr)."),
 ]

@@ -626,24 +626,3 @@ network:
     print(f"\nnetwork step, 20 in parallel: median {statistics.median(times):.2f} ms, max {times[-1]:.2f} ms")
 
 
-def test_netlink_work_takes_milliseconds(tmp_path, no_leaks):
-    plan = plan_of(f"""
-version: 1
-process: {{command: [/bin/true]}}
-network:
-  interfaces:
-    - name: eth0
-      addresses: [10.231.10.2/24, "fd00:231:10::2/64"]
-      host: {{name: lxnms0, addresses: [10.231.10.1/24, "fd00:231:10::1/64"]}}
-  routes: [{{to: default, via: 10.231.10.1}}, {{to: "::/0", via: "fd00:231:10::1"}}]
-""")
-    times = []
-    for _ in range(12):
-        result, _out, err = run_captured(plan, tmp_path)
-        assert result.exit_code == 0, err
-        times.append(network_ms(result))
-    median = statistics.median(times[2:])  # the first pays pyroute2's import
-    print(f"\nnetwork step, one veth v4+v6 and two routes: median {median:.2f} ms, first {times[0]:.1f} ms")
-    # pyroute2's IPRoute(netns=...) alone costs ~6 ms here (a forked helper); the
-    # whole step stays well below it.
-    assert median < 5, times

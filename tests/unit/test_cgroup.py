@@ -140,6 +140,7 @@ class FakeCtx:
         self.undo: list = []
         self.after: list = []
         self.tracked: list[str] = []
+        self.tracked_parents: list[str] = []
 
     def on_undo(self, what, fn):
         self.undo.append((what, fn))
@@ -147,8 +148,8 @@ class FakeCtx:
     def after_exit(self, fn):
         self.after.append(fn)
 
-    def track_cgroup(self, path):
-        self.tracked.append(path)
+    def track_cgroup(self, path, remove_only=False):
+        (self.tracked_parents if remove_only else self.tracked).append(path)
 
     def rollback(self):
         while self.undo:
@@ -294,6 +295,7 @@ def test_v2_writes_the_right_files_with_the_right_values(tmp_path):
     C.apply_from_host(plan, ctx, fs)
     leaf = f"{mount}/linx/linx-web-4242"
     assert ctx.tracked == [leaf]
+    assert ctx.tracked_parents == [f"{mount}/linx"]  # removed by the agent only if empty
     leaf_writes = [(os.path.basename(p), v) for p, v in fs.writes if os.path.dirname(p) == leaf]
     assert leaf_writes == [
         ("memory.max", str(64 * 2**20)), ("memory.high", str(48 * 2**20)), ("memory.swap.max", "0"),

@@ -48,7 +48,7 @@ def make_fakes(log: list, fail_at: str | None):
             self._maybe("spawn")
             return 777
 
-        def track_cgroup(self, path):
+        def track_cgroup(self, path, remove_only=False):
             log.append(f"agent:track {path}")
 
         def proceed(self, attrs):
