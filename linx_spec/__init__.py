@@ -8,44 +8,61 @@
         pid = w.spawn()                        # parked: created, not yet exec'd
         w.setup(); w.proceed()                 # host steps, then child steps + execve
         result = w.wait()
+
+Names are imported on first use (PEP 562): running a cached plan from the CLI
+never pays for pydantic, yaml or typer.
 """
 
-from .errors import (
-    ExecError,
-    LinxError,
-    ParkedDeathError,
-    PlanError,
-    Problem,
-    ProtocolError,
-    SpecError,
-    StateError,
-    StepError,
-)
-from .load import load_file, load_text
-from .plan import Plan, build_plan
-from .run import Result, StepTiming, Workload, run
-from .spec import Spec
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "ExecError",
-    "LinxError",
-    "ParkedDeathError",
-    "Plan",
-    "PlanError",
-    "Problem",
-    "ProtocolError",
-    "Result",
-    "Spec",
-    "SpecError",
-    "StateError",
-    "StepError",
-    "StepTiming",
-    "Workload",
-    "build_plan",
-    "load_file",
-    "load_text",
-    "run",
-    "__version__",
-]
+# public name -> the module that defines it
+_EXPORTS = {
+    "ExecError": "errors",
+    "LinxError": "errors",
+    "ParkedDeathError": "errors",
+    "PlanError": "errors",
+    "Problem": "errors",
+    "ProtocolError": "errors",
+    "SpecError": "errors",
+    "StateError": "errors",
+    "StepError": "errors",
+    "load_file": "load",
+    "load_text": "load",
+    "Plan": "planned",
+    "build_plan": "plan",
+    "Result": "runner",
+    "StepTiming": "runner",
+    "Workload": "runner",
+    "run": "runner",
+    "Spec": "spec",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'linx_spec' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:  # for type checkers and editors
+    from .errors import (ExecError, LinxError, ParkedDeathError, PlanError, Problem, ProtocolError,  # noqa: F401
+                         SpecError, StateError, StepError)
+    from .load import load_file, load_text  # noqa: F401
+    from .plan import build_plan  # noqa: F401
+    from .planned import Plan  # noqa: F401
+    from .runner import Result, StepTiming, Workload, run  # noqa: F401
+    from .spec import Spec  # noqa: F401

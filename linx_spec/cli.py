@@ -73,7 +73,7 @@ def apply(
                                 "ps, status, logs, kill, stop, exec, delete."),
 ) -> None:
     """Run the workload in the foreground, with inherited stdio; exit with its exit code."""
-    from .run import run_forwarding_signals
+    from .runner import run_forwarding_signals
 
     def report(step: str, side: str, seconds: float) -> None:
         print(f"linx-spec: {step:<13} ({side:<5}) {seconds * 1000:8.3f} ms", file=sys.stderr)
@@ -254,7 +254,7 @@ def exec_(name: str = typer.Argument(...), command: List[str] = typer.Argument(.
     identity, capabilities, no_new_privs and seccomp filter."""
     from .detach import live_pid
     from .exec import exec_plan
-    from .run import run_forwarding_signals
+    from .runner import run_forwarding_signals
     from .state import StateDir
 
     if command and command[0] == "--":

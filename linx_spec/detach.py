@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from .errors import LinxError, StateError
-from .plan import Plan
+from .planned import Plan
 from .state import StateDir, View, all_views, alive, pid_start_time
 
 
@@ -71,7 +71,7 @@ def start_detached(plan: Plan) -> tuple[str, int]:
 
 
 def _supervise(plan: Plan, sd: StateDir, ready_fd: int) -> int:
-    from .run import Workload, restart_delay, should_restart
+    from .runner import Workload, restart_delay, should_restart
 
     stop = {"asked": 0.0}
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Literal
 
 if TYPE_CHECKING:
-    from .plan import Plan
+    from .planned import Plan
 
 Side = Literal["agent", "host", "child"]
 

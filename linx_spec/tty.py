@@ -19,7 +19,7 @@ import termios
 import time
 import tty
 
-from .run import Result, Workload
+from .runner import Result, Workload
 
 
 def copy_winsize(src_fd: int, dst_fd: int) -> None:

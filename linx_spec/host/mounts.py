@@ -18,21 +18,13 @@ from typing import Callable
 
 from ..errors import PlanError
 from ..protocol import MA, MF, MK, MOUNT_OPT_READONLY_ROOT, MOUNT_OPT_SLAVE, A
-from ..spec.mounts import (
-    DEFAULT_MASKED_PATHS,
-    DEFAULT_READONLY_PATHS,
-    Bind,
-    Dev,
-    Mounts,
-    Mqueue,
-    Overlay,
-    Proc,
-    ResolvConf,
-    RootOverlay,
-    Sysfs,
-    Tmpfs,
-    expand_paths,
-)
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..spec.mounts import Mounts
+
+# The spec's classes are imported inside resolve(): a cached plan (MountsPlan)
+# is loaded and run without pydantic.
 
 MAX_ENTRIES = 256  # LX_MAX_MOUNTS in agent/lx_settings.h
 MIN_KERNEL = (5, 12)  # mount_setattr; openat2 (5.6), open_tree/fsopen/move_mount (5.2)
@@ -215,6 +207,8 @@ def _overlay_options(lower: list[str], upper: str | None, work: str | None, base
 
 def _etc_entries(m: Mounts, spec, base_dir: str) -> list[tuple[str, MountEntry]]:
     """(field, entry) for /etc/hostname, /etc/hosts, /etc/resolv.conf."""
+    from ..spec.mounts import ResolvConf
+
     etc = m.etc
     out: list[tuple[str, MountEntry]] = []
     if etc is None:
@@ -252,6 +246,9 @@ def _etc_entries(m: Mounts, spec, base_dir: str) -> list[tuple[str, MountEntry]]
 
 def resolve(spec_mounts: Mounts, spec, base_dir: str) -> MountsPlan:
     """Spec `mounts:` -> MountsPlan for this host (reads, never writes)."""
+    from ..spec.mounts import (DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, Bind, Dev, Mqueue, Overlay, Proc,
+                               ResolvConf, RootOverlay, Sysfs, Tmpfs, expand_paths)
+
     m = spec_mounts
     ns_new = set(spec.namespaces.created())
     in_userns = "user" in ns_new

@@ -20,10 +20,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PlanError, step_error
-from ..spec.rlimits import RLIMITS, UNLIMITED, Limit, Rlimits
-
 if TYPE_CHECKING:
     from ..spec import Spec
+    from ..spec.rlimits import Limit, Rlimits
+
+# Not imported from spec.rlimits: a cached plan is run without pydantic.
+UNLIMITED = "unlimited"
 
 INFINITY = resource.RLIM_INFINITY  # -1 in Python: compare through _key, never directly
 
@@ -66,6 +68,8 @@ def _number(value: int | str) -> int:
 def resource_number(name: str) -> int:
     # The resource module knows this architecture's numbers (alpha, mips and
     # sparc differ from the generic ones); it lacks RLIMIT_LOCKS only.
+    from ..spec.rlimits import RLIMITS
+
     return getattr(resource, f"RLIMIT_{name.upper()}", RLIMITS[name][0])
 
 
@@ -77,7 +81,7 @@ def _nr_open() -> int:
         return 1024 * 1024  # the kernel's default
 
 
-def _resolve_one(name: str, limit: Limit, privileged: bool) -> RlimitPlan:
+def _resolve_one(name: str, limit: "Limit", privileged: bool) -> RlimitPlan:
     res = resource_number(name)
     field = f"rlimits.{name}"
     cur_soft, cur_hard = resource.getrlimit(res)
@@ -101,7 +105,7 @@ def _resolve_one(name: str, limit: Limit, privileged: bool) -> RlimitPlan:
     return RlimitPlan(name, res, soft, hard)
 
 
-def resolve(rlimits: Rlimits, spec: "Spec") -> RlimitsPlan:
+def resolve(rlimits: "Rlimits", spec: "Spec") -> RlimitsPlan:
     """Every limit as two numbers, checked against what this runner may set."""
     from ..spec.capabilities import CAPABILITIES, own_caps
 

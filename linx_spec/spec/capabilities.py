@@ -32,7 +32,7 @@ from pydantic import BeforeValidator, Field, ValidationInfo, WithJsonSchema, fie
 from .base import Model
 
 if TYPE_CHECKING:
-    from ..plan import CapsPlan
+    from ..planned import CapsPlan
     from . import Spec
 
 # linux/capability.h, in number order; CAP_CHECKPOINT_RESTORE (40) is the last as
@@ -273,7 +273,7 @@ def resolve(caps: Capabilities | None, spec: "Spec") -> "CapsPlan | None":
 
 def _resolve(caps: Capabilities | None, spec: "Spec") -> "CapsPlan | None":
     from ..errors import PlanError
-    from ..plan import CapsPlan
+    from ..planned import CapsPlan
 
     can = available(spec)
     if can is None:

@@ -21,7 +21,7 @@ import pytest
 from linx_spec import PlanError, SpecError, StepError, load_text
 from linx_spec.host import cgroup as C
 from linx_spec.host import cgroup_v1, cgroup_v2
-from linx_spec.run import Result
+from linx_spec.runner import Result
 
 V2_FILES = {
     "memory": ("memory.max", "memory.high", "memory.swap.max", "memory.peak", "memory.events"),

@@ -8,7 +8,7 @@ import pytest
 
 import importlib
 
-runmod = importlib.import_module("linx_spec.run")  # the package exports a function named run
+runmod = importlib.import_module("linx_spec.runner")
 from linx_spec import build_plan, load_text
 from linx_spec.agent import End
 from linx_spec.errors import StepError

@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from .agent import Agent, End
 from .errors import LinxError, ProtocolError
-from .plan import Plan, StreamPlan
+from .planned import Plan, StreamPlan
 from .protocol import proceed_attrs
 from .steps import STEP_BY_ID, active_steps, child_order
 
@@ -263,7 +263,7 @@ class Workload:
     # --- the checkpoint ------------------------------------------------------
     def spawn(self) -> int:
         """Start the agent, clone the child into its namespaces and park it."""
-        from .plan import CLONE_FLAGS
+        from .planned import CLONE_FLAGS
 
         if self.state != "new":
             raise RuntimeError(f"spawn: workload is {self.state}")
