@@ -112,6 +112,8 @@ static int run_step(uint16_t step, const struct lx_settings *s, struct lx_err *e
 			pause();
 	}
 	switch (step) {
+	case LX_STEP_LOOPBACK:
+		return lx_loopback_in_child(s, e);
 	case LX_STEP_CGROUPNS:
 		return lx_cgroupns_in_child(s, e);
 	case LX_STEP_HOSTNAME:

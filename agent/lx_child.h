@@ -10,6 +10,7 @@ __attribute__((noreturn)) void lx_child_main(int settings_fd, int status_fd);
 
 int lx_cgroupns_in_child(const struct lx_settings *s, struct lx_err *e);
 int lx_hostname_in_child(const struct lx_settings *s, struct lx_err *e);
+int lx_loopback_in_child(const struct lx_settings *s, struct lx_err *e);
 int lx_mounts_in_child(const struct lx_settings *s, struct lx_err *e);
 int lx_bounding_in_child(const struct lx_settings *s, struct lx_err *e);
 int lx_user_in_child(const struct lx_settings *s, struct lx_err *e);

@@ -12,6 +12,7 @@ enum lx_step {
 	LX_STEP_CGROUP = 11,      /* host */
 	LX_STEP_NETWORK = 12,     /* host */
 	LX_STEP_RLIMITS = 13,     /* host */
+	LX_STEP_LOOPBACK = 18,    /* child */
 	LX_STEP_CGROUPNS = 19,    /* child */
 	LX_STEP_HOSTNAME = 20,    /* child */
 	LX_STEP_MOUNTS = 21,      /* child */

@@ -145,7 +145,9 @@ class Agent:
         return frame
 
     def _call(self, type_: int, attrs=(), expect: tuple[int, ...] = ()) -> P.Frame:
-        seq = self._send(type_, attrs)
+        return self._reply(self._send(type_, attrs), expect)
+
+    def _reply(self, seq: int, expect: tuple[int, ...] = ()) -> P.Frame:
         while True:
             frame = self._pending.pop(seq, None) or self._read_frame()
             if frame.seq == seq:
@@ -191,13 +193,28 @@ class Agent:
         attrs += [(P.A.NS_JOIN, P.ns_join_value(flag, path)) for flag, path in joins]
         return self._call(P.Msg.SPAWN, attrs, (P.Msg.SPAWNED,)).get(P.A.PID)
 
+    def hello_spawn(self, ns_flags: int, joins: list[tuple[int, str]] = (), grace_ms: int = 2000) -> int:
+        """HELLO and SPAWN back to back, one wait instead of two.  Safe: every
+        frame carries the version, so an agent of another version answers the
+        SPAWN with an error and clones nothing."""
+        attrs: list[tuple[int, object]] = [(P.A.NS_FLAGS, ns_flags), (P.A.GRACE_MS, grace_ms)]
+        attrs += [(P.A.NS_JOIN, P.ns_join_value(flag, path)) for flag, path in joins]
+        hello = self._send(P.Msg.HELLO, ())
+        spawn = self._send(P.Msg.SPAWN, attrs)
+        version = self._reply(hello, (P.Msg.READY,)).get(P.A.VERSION)
+        if version != P.VERSION:
+            raise ProtocolError(f"agent protocol version {P.VERSION}", f"version {version}")
+        return self._reply(spawn, (P.Msg.SPAWNED,)).get(P.A.PID)
+
     def track_cgroup(self, path: str, remove_only: bool = False) -> None:
         """If the runner dies, the agent kills what is in `path` and removes it
-        (remove_only: a shared parent, removed only if empty, never killed in)."""
+        (remove_only: a shared parent, removed only if empty, never killed in).
+        Not waited for: the reply is skipped when it comes (a safety net for
+        the runner's death, which the runner's own undo does not need)."""
         attrs: list[tuple[int, object]] = [(P.A.PATH, path)]
         if remove_only:
             attrs.append((P.A.REMOVE_ONLY, 1))
-        self._call(P.Msg.TRACK_CGROUP, attrs, (P.Msg.OK,))
+        self._send(P.Msg.TRACK_CGROUP, attrs, ignore_reply=True)
 
     def proceed(self, attrs: list[tuple[int, object]]) -> list[tuple[int, int]]:
         """Releases the parked child; returns [(step id, ns)] of the child steps."""

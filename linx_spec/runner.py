@@ -275,10 +275,13 @@ class Workload:
             for fd in opened:
                 os.close(fd)
         try:
-            self.agent.hello()
             joins = [(CLONE_FLAGS[n], path) for n, path in self.plan.ns_join]
-            _fault("spawn", "agent", self.agent)
-            self.pid = self.agent.spawn(self.plan.clone_flags, joins, int(self.plan.grace_seconds * 1000))
+            if os.environ.get("LINX_FAULT"):
+                self.agent.hello()
+                _fault("spawn", "agent", self.agent)
+                self.pid = self.agent.spawn(self.plan.clone_flags, joins, int(self.plan.grace_seconds * 1000))
+            else:
+                self.pid = self.agent.hello_spawn(self.plan.clone_flags, joins, int(self.plan.grace_seconds * 1000))
             if self.plan.lifecycle.orphan == "linger" or self._linger_path:
                 self.agent.linger(self._linger_path)
         except BaseException:
@@ -422,7 +425,11 @@ class Workload:
         # Closing the channel makes the agent stop anything still running
         # (SIGTERM, grace, SIGKILL); then the host side is undone in reverse.
         errors: list[BaseException] = []
-        if self.agent is not None:
+        # Once the workload has ended (or never ran), the runner undoes first:
+        # the agent then finds its tracked cgroups gone and exits at once,
+        # instead of doing the same removal while we wait for it.
+        finished = self.state in ("ended", "aborted")
+        if self.agent is not None and not finished:
             try:
                 self.agent.close()
             except BaseException as exc:  # noqa: BLE001 - keep undoing
@@ -435,6 +442,12 @@ class Workload:
             except BaseException as exc:  # noqa: BLE001 - keep undoing
                 errors.append(exc)
         self._after_exit.clear()
+        if self.agent is not None:
+            try:
+                self.agent.close()
+            except BaseException as exc:  # noqa: BLE001
+                errors.append(exc)
+            self.agent = None
         # Output pipes reach EOF once the workload and the agent are gone.
         for t in self._threads:
             t.join(timeout=5)

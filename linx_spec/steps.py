@@ -90,11 +90,17 @@ STEPS: list[Step] = [
          lambda p: p.cgroup is not None, _describe("cgroup")),
     Step(12, "network", "host",
          "needs host privileges and the child's netns (by pid); done before the child can see its interfaces",
-         lambda p: p.network is not None, _describe("network")),
+         lambda p: p.network is not None and (p.network.needs_netlink or bool(p.network.sysctls)),
+         _describe("network")),
     Step(13, "rlimits", "host",
          "prlimit (and oom_score_adj) from the host: raising a hard limit is impossible from inside a user "
          "namespace (as runc)",
          lambda p: p.rlimits is not None, _describe("rlimits")),
+    Step(18, "loopback", "child",
+         "lo up with one ioctl when there is no other network work (needs CAP_NET_ADMIN in the netns: "
+         "before the identity switch); otherwise the network step does it",
+         lambda p: p.network is not None and p.network.loopback and not p.network.needs_netlink
+         and not p.network.sysctls, lambda p: {}),
     Step(19, "cgroupns", "child",
          "after the cgroup step placed the child: the namespace's root becomes the workload's own cgroup",
          lambda p: p.has_new("cgroup"), lambda p: {}),

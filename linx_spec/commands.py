@@ -1,0 +1,303 @@
+"""The `linx-spec` commands (typer): parse arguments, call the API, map errors to
+exit codes.  linx_spec/cli.py is the entry point; it runs a cached plan of a
+plain `apply FILE` without importing this module (or typer, or pydantic).
+
+Exit codes: the workload's own code (128+N when killed by signal N) for
+`apply`; otherwise 0 ok, 2 usage, 65 spec error, 66 plan error (this host cannot
+honour the spec), 70 step error (rolled back), 71 agent protocol error,
+72 workload state error, 127 the program could not be executed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import List, Optional
+
+import typer
+
+from .errors import EXIT_CODES, LinxError, SpecError
+
+EXIT_HELP = (
+    "Exit codes: the workload's own (128+N if killed by signal N) for apply; "
+    "2 usage; 65 spec error; 66 plan error (host cannot honour the spec); "
+    "70 step error (everything rolled back); 71 agent protocol error; "
+    "72 workload state error; 127 program could not be executed."
+)
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Declarative runner for isolated Linux workloads. " + EXIT_HELP,
+                  pretty_exceptions_enable=False)
+
+
+def _fail(exc: LinxError) -> "typer.Exit":
+    code = exc.exit_code
+    for cls, c in EXIT_CODES.items():
+        if type(exc) is cls:
+            code = c
+    print(f"linx-spec: {exc}" if not isinstance(exc, SpecError) else str(exc), file=sys.stderr)
+    return typer.Exit(code)
+
+
+def _load_and_plan(spec_file: str, overrides: list[str], cache: bool = False):
+    from .load import load_file
+    from .plan import build_plan
+
+    spec = load_file(spec_file, overrides=overrides)
+    import os
+
+    base = os.path.dirname(os.path.abspath(spec_file)) if spec_file != "-" else os.getcwd()
+    plan = build_plan(spec, source=spec_file, base_dir=base)
+    if cache and not overrides and spec_file != "-":
+        from .fastpath import store
+
+        store(spec_file, plan)
+    return plan
+
+
+SetOpt = typer.Option(None, "--set", help="Override a field: path.to.field=value (validated like the file).")
+
+
+def _parse_duration(text: str | None) -> float | None:
+    if text is None:
+        return None
+    from .spec.units import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+@app.command(epilog=EXIT_HELP)
+def apply(
+    spec_file: str = typer.Argument(..., metavar="SPEC.yaml", help="The spec file (- for standard input)."),
+    set_: Optional[List[str]] = SetOpt,
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Print each checkpoint step with its duration."),
+    tty: bool = typer.Option(False, "--tty", "-t", help="Give the workload a pseudo-terminal (interactive)."),
+    timeout: Optional[str] = typer.Option(None, "--timeout", help="Wall-clock limit, e.g. 30s or 1m30s "
+                                          "(overrides lifecycle.timeout). Exit code 124 when it expires."),
+    detach: bool = typer.Option(False, "--detach", "-d", help="Return once the workload runs; manage it with "
+                                "ps, status, logs, kill, stop, exec, delete."),
+) -> None:
+    """Run the workload in the foreground, with inherited stdio; exit with its exit code."""
+    from .runner import run_forwarding_signals
+
+    def report(step: str, side: str, seconds: float) -> None:
+        print(f"linx-spec: {step:<13} ({side:<5}) {seconds * 1000:8.3f} ms", file=sys.stderr)
+
+    def restarting(result, delay: float) -> None:
+        print(f"linx-spec: {result.name}: ended ({_end_words(result)}); restarting in {delay:g}s", file=sys.stderr)
+
+    limit = _parse_duration(timeout)
+    try:
+        plan = _load_and_plan(spec_file, set_ or [], cache=True)
+        if limit is not None:
+            import dataclasses
+
+            plan = dataclasses.replace(plan, lifecycle=dataclasses.replace(plan.lifecycle, timeout=limit))
+        if detach:
+            from .detach import start_detached
+
+            name, pid = start_detached(plan)
+            print(name)
+            if verbose:
+                print(f"linx-spec: {name} runs detached, host pid {pid}", file=sys.stderr)
+            raise typer.Exit(0)
+        result = run_forwarding_signals(plan, on_step=report if verbose else None, pty=True if tty else None,
+                                        on_restart=restarting)
+    except LinxError as exc:
+        raise _fail(exc) from None
+    except KeyboardInterrupt:
+        print("linx-spec: interrupted before the workload ran; everything was rolled back", file=sys.stderr)
+        raise typer.Exit(130) from None
+    if result.reason:
+        print(f"linx-spec: {result.name}: {result.reason}", file=sys.stderr)
+    elif result.signal is not None and verbose:
+        print(f"linx-spec: {result.name}: killed by signal {result.signal}", file=sys.stderr)
+    raise typer.Exit(124 if result.timed_out else result.status)
+
+
+def _end_words(result) -> str:
+    return f"exit code {result.exit_code}" if result.signal is None else f"killed by signal {result.signal}"
+
+
+@app.command(epilog=EXIT_HELP)
+def plan(
+    spec_file: str = typer.Argument(..., metavar="SPEC.yaml"),
+    set_: Optional[List[str]] = SetOpt,
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Print the exact ordered steps `apply` would run, with resolved arguments. Changes nothing."""
+    from .steps import active_steps
+
+    try:
+        p = _load_and_plan(spec_file, set_ or [])
+    except LinxError as exc:
+        raise _fail(exc) from None
+    steps = [{"step": s.name, "side": s.side, "args": s.args(p), "why": s.reason} for s in active_steps(p)]
+    if as_json:
+        print(json.dumps({"name": p.name, "spec_hash": p.spec_hash, "notes": list(p.notes), "steps": steps}, indent=2))
+        return
+    print(f"workload {p.name} (spec {p.spec_hash}) from {p.source}")
+    for note in p.notes:
+        print(f"  note: {note}")
+    for i, s in enumerate(steps, 1):
+        args = ", ".join(f"{k}={v}" for k, v in s["args"].items() if v not in (None, [], {}))
+        print(f"{i:2}. {s['step']:<13} [{s['side']}] {args}")
+        print(f"      why: {s['why']}")
+
+
+@app.command(epilog=EXIT_HELP)
+def validate(
+    files: List[str] = typer.Argument(..., metavar="FILE|DIR|GLOB...", help="Spec files, directories (*.yaml, *.yml inside) or globs."),
+    set_: Optional[List[str]] = SetOpt,
+    fmt: str = typer.Option("text", "--format", help="text, json, or github (::error annotations)."),
+) -> None:
+    """Check specs without root and without touching any kernel object; exit 0 only if all are valid."""
+    from .validate import validate_paths
+
+    code = validate_paths(files, set_ or [], fmt)
+    raise typer.Exit(code)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the spec language (the file under schema/)."""
+    from .schema import schema_json
+
+    print(schema_json(), end="")
+
+
+def _signal_number(text: str) -> int:
+    import signal as _signal
+
+    name = text.upper()
+    if name.isdigit():
+        return int(name)
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    try:
+        return int(getattr(_signal.Signals, name))
+    except AttributeError:
+        raise typer.BadParameter(f"unknown signal `{text}`") from None
+
+
+@app.command("ps")
+def ps_(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """List detached workloads and their status (dead ones are reported, never shown as running)."""
+    from .detach import all_views, format_ps
+
+    views = all_views()
+    if as_json:
+        print(json.dumps([{"name": v.name, "status": v.status, "detail": v.detail, **v.state} for v in views],
+                         indent=2, default=str))
+    else:
+        print(format_ps(views))
+
+
+@app.command()
+def status(name: str = typer.Argument(..., help="Workload name.")) -> None:
+    """Show one detached workload."""
+    from .detach import status_text
+
+    try:
+        print(status_text(name))
+    except LinxError as exc:
+        raise _fail(exc) from None
+
+
+@app.command("kill")
+def kill_(name: str = typer.Argument(...), sig: str = typer.Argument("TERM", metavar="[SIGNAL]")) -> None:
+    """Send a signal (default TERM) to a detached workload."""
+    from .detach import kill
+
+    try:
+        kill(name, _signal_number(sig))
+    except LinxError as exc:
+        raise _fail(exc) from None
+
+
+@app.command()
+def stop(name: str = typer.Argument(...),
+         grace: Optional[str] = typer.Option(None, "--grace", help="SIGTERM -> SIGKILL grace (default: the spec's).")) -> None:
+    """Stop a detached workload: SIGTERM, a grace period, SIGKILL; it is not restarted."""
+    from .detach import stop as stop_
+
+    try:
+        print(f"{name}: {stop_(name, _parse_duration(grace))}")
+    except LinxError as exc:
+        raise _fail(exc) from None
+
+
+@app.command()
+def logs(name: str = typer.Argument(...),
+         stderr_: bool = typer.Option(False, "--stderr", help="Show stderr instead of stdout.")) -> None:
+    """Print the output of a detached workload (when its stdout/stderr go to files)."""
+    from .detach import logs as logs_
+
+    try:
+        path = logs_(name, "stderr" if stderr_ else "stdout")
+        sys.stdout.buffer.write(path.read_bytes() if path.exists() else b"")
+    except LinxError as exc:
+        raise _fail(exc) from None
+
+
+@app.command()
+def delete(name: str = typer.Argument(...),
+           force: bool = typer.Option(False, "--force", "-f", help="Stop it first if it runs.")) -> None:
+    """Remove the state of a detached workload."""
+    from .detach import delete as delete_
+
+    try:
+        delete_(name, force)
+    except LinxError as exc:
+        raise _fail(exc) from None
+
+
+@app.command("exec", context_settings={"allow_interspersed_args": False})
+def exec_(name: str = typer.Argument(...), command: List[str] = typer.Argument(..., metavar="-- CMD..."),
+          tty: bool = typer.Option(False, "--tty", "-t", help="Give the command a pseudo-terminal.")) -> None:
+    """Run a command inside a running detached workload: its namespaces, cgroups,
+    identity, capabilities, no_new_privs and seccomp filter."""
+    from .detach import live_pid
+    from .exec import exec_plan
+    from .runner import run_forwarding_signals
+    from .state import StateDir
+
+    if command and command[0] == "--":
+        command = command[1:]
+    try:
+        pid = live_pid(name)
+        plan = exec_plan(StateDir.open(name).load_plan(), pid, command)
+        result = run_forwarding_signals(plan, pty=True if tty else None)
+    except LinxError as exc:
+        raise _fail(exc) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    raise typer.Exit(result.status)
+
+
+from .seccomp.cli import app as _seccomp_app  # noqa: E402 - `linx-spec seccomp export|explain|groups`
+
+app.add_typer(_seccomp_app, name="seccomp")
+
+
+@app.command()
+def gc(dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Only list what would be removed."),
+       state: bool = typer.Option(False, "--state", help="Also remove the state of exited detached workloads.")) -> None:
+    """The leak census: list linx-spec's processes, cgroups, interfaces and state on
+    this host, and remove leftovers of dead workloads (never anything in use)."""
+    from .census import gc as gc_
+
+    report = gc_(dry_run=dry_run, states=state)
+    for item, action in report:
+        print(f"{item.kind:<9} {item.obj:<60} {item.note:<28} {action}")
+    if not report:
+        print("nothing of linx-spec's on this host")
+
+
+def main() -> None:
+    try:
+        app()
+    except LinxError as exc:  # pragma: no cover - commands translate their own
+        sys.exit(_fail(exc).exit_code)
