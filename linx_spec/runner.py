@@ -136,10 +136,14 @@ def _fault(step: str, side: str, agent: Agent | None) -> None:
         import sys
 
         print(f"linx-fault: paused before {step}", file=sys.stderr, flush=True)
+        # Until the agent hangs up (replies not waited for may arrive meanwhile:
+        # readable is not gone), then carry on and fail like the real thing.
+        poller = select.poll()
+        if agent is not None:
+            poller.register(agent.fileno(), select.POLLRDHUP)
         while agent is not None:
-            ready, _, _ = select.select([agent.fileno()], [], [], 1.0)
-            if ready:
-                return  # the agent is gone (EOF): carry on and fail like the real thing
+            if poller.poll(1000):
+                return
 
 
 def _open_stream(stream: StreamPlan, fd: int) -> int | None:
