@@ -75,6 +75,9 @@ def _dependencies(path: str, text: bytes, plan) -> dict[str, tuple[int, int] | N
     root = getattr(plan.mounts, "rootfs", None)
     exe_on_host = os.path.join(root, exe.lstrip("/")) if root else exe
     deps[exe_on_host] = _stat(exe_on_host)
+    profile = getattr(plan.seccomp, "profile", None)  # `profile: p.json` has no `/` for _PATH to see
+    if profile:
+        deps[profile] = _stat(profile)
     return deps
 
 
