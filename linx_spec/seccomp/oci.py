@@ -29,7 +29,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..spec.seccomp import MAX_ERRNO, canonical_arch, parse_action
+# The spec's helpers are imported where used: a cached plan (SeccompPlan, in
+# compile.py, which imports this module) is loaded without pydantic.
+MAX_ERRNO = 4095  # as spec/seccomp.py: the kernel returns -min(data, MAX_ERRNO)
 
 __all__ = ["Entry", "Profile", "ProfileError", "load_profile", "parse_profile", "BUILTIN_PROFILES", "ALL_CAPS"]
 
@@ -107,6 +109,8 @@ def _action(name: object, errno_ret: object, default_errno: object, where: str) 
             ret = 1  # EPERM: runc's choice when errnoRet is absent
         if isinstance(ret, bool) or not isinstance(ret, int) or not 0 <= ret <= MAX_ERRNO:
             raise ProfileError(where, f"errnoRet must be a number 0..{MAX_ERRNO}, got {ret!r}")
+        from ..spec.seccomp import parse_action
+
         return parse_action({"errno": ret})
     if name in _UNSUPPORTED:
         raise ProfileError(where, f"{name} needs {_UNSUPPORTED[name]}, which linx-spec does not run")
@@ -117,6 +121,8 @@ def _arch(name: object, where: str) -> str:
     if not isinstance(name, str):
         raise ProfileError(where, "architecture must be a string like SCMP_ARCH_X86_64")
     try:
+        from ..spec.seccomp import canonical_arch
+
         return canonical_arch(name)
     except ValueError as exc:
         raise ProfileError(where, str(exc)) from None
