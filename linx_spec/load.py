@@ -200,7 +200,7 @@ def _message(err: dict, loc: Loc, marks: _Marks, file: str) -> Problem:
     return Problem(file, line, col, _dotted(loc), msg)
 
 
-def _clean_loc(loc: Loc, data: Any) -> Loc:
+def _clean_loc(loc: Loc, data: Any, etype: str = "missing") -> Loc:
     """Drop pydantic's union tags and validator labels that are not keys in the data.
 
     A part absent from the data is kept only when it is the last one: that is
@@ -215,7 +215,7 @@ def _clean_loc(loc: Loc, data: Any) -> Loc:
             out.append(part)
             cur = cur[part]
         elif (i == len(loc) - 1 and isinstance(cur, dict) and isinstance(part, str)
-              and not any(c in part for c in "[(")):
+              and etype in ("missing", "extra_forbidden") and not any(c in part for c in "[(")):
             out.append(part)
     return tuple(out)
 
@@ -253,7 +253,7 @@ def load_text(text: str, file: str = "<string>", *, env: Mapping[str, str] | Non
         spec = Spec.model_validate(data)
     except ValidationError as exc:
         for err in exc.errors(include_url=False):
-            loc = _clean_loc(tuple(err["loc"]), data)
+            loc = _clean_loc(tuple(err["loc"]), data, err["type"])
             problems.append(_message(err, loc, marks, file))
         spec = None
     if problems:

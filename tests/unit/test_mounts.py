@@ -113,7 +113,7 @@ def test_spec_errors_point_at_the_yaml_text():
     got = [(p.line, p.field) for p in info.value.problems]
     assert (8, "mounts.entries[1].target") in got
     assert any(line == 9 and "recursiv" in field for line, field in got)
-    assert (10, "mounts.rootfs.overlay") in got
+    assert (10, "mounts.rootfs") in got
     # Only the errors of the form written (a mapping), not "should be a string" too.
     assert not any("valid string" in p.message for p in info.value.problems)
 

@@ -29,6 +29,12 @@ NOT_IN_SCHEMA = {
     "yaml-unclosed-flow": "not YAML",
     "yaml-bad-indent": "not YAML",
     "yaml-tab": "not YAML",
+    "capabilities-unknown": "names are case-insensitive with CAP_ optional",
+    "capabilities-ambient-not-permitted": "a relation between two sets",
+    "network-bad-address": "address arithmetic (octets, prefix lengths)",
+    "rlimits-soft-above-hard": "a relation between two fields",
+    "seccomp-unknown-syscall": "the syscall table is libseccomp's, per architecture",
+    "stdio-stdin-mode": "a relation between the stream and its options",
 }
 
 
