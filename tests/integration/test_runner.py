@@ -362,19 +362,51 @@ def _as_nobody(fn):
     return os.waitstatus_to_exitcode(status), b"".join(chunks).decode()
 
 
-def test_unprivileged_user_runs_hello_without_root(tmp_path):
+def _prepare_for_nobody(tmp_path):
+    """The forked child runs as uid 65534, which may not be able to read the
+    checkout or the virtualenv (CI clones anywhere): import everything it will
+    need now, and give it a copy of the agent in a world-readable place."""
+    import shutil
+    import tempfile
+
+    import linx_spec.host.idmap  # noqa: F401
+    import linx_spec.host.network  # noqa: F401
+    import linx_spec.load  # noqa: F401
+    import linx_spec.plan  # noqa: F401
+    import linx_spec.runner  # noqa: F401
+    import linx_spec.spec.capabilities  # noqa: F401
+    from linx_spec import build_plan, load_text
+
+    build_plan(load_text((REPO / "specs" / "hello.yaml").read_text(), "warm.yaml"))  # lazy imports, regexes
+    d = tempfile.mkdtemp(prefix="linx-nobody-")
+    os.chmod(d, 0o755)
+    agent = os.path.join(d, "linx-agent")
+    shutil.copy2(os.environ["LINX_AGENT"], agent)
+    os.chmod(agent, 0o755)
+    return d, agent
+
+
+def test_unprivileged_user_runs_hello_without_root(tmp_path, monkeypatch):
     out_file = tmp_path / "out"
     f = open(out_file, "wb")  # opened as root, inherited by the unprivileged child
+    text = (REPO / "specs" / "hello.yaml").read_text()
+    d, agent = _prepare_for_nobody(tmp_path)
+    monkeypatch.setenv("LINX_AGENT", agent)
 
     def go():
-        from linx_spec import build_plan, load_file, run
+        from linx_spec import build_plan, load_text, run
 
-        plan = build_plan(load_file(REPO / "specs" / "hello.yaml"), source="hello.yaml")
+        plan = build_plan(load_text(text, "hello.yaml"), source="hello.yaml")
         result = run(plan, stdout=f.fileno())
         return f"{result.exit_code} {result.pid}"
 
-    with f:
-        code, out = _as_nobody(go)
+    try:
+        with f:
+            code, out = _as_nobody(go)
+    finally:
+        import shutil
+
+        shutil.rmtree(d, ignore_errors=True)
     assert code == 0, out
     exit_code, pid = out.split()
     assert exit_code == "0"
@@ -383,6 +415,10 @@ def test_unprivileged_user_runs_hello_without_root(tmp_path):
 
 
 def test_unprivileged_plan_errors_say_what_needs_root():
+    from linx_spec import build_plan, load_text
+
+    build_plan(load_text("version: 1\nprocess: {command: [/bin/true]}\n"))  # imports, before dropping root
+
     def go():
         from linx_spec import PlanError, build_plan, load_text
 
@@ -404,3 +440,42 @@ def test_unprivileged_plan_errors_say_what_needs_root():
     first, second = out.splitlines()
     assert "needs root, or a new user namespace" in first and "remedy" in first
     assert "mapping ids other than your own needs root" in second
+
+
+def test_multi_range_id_maps(tmp_path):
+    plan = plan_of("""
+version: 1
+namespaces: [user, pid]
+idmap:
+  uid: [{container: 0, host: 100000, count: 1}, {container: 1000, host: 201000, count: 10}]
+  gid: [{container: 0, host: 100000, count: 1}, {container: 1000, host: 201000, count: 10}]
+process:
+  command: [/bin/sh, -c, 'id -u; id -g; cat /proc/self/uid_map; read x']
+  user: {uid: 1005, gid: 1007}
+""")
+    out = tmp_path / "out"
+    r, w = os.pipe()
+    with open(out, "wb") as fo, Workload(plan, stdin=r, stdout=fo.fileno()) as wl:
+        pid = wl.start()
+        status = open(f"/proc/{pid}/status").read()
+        os.write(w, b"x\n")
+        result = wl.wait()
+    os.close(r)
+    os.close(w)
+    assert result.exit_code == 0
+    uid_line = next(line for line in status.splitlines() if line.startswith("Uid:"))
+    gid_line = next(line for line in status.splitlines() if line.startswith("Gid:"))
+    assert uid_line.split()[1:] == ["201005"] * 4 and gid_line.split()[1:] == ["201007"] * 4
+    lines = out.read_text().split("\n")
+    assert lines[:2] == ["1005", "1007"]
+    assert [line.split() for line in lines[2:4]] == [["0", "100000", "1"], ["1000", "201000", "10"]]
+
+
+def test_every_example_spec_plans_on_this_host(tmp_path, monkeypatch):
+    from linx_spec import load_file
+
+    monkeypatch.setenv("BUILD_SRC", str(tmp_path))
+    monkeypatch.setenv("BUILD_OUT", str(tmp_path))
+    for path in sorted((REPO / "specs").glob("*.yaml")):
+        plan = build_plan(load_file(path), source=str(path), base_dir=str(path.parent))
+        assert plan.process.exec_path.startswith("/"), path
