@@ -45,20 +45,6 @@ static void record(int fd, uint16_t kind, uint16_t step, int err, const char *de
 	(void)n;
 }
 
-static int read_full(int fd, void *buf, size_t len)
-{
-	size_t off = 0;
-	while (off < len) {
-		ssize_t n = read(fd, (char *)buf + off, len - off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		off += (size_t)n;
-	}
-	return 0;
-}
-
 /* In a new user namespace whose map does not contain the runner's own ids
  * (say 0 -> 200000), the child's ids are unmapped there: files it creates
  * would fail with EOVERFLOW and it would not be "root" inside.  Become uid/gid
@@ -158,12 +144,12 @@ void lx_child_main(int settings_fd, int status_fd)
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 
 	/* Parked: created, not yet exec'd, until PROCEED (or EOF: abort). */
-	if (read_full(settings_fd, lenbuf, 4) < 0)
+	if (lx_read_full(settings_fd, lenbuf, 4) < 0)
 		_exit(0);
 	len = (uint32_t)lenbuf[0] | ((uint32_t)lenbuf[1] << 8) | ((uint32_t)lenbuf[2] << 16) |
 	      ((uint32_t)lenbuf[3] << 24);
 	payload = malloc(len ? len : 1);
-	if (!payload || read_full(settings_fd, payload, len) < 0)
+	if (!payload || lx_read_full(settings_fd, payload, len) < 0)
 		_exit(0);
 	close(settings_fd);
 	if (lx_settings_parse(payload, len, &s, &e) < 0) {

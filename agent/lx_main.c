@@ -130,48 +130,20 @@ static void send_end(uint32_t seq)
 	send_out();
 }
 
-static int read_full(int fd, void *buf, size_t len)
+/* SIGKILL every pid listed in `path` (a children or cgroup.procs file) and
+ * reap what is ours, until the list is empty or `rounds` passes went by.
+ * 0 when the list ended empty (or the file vanished). */
+static int kill_listed(const char *path, int rounds, useconds_t pause_us)
 {
-	size_t off = 0;
-	while (off < len) {
-		ssize_t n = read(fd, (char *)buf + off, len - off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		off += (size_t)n;
-	}
-	return 0;
-}
-
-static int write_full(int fd, const void *buf, size_t len)
-{
-	size_t off = 0;
-	while (off < len) {
-		ssize_t n = write(fd, (const char *)buf + off, len - off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -1;
-		off += (size_t)n;
-	}
-	return 0;
-}
-
-/* Kill whatever was reparented to us (we are a subreaper) after the main
- * child ended: nothing survives the workload, cgroup or not. */
-static void kill_orphans(void)
-{
-	char path[64], buf[4096];
-	for (int round = 0; round < 100; round++) {
-		snprintf(path, sizeof(path), "/proc/self/task/%d/children", getpid());
+	char buf[8192];
+	for (int round = 0; round < rounds; round++) {
 		int fd = open(path, O_RDONLY | O_CLOEXEC);
 		if (fd < 0)
-			return;
+			return 0;
 		ssize_t n = read(fd, buf, sizeof(buf) - 1);
 		close(fd);
 		if (n <= 0)
-			break;
+			return 0;
 		buf[n] = 0;
 		for (char *p = buf; *p;) {
 			long pid = strtol(p, &p, 10);
@@ -182,8 +154,18 @@ static void kill_orphans(void)
 		}
 		while (waitpid(-1, NULL, WNOHANG) > 0)
 			;
-		usleep(1000);
+		usleep(pause_us);
 	}
+	return -1;
+}
+
+/* Kill whatever was reparented to us (we are a subreaper) after the main
+ * child ended: nothing survives the workload, cgroup or not. */
+static void kill_orphans(void)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/self/task/%d/children", getpid());
+	(void)kill_listed(path, 100, 1000);
 }
 
 static void reap(void)
@@ -227,7 +209,7 @@ static void wait_child(int ms)
 
 static void kill_cgroup(const char *dir)
 {
-	char path[4200], buf[8192];
+	char path[4200];
 	snprintf(path, sizeof(path), "%s/cgroup.kill", dir);
 	int fd = open(path, O_WRONLY | O_CLOEXEC);
 	if (fd >= 0) {
@@ -236,26 +218,7 @@ static void kill_cgroup(const char *dir)
 		close(fd);
 	}
 	snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
-	for (int round = 0; round < 200; round++) {
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			break;
-		ssize_t n = read(fd, buf, sizeof(buf) - 1);
-		close(fd);
-		if (n <= 0)
-			break;
-		buf[n] = 0;
-		for (char *p = buf; *p;) {
-			long pid = strtol(p, &p, 10);
-			if (pid > 0)
-				kill((pid_t)pid, SIGKILL);
-			while (*p == '\n')
-				p++;
-		}
-		while (waitpid(-1, NULL, WNOHANG) > 0)
-			;
-		usleep(2000);
-	}
+	(void)kill_listed(path, 200, 2000);
 	for (int round = 0; round < 500; round++) {
 		if (rmdir(dir) == 0 || errno == ENOENT)
 			break;
@@ -276,7 +239,7 @@ static void write_end_file(void)
 		snprintf(text, sizeof(text), "exited %d\n", WEXITSTATUS(A.wstatus));
 	int fd = open(A.linger_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
 	if (fd >= 0) {
-		(void)write_full(fd, text, strlen(text));
+		(void)lx_write_full(fd, text, strlen(text));
 		close(fd);
 	}
 }
@@ -454,7 +417,7 @@ static void do_proceed(uint32_t seq, const uint8_t *payload, uint32_t len)
 	lx_settings_free(&s);
 
 	uint64_t t0 = mono_ns();
-	if (write_full(A.settings_w, lenbuf, 4) < 0 || write_full(A.settings_w, payload, len) < 0) {
+	if (lx_write_full(A.settings_w, lenbuf, 4) < 0 || lx_write_full(A.settings_w, payload, len) < 0) {
 		wait_child(1000);
 		if (A.exited)
 			return send_parked_death(seq);
@@ -489,10 +452,10 @@ static void do_proceed(uint32_t seq, const uint8_t *payload, uint32_t len)
 			wait_child(-1);
 			orphaned();
 		}
-		if (read_full(A.status_r, &rec, sizeof(rec)) < 0)
+		if (lx_read_full(A.status_r, &rec, sizeof(rec)) < 0)
 			break;
 		char d[513] = "";
-		if (rec.dlen > 512 || (rec.dlen && read_full(A.status_r, d, rec.dlen) < 0))
+		if (rec.dlen > 512 || (rec.dlen && lx_read_full(A.status_r, d, rec.dlen) < 0))
 			break;
 		d[rec.dlen] = 0;
 		if (rec.kind == LX_REC_BEGIN) {
@@ -641,7 +604,7 @@ static int read_frame(void)
 	uint8_t raw[LX_HDR_LEN];
 	struct lx_hdr h;
 	char detail[160];
-	if (read_full(A.ctl, raw, sizeof(raw)) < 0)
+	if (lx_read_full(A.ctl, raw, sizeof(raw)) < 0)
 		return -1;
 	lx_hdr_decode(raw, &h);
 	if (h.magic != LX_MAGIC) {
@@ -656,7 +619,7 @@ static int read_frame(void)
 		uint32_t left = h.len;
 		while (left) {
 			uint32_t n = left < sizeof(sink) ? left : (uint32_t)sizeof(sink);
-			if (read_full(A.ctl, sink, n) < 0)
+			if (lx_read_full(A.ctl, sink, n) < 0)
 				return -1;
 			left -= n;
 		}
@@ -665,7 +628,7 @@ static int read_frame(void)
 	uint8_t *payload = malloc(h.len ? h.len : 1);
 	if (!payload)
 		return -1;
-	if (h.len && read_full(A.ctl, payload, h.len) < 0) {
+	if (h.len && lx_read_full(A.ctl, payload, h.len) < 0) {
 		free(payload);
 		return -1;
 	}

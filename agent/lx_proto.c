@@ -113,14 +113,32 @@ void lx_out_str(struct lx_out *o, uint16_t type, const char *s)
 int lx_out_send(struct lx_out *o, int fd)
 {
 	put32(o->buf + 8, (uint32_t)(o->len - LX_HDR_LEN));
+	return lx_write_full(fd, o->buf, o->len);
+}
+
+int lx_read_full(int fd, void *buf, size_t len)
+{
 	size_t off = 0;
-	while (off < o->len) {
-		ssize_t n = write(fd, o->buf + off, o->len - off);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
+	while (off < len) {
+		ssize_t n = read(fd, (char *)buf + off, len - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
 			return -1;
-		}
+		off += (size_t)n;
+	}
+	return 0;
+}
+
+int lx_write_full(int fd, const void *buf, size_t len)
+{
+	size_t off = 0;
+	while (off < len) {
+		ssize_t n = write(fd, (const char *)buf + off, len - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
 		off += (size_t)n;
 	}
 	return 0;

@@ -191,6 +191,10 @@ void lx_out_begin(struct lx_out *o, uint8_t type, uint32_t seq);
 void lx_out_u32(struct lx_out *o, uint16_t type, uint32_t v);
 void lx_out_bytes(struct lx_out *o, uint16_t type, const void *v, size_t len);
 void lx_out_str(struct lx_out *o, uint16_t type, const char *s);
+/* Whole reads and writes, retrying EINTR; -1 on error or (read) early EOF. */
+int lx_read_full(int fd, void *buf, size_t len);
+int lx_write_full(int fd, const void *buf, size_t len);
+
 /* Writes the frame to fd (all of it); -1 on error. */
 int lx_out_send(struct lx_out *o, int fd);
 
