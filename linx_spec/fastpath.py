@@ -9,8 +9,8 @@ It is used only while what it depends on is unchanged: the host's mount table
 (cgroup hierarchies), and the status (mtime, size) of every path the spec
 names and of the program the plan resolved.  Anything else (`--set`, `-t`,
 `--detach`, `--timeout`, a miss) takes the normal path, which validates, plans
-and refreshes the cache.  The cache lives in /run/linx/plans (root) or
-$XDG_RUNTIME_DIR/linx/plans: a tmpfs, gone at reboot, writable only by us.
+and refreshes the cache.  The cache lives in /run/linx/.plans (root) or
+$XDG_RUNTIME_DIR/linx/.plans: a tmpfs, gone at reboot, writable only by us.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def _cache_dir() -> str:
     else:
         xdg = os.environ.get("XDG_RUNTIME_DIR")
         root = os.path.join(xdg, "linx") if xdg else f"/tmp/linx-{os.geteuid()}"
-    return os.path.join(root, "plans")
+    return os.path.join(root, ".plans")  # a dot: never a workload name (state.NAME_RE)
 
 
 def _key(path: str, text: bytes) -> str:

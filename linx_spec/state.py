@@ -167,4 +167,5 @@ def all_views() -> list[View]:
     root = runtime_root()
     if not root.is_dir():
         return []
-    return [StateDir(p.name).view() for p in sorted(root.iterdir()) if p.is_dir() and NAME_RE.match(p.name)]
+    return [StateDir(p.name).view() for p in sorted(root.iterdir())
+            if p.is_dir() and NAME_RE.match(p.name) and (p / "state.json").exists()]

@@ -59,8 +59,12 @@ def test_second_apply_runs_from_the_cache_and_changes_invalidate_it(tmp_path):
     code, heavy, out = _apply(spec, runtime)
     assert heavy != "-" and out.startswith("two")
     # the cache directory is ours only
-    cache = runtime / "plans"
+    cache = runtime / ".plans"
     assert oct(cache.stat().st_mode & 0o777) == "0o700"
+    # the cache is not a workload: ps and gc do not list it
+    env = dict(os.environ, PYTHONPATH=str(REPO), LINX_RUNTIME_DIR=str(runtime))
+    ps = subprocess.run([sys.executable, "-m", "linx_spec.cli", "ps"], capture_output=True, text=True, env=env)
+    assert ps.stdout.strip().splitlines() == [ps.stdout.strip().splitlines()[0]]
 
 
 def test_a_tampered_cache_entry_is_ignored(tmp_path):
@@ -68,7 +72,7 @@ def test_a_tampered_cache_entry_is_ignored(tmp_path):
     spec = tmp_path / "s.yaml"
     spec.write_text("version: 1\nnamespaces: [pid]\nprocess: {command: [/bin/true]}\n")
     assert _apply(spec, runtime)[0] == 0
-    for entry in (runtime / "plans").iterdir():
+    for entry in (runtime / ".plans").iterdir():
         entry.write_bytes(b"not a pickle")
     code, heavy, _ = _apply(spec, runtime)
     assert code == 0 and heavy != "-"
