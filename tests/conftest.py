@@ -32,6 +32,12 @@ def _build_agent() -> Path:
 
 AGENT_BIN = _build_agent()
 os.environ.setdefault("LINX_AGENT", str(AGENT_BIN))
+# Detached workloads' state and the CLI's plan cache go to a directory of the
+# test run, not the host's /run/linx; it must hold no workload at the end.
+import tempfile  # noqa: E402
+
+RUNTIME_DIR = tempfile.mkdtemp(prefix="linx-test-run-")
+os.environ["LINX_RUNTIME_DIR"] = RUNTIME_DIR
 
 
 def pytest_collection_modifyitems(config, items):
@@ -53,8 +59,15 @@ def pytest_sessionstart(session):
 
 
 def pytest_sessionfinish(session, exitstatus):
+    import shutil
+
+    leftover = [n for n in os.listdir(RUNTIME_DIR) if os.path.exists(os.path.join(RUNTIME_DIR, n, "state.json"))]
+    shutil.rmtree(RUNTIME_DIR, ignore_errors=True)
     if os.environ.get("LINX_NO_LEAKCHECK") == "1":
         return
+    if leftover:
+        sys.stderr.write(f"\nLEAK CENSUS: detached workload state left behind: {leftover}\n")
+        session.exitstatus = 1
     before = getattr(session.config, "_linx_census", None)
     if before is None:
         return

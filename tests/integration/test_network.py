@@ -28,6 +28,23 @@ from linx_spec import PlanError, StepError, Workload, build_plan, load_text, run
 
 pytestmark = pytest.mark.root
 
+
+def _is_mount_point(path: str) -> bool:
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4] == path for line in f)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _iproute2_netns_dir():
+    """`ip netns add` bind-mounts /run/netns onto itself the first time it is
+    used; on a machine where these tests made it, they remove it again."""
+    existed, mounted = os.path.isdir("/run/netns"), _is_mount_point("/run/netns")
+    yield
+    if not mounted and _is_mount_point("/run/netns") and not os.listdir("/run/netns"):
+        subprocess.run(["umount", "/run/netns"], check=False)
+    if not existed and os.path.isdir("/run/netns") and not os.listdir("/run/netns"):
+        os.rmdir("/run/netns")
+
 PY = sys.executable
 IP_FREEBIND = 15  # linux/in.h: bind to an address that does not exist yet
 IPV6_FREEBIND = 78  # linux/in6.h (4.15+)
