@@ -109,6 +109,21 @@ def run_spec(tmp_path, write_spec):
     return go
 
 
+def children(pid: int) -> list[int]:
+    """Child pids of pid (the runner's agent, the agent's workload)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+def start_cli(*args: str, env: dict | None = None, **popen) -> subprocess.Popen:
+    """`linx-spec ARGS` from the source tree, running in the background."""
+    e = dict(os.environ, PYTHONPATH=str(REPO), **(env or {}))
+    return subprocess.Popen([sys.executable, "-m", "linx_spec.cli", *args], env=e, **popen)
+
+
 def cli(*args: str, input: str | None = None, env: dict | None = None, timeout: float = 60):
     """Run `linx-spec ARGS` from the source tree in a fresh interpreter."""
     e = dict(os.environ)

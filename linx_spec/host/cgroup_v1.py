@@ -19,6 +19,7 @@ import os
 from typing import TYPE_CHECKING
 
 from ..errors import PlanError
+from .cgroup_v2 import keyed as _keyed  # the same "flat keyed" file format in v1 and v2
 
 if TYPE_CHECKING:
     from ..spec.cgroup import Cgroup
@@ -151,13 +152,4 @@ def usage(controller_leaves: dict[str, str], read) -> dict[str, int | float]:
         ev = _keyed(read(os.path.join(leaf, "pids.events")))
         if "max" in ev:
             out["pids_limit_hits"] = ev["max"]
-    return out
-
-
-def _keyed(text: str | None) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for line in (text or "").splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[1].lstrip("-").isdigit():
-            out[parts[0]] = int(parts[1])
     return out

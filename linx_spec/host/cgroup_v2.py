@@ -154,12 +154,12 @@ def usage(leaf: str, read) -> dict[str, int | float]:
     peak = read(os.path.join(leaf, "memory.peak"))  # 5.19+
     if peak is not None and peak.strip().isdigit():
         out["memory_peak_bytes"] = int(peak)
-    events = _keyed(read(os.path.join(leaf, "memory.events")))
+    events = keyed(read(os.path.join(leaf, "memory.events")))
     if "oom_kill" in events:
         out["oom_kills"] = events["oom_kill"]
     if "max" in events:
         out["memory_limit_hits"] = events["max"]
-    stat = _keyed(read(os.path.join(leaf, "cpu.stat")))  # usage_* is there without the cpu controller
+    stat = keyed(read(os.path.join(leaf, "cpu.stat")))  # usage_* is there without the cpu controller
     if "usage_usec" in stat:
         out["cpu_seconds"] = stat["usage_usec"] / 1e6
         out["cpu_user_seconds"] = stat.get("user_usec", 0) / 1e6
@@ -170,13 +170,15 @@ def usage(leaf: str, read) -> dict[str, int | float]:
     ppeak = read(os.path.join(leaf, "pids.peak"))  # 6.x
     if ppeak is not None and ppeak.strip().isdigit():
         out["pids_peak"] = int(ppeak)
-    pev = _keyed(read(os.path.join(leaf, "pids.events")))
+    pev = keyed(read(os.path.join(leaf, "pids.events")))
     if "max" in pev:
         out["pids_limit_hits"] = pev["max"]
     return out
 
 
-def _keyed(text: str | None) -> dict[str, int]:
+def keyed(text: str | None) -> dict[str, int]:
+    """A "flat keyed" cgroup file (`key value` lines, cgroup-v2.rst) -> {key: int}; v1's
+    memory.oom_control, cpu.stat and pids.events have the same format."""
     out: dict[str, int] = {}
     for line in (text or "").splitlines():
         parts = line.split()

@@ -247,7 +247,7 @@ def _etc_entries(m: Mounts, spec, base_dir: str) -> list[tuple[str, MountEntry]]
 def resolve(spec_mounts: Mounts, spec, base_dir: str) -> MountsPlan:
     """Spec `mounts:` -> MountsPlan for this host (reads, never writes)."""
     from ..spec.mounts import (DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, Bind, Dev, Mqueue, Overlay, Proc,
-                               ResolvConf, RootOverlay, Sysfs, Tmpfs, expand_paths)
+                               RootOverlay, Sysfs, Tmpfs, expand_paths)
 
     m = spec_mounts
     ns_new = set(spec.namespaces.created())

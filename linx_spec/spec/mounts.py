@@ -152,7 +152,28 @@ class Dev(_Entry):
     shm_size: PositiveByteSize = Field(default=64 * 2**20, description="Size limit of <target>/shm. Default: 64Mi.")
 
 
-class Overlay(_Entry):
+class _Layers(Model):
+    """Checks shared by an overlay entry and an overlay root (their fields are
+    declared in each, with their own descriptions)."""
+
+    @field_validator("upper", "work", check_fields=False)
+    @classmethod
+    def _layer(cls, v: str | None) -> str | None:
+        return v if v is None else _overlay_path(v)
+
+    @field_validator("lower", check_fields=False)
+    @classmethod
+    def _lower(cls, v: list[str]) -> list[str]:
+        return [_overlay_path(p) for p in v]
+
+    @model_validator(mode="after")
+    def _pair(self):
+        if (self.upper is None) != (self.work is None):
+            raise ValueError("overlay `upper` and `work` go together: give both or neither")
+        return self
+
+
+class Overlay(_Entry, _Layers):
     """An overlay filesystem: the union of read-only lower layers and a writable upper one."""
 
     type: Literal["overlay"] = Field(description="An overlay filesystem.")
@@ -162,21 +183,6 @@ class Overlay(_Entry):
     work: str | None = Field(default=None, description="Overlay's work directory, empty, on the same filesystem "
                              "as `upper` (host path). Required with `upper`.")
 
-    @field_validator("upper", "work")
-    @classmethod
-    def _layer(cls, v: str | None) -> str | None:
-        return v if v is None else _overlay_path(v)
-
-    @field_validator("lower")
-    @classmethod
-    def _lower(cls, v: list[str]) -> list[str]:
-        return [_overlay_path(p) for p in v]
-
-    @model_validator(mode="after")
-    def _pair(self) -> "Overlay":
-        if (self.upper is None) != (self.work is None):
-            raise ValueError("overlay `upper` and `work` go together: give both or neither")
-        return self
 
 
 Mount = Annotated[
@@ -185,7 +191,7 @@ Mount = Annotated[
 ]
 
 
-class RootOverlay(Model):
+class RootOverlay(_Layers):
     """A root made of overlay layers: writes land in `upper`, the lower layers stay untouched."""
 
     lower: list[str] = Field(min_length=1, description="Read-only layers of the root, topmost first (host paths).")
@@ -194,21 +200,6 @@ class RootOverlay(Model):
     work: str | None = Field(default=None, description="Overlay's work directory, empty, on the same filesystem "
                              "as `upper` (host path).")
 
-    @field_validator("upper", "work")
-    @classmethod
-    def _layer(cls, v: str | None) -> str | None:
-        return v if v is None else _overlay_path(v)
-
-    @field_validator("lower")
-    @classmethod
-    def _lower(cls, v: list[str]) -> list[str]:
-        return [_overlay_path(p) for p in v]
-
-    @model_validator(mode="after")
-    def _pair(self) -> "RootOverlay":
-        if (self.upper is None) != (self.work is None):
-            raise ValueError("overlay `upper` and `work` go together: give both or neither")
-        return self
 
 
 class ResolvConf(Model):

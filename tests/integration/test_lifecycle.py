@@ -8,13 +8,12 @@ import pty
 import select
 import signal
 import subprocess
-import sys
 import termios
 import time
 
 import pytest
 
-from conftest import REPO, cli
+from conftest import children, cli, start_cli
 from linx_spec import Workload, build_plan, load_text, run
 from linx_spec.tty import set_winsize
 
@@ -105,9 +104,7 @@ process:
     master, slave = pty.openpty()
     set_winsize(slave, 24, 91)
     before = termios.tcgetattr(slave)
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen([sys.executable, "-m", "linx_spec.cli", "apply", "-t", str(path)], stdin=slave,
-                            stdout=slave, stderr=slave, env=env, start_new_session=True)
+    proc = start_cli("apply", "-t", str(path), stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
     try:
         out = _read_until(master, b"ready")
         assert b"24 91" in out
@@ -242,13 +239,6 @@ def test_detached_workload_that_died_shows_exited_with_its_code(write_spec, runt
     assert cli("apply", "-d", str(path)).returncode == 72  # the name is taken until deleted
 
 
-def _cli_children(pid):
-    try:
-        return [int(x) for x in open(f"/proc/{pid}/task/{pid}/children").read().split()]
-    except OSError:
-        return []
-
-
 @pytest.mark.parametrize("orphan", ["stop", "linger"])
 def test_kill_9_of_linx_spec_stops_or_lingers(write_spec, tmp_path, orphan):
     marker = tmp_path / "alive"
@@ -259,12 +249,10 @@ lifecycle: {{orphan: {orphan}, stop_grace: 500ms}}
 process:
   command: [/bin/sh, -c, 'echo ready; i=0; while [ $i -lt 60 ]; do date +%s.%N > {marker}; sleep 0.05; i=$((i+1)); done']
 """)
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen([sys.executable, "-m", "linx_spec.cli", "apply", str(path)], stdout=subprocess.PIPE,
-                            text=True, env=env)
+    proc = start_cli("apply", str(path), stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "ready"
-    agent = _cli_children(proc.pid)[0]
-    workload = _cli_children(agent)[0]
+    agent = children(proc.pid)[0]
+    workload = children(agent)[0]
     proc.kill()
     proc.wait()
     proc.stdout.close()

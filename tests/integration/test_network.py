@@ -173,7 +173,6 @@ def serve_once(addr: str, port: int, reply: bytes, seen: list, family: int) -> t
 
 
 def connect_retrying(addr: str, port: int, payload: bytes, deadline: float) -> str:
-    family = socket.AF_INET6 if ":" in addr else socket.AF_INET
     while True:
         try:
             with socket.create_connection((addr, port), timeout=5) as c:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import signal
 import subprocess
 import sys
@@ -28,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, children, start_cli
 import census as test_census
 from linx_spec import build_plan, load_text, run
 from linx_spec.steps import active_steps
@@ -106,8 +105,7 @@ def census_clean(before, label: str) -> None:
 
 
 def _cli(args, **kw):
-    env = dict(os.environ, PYTHONPATH=str(REPO), **kw.pop("env", {}))
-    return subprocess.Popen([sys.executable, "-m", "linx_spec.cli", *args], env=env, **kw)
+    return start_cli(*args, **kw)
 
 
 FULL_PLAN_STEPS = [s.name for s in active_steps(build_plan(load_text(full_spec(), "full.yaml")))]
@@ -138,7 +136,7 @@ def test_sigkill_while_parked_at_every_step_leaves_nothing(tmp_path, write_spec,
         if not line and proc.poll() is not None:
             break
     assert "linx-fault: paused" in line, f"never paused at {step}: {line!r} {proc.stderr.read()}"
-    agent = int(open(f"/proc/{proc.pid}/task/{proc.pid}/children").read().split()[0])
+    agent = children(proc.pid)[0]
     victim = proc.pid if who == "runner" else agent
     os.kill(victim, signal.SIGKILL)
     try:

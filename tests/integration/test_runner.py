@@ -6,12 +6,11 @@ import errno
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
-from conftest import REPO, cli
+from conftest import REPO, children, cli, start_cli
 from linx_spec import ExecError, ParkedDeathError, Workload, build_plan, load_text, run
 
 pytestmark = pytest.mark.root
@@ -241,22 +240,12 @@ namespaces: [pid]
 process:
   command: [/bin/sh, -c, 'trap "echo got-INT; exit 3" INT; echo ready; while :; do sleep 0.05; done']
 """)
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen([sys.executable, "-m", "linx_spec.cli", "apply", str(path)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    proc = start_cli("apply", str(path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "ready"
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=20)
     assert "got-INT" in out, err
     assert proc.returncode == 3
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(x) for x in f.read().split()]
-    except OSError:
-        return []
 
 
 def test_kill_9_of_runner_stops_the_workload(write_spec):
@@ -267,16 +256,14 @@ lifecycle: {stop_grace: 1s}
 process:
   command: [/bin/sh, -c, 'echo ready; sleep 1000']
 """)
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen([sys.executable, "-m", "linx_spec.cli", "apply", str(path)], stdout=subprocess.PIPE,
-                            text=True, env=env)
+    proc = start_cli("apply", str(path), stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "ready"
-    agents = _children(proc.pid)
+    agents = children(proc.pid)
     assert len(agents) == 1
     agent = agents[0]
-    workload = _children(agent)
+    workload = children(agent)
     assert len(workload) == 1
-    descendants = _children(workload[0])  # the sleep
+    descendants = children(workload[0])  # the sleep
     proc.kill()
     proc.wait()
     deadline = time.time() + 4  # grace (1 s) + margin
@@ -297,12 +284,10 @@ lifecycle: {stop_grace: 2s}
 process:
   command: [/bin/sh, -c, 'trap "" TERM; echo ready; while :; do sleep 0.1; done']
 """)
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen([sys.executable, "-m", "linx_spec.cli", "apply", str(path)], stdout=subprocess.PIPE,
-                            text=True, env=env)
+    proc = start_cli("apply", str(path), stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "ready"
-    agent = _children(proc.pid)[0]
-    workload = _children(agent)[0]
+    agent = children(proc.pid)[0]
+    workload = children(agent)[0]
     proc.kill()
     proc.wait()
     t0 = time.time()

@@ -3,7 +3,6 @@ behaviour on bad frames (it answers with an error, never crashes)."""
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import struct

@@ -223,6 +223,16 @@ def test_cli_plan_lists_steps_in_checkpoint_order(tmp_path):
     assert re.search(r"^ 1\. spawn\s+\[agent\]", text, re.M)
 
 
+def test_cli_set_overrides_plan_and_validate(tmp_path):
+    spec = tmp_path / "s.yaml"
+    spec.write_text("version: 1\nnamespaces: [user, uts]\nprocess: {command: [/bin/true]}\n")
+    plan = json.loads(cli("plan", "--json", "--set", "hostname=from-set", str(spec)).stdout)
+    assert {"hostname": "from-set", "domainname": None} in [s["args"] for s in plan["steps"]]
+    bad = cli("validate", "--set", "process.cwd=relative", str(spec))
+    assert bad.returncode == 65 and "cwd must be an absolute path" in bad.stderr
+    assert cli("validate", "--set", "process.cwd=/tmp", str(spec)).returncode == 0
+
+
 def test_cli_plan_reports_what_the_host_cannot_honour(tmp_path):
     spec = tmp_path / "s.yaml"
     spec.write_text("version: 1\nnamespaces: [pid]\nhostname: h\nprocess: {command: [no-such-program-xyz]}\n")
