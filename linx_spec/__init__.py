@@ -33,8 +33,8 @@ _EXPORTS = {
     "StepError": "errors",
     "load_file": "load",
     "load_text": "load",
-    "Plan": "planned",
-    "build_plan": "plan",
+    "Plan": "plan.workload",
+    "build_plan": "plan.build",
     "Result": "runner",
     "StepTiming": "runner",
     "Workload": "runner",
@@ -62,7 +62,7 @@ if TYPE_CHECKING:  # for type checkers and editors
     from .errors import (ExecError, LinxError, ParkedDeathError, PlanError, Problem, ProtocolError,  # noqa: F401
                          SpecError, StateError, StepError)
     from .load import load_file, load_text  # noqa: F401
-    from .plan import build_plan  # noqa: F401
-    from .planned import Plan  # noqa: F401
+    from .plan.build import build_plan  # noqa: F401
+    from .plan.workload import Plan  # noqa: F401
     from .runner import Result, StepTiming, Workload, run  # noqa: F401
     from .spec import Spec  # noqa: F401

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 from ..errors import step_error
+from ..plan.idmap import IdmapPlan
 
 
 def _write(path: str, text: str) -> None:
@@ -19,8 +20,7 @@ def _write(path: str, text: str) -> None:
         os.close(fd)
 
 
-def apply_from_host(plan, ctx) -> None:
-    m = plan.idmap
+def apply_from_host(m: IdmapPlan, ctx) -> None:
     base = f"/proc/{ctx.pid}"
     for name, text in (("setgroups", m.setgroups + "\n"), ("uid_map", m.uid_map), ("gid_map", m.gid_map)):
         path = f"{base}/{name}"

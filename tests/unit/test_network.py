@@ -15,6 +15,7 @@ import pytest
 
 from linx_spec import PlanError, SpecError, build_plan, load_text
 from linx_spec.host import network as N
+from linx_spec.plan import network as PN
 from linx_spec.steps import active_steps
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,7 +29,7 @@ def spec_of(network: str, namespaces: str = ""):
 @pytest.fixture
 def host(monkeypatch, tmp_path):
     """A root runner whose /sys/class/net holds lxpar0 (MTU 1500) and lxnic0."""
-    import linx_spec.spec.capabilities as caps
+    import linx_spec.plan.caps as caps
 
     monkeypatch.setattr(caps.os, "geteuid", lambda: 0)
     monkeypatch.setattr(caps, "own_caps", lambda which="CapEff": (1 << 41) - 1)
@@ -36,11 +37,11 @@ def host(monkeypatch, tmp_path):
     for name in ("lxpar0", "lxnic0", "lxtaken"):
         (net / name).mkdir(parents=True)
         (net / name / "mtu").write_text("1500\n")
-    monkeypatch.setattr(N, "SYS_CLASS_NET", str(net))
+    monkeypatch.setattr(PN, "SYS_CLASS_NET", str(net))
     return monkeypatch
 
 
-def plan_of(network: str, namespaces: str = "") -> N.NetworkPlan:
+def plan_of(network: str, namespaces: str = "") -> PN.NetworkPlan:
     return build_plan(spec_of(network, namespaces)).network
 
 
@@ -197,19 +198,19 @@ def test_what_this_host_cannot_do_is_a_plan_error(host, network, field, message)
 
 
 def test_interfaces_need_root(host):
-    host.setattr(N.os, "geteuid", lambda: 1000)
+    host.setattr(PN.os, "geteuid", lambda: 1000)
     with pytest.raises(PlanError) as err:
-        N.resolve(spec_of("  interfaces: [{name: eth0}]").network, None)
+        PN.resolve(spec_of("  interfaces: [{name: eth0}]").network, None)
     assert "need root" in str(err.value) and err.value.field == "network.interfaces"
     # lo and sysctls need no root: they go through the workload's own user namespace.
-    plan = N.resolve(spec_of("  sysctls: {net.ipv4.ip_forward: 1}").network, None)
+    plan = PN.resolve(spec_of("  sysctls: {net.ipv4.ip_forward: 1}").network, None)
     assert plan.rootless and not plan.needs_netlink
 
 
 # --- the plan: new, joined and shared net namespaces -------------------------------------------
 def test_a_new_net_namespace_gets_lo_up_by_default(host):
     plan = build_plan(load_text("version: 1\nprocess: {command: [/bin/true]}\n"))
-    assert plan.network == N.NetworkPlan(loopback=True, rootless=False)
+    assert plan.network == PN.NetworkPlan(loopback=True, rootless=False)
     assert not plan.network.needs_netlink
     # lo alone is one ioctl in the child (the loopback step), not a host step
     names = [s.name for s in active_steps(plan)]
@@ -281,7 +282,7 @@ def test_pyroute2_is_not_imported_to_plan_or_for_lo_only():
 import os, sys
 sys.path.insert(0, {str(REPO)!r})
 os.geteuid = lambda: 0
-import linx_spec.spec.capabilities as caps
+import linx_spec.plan.caps as caps
 caps.own_caps = lambda which="CapEff": (1 << 41) - 1
 from linx_spec import build_plan, load_text
 from linx_spec.host import network
