@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .agent import Agent, End
-from .errors import LinxError, ProtocolError
+from .errors import LinxError, ProtocolError, host_errors
 from .plan.stdio import StreamPlan
 from .plan.workload import Plan
 from .protocol import proceed_attrs
@@ -73,10 +73,17 @@ class HostContext:
         self._w = workload
         self.pid: int = workload.pid
         self.plan: Plan = workload.plan
+        self.step = ""  # the host step running now: its undo fails under its name
 
     def on_undo(self, what: str, fn: Callable[[], None]) -> None:
         """fn runs on rollback and after the workload ends, in reverse order."""
-        self._w._undo.append((what, fn))
+        step = self.step
+
+        def undo() -> None:
+            with host_errors(step):
+                fn()
+
+        self._w._undo.append((what, undo))
 
     def after_exit(self, fn: Callable[[Result], None]) -> None:
         """fn runs after the workload ended, before any undo: read usage, find reasons."""
@@ -288,7 +295,9 @@ class Workload:
                     continue
                 _fault(step.name, "host", self.agent)
                 t0 = time.perf_counter()
-                _host_step(step.name)(self.plan, ctx)
+                ctx.step = step.name
+                with host_errors(step.name):  # OSError -> StepError, once per step
+                    _host_step(step.name)(self.plan, ctx)
                 self._time(step.name, "host", time.perf_counter() - t0)
         except BaseException:
             self.abort()

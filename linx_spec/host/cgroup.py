@@ -20,12 +20,11 @@ import os
 import signal
 import time
 
-from ..errors import StepError, step_error
+from ..errors import touching
 from ..plan.cgroup import RUNNER_LEAF, CgroupPlan, Hierarchy, JoinCgroupsPlan
 from ..plan.cgroup_v2 import chain
 from .cgroup_usage import v1_usage, v2_usage
 
-STEP = "cgroup"
 
 
 # --- the filesystem the step touches --------------------------------------------
@@ -113,10 +112,8 @@ class Live:
 
     # .. setup ..
     def _write(self, directory: str, name: str, value: str) -> None:
-        try:
+        with touching(f"write {name} {value!r}", directory):
             self.fs.write(os.path.join(directory, name), value)
-        except OSError as exc:
-            raise step_error(STEP, "host", exc, f"write {name} {value!r}", directory) from None
 
     def _evacuate(self, h: Hierarchy, d: str) -> None:
         # No internal processes: before a delegated cgroup may pass controllers
@@ -125,18 +122,16 @@ class Live:
             return
         runner = os.path.join(d, RUNNER_LEAF)
         try:
-            self.fs.mkdir(runner)
+            with touching("mkdir (leaf for the delegated cgroup's processes)", runner):
+                self.fs.mkdir(runner)
         except FileExistsError:
             pass
-        except OSError as exc:
-            raise step_error(STEP, "host", exc, "mkdir (leaf for the delegated cgroup's processes)", runner) from None
         for pid in sorted(self.fs.procs(d)):
             try:
-                self.fs.write(os.path.join(runner, "cgroup.procs"), str(pid))
-            except OSError as exc:
-                if exc.errno != errno.ESRCH:
-                    raise step_error(STEP, "host", exc, f"move pid {pid} out of the delegated cgroup",
-                                     runner) from None
+                with touching(f"move pid {pid} out of the delegated cgroup", runner):
+                    self.fs.write(os.path.join(runner, "cgroup.procs"), str(pid))
+            except ProcessLookupError:
+                pass  # ESRCH: it ended meanwhile
 
     def _enable(self, h: Hierarchy, d: str, path: str) -> None:
         have = set((self.fs.read(os.path.join(d, "cgroup.subtree_control")) or "").split())
@@ -164,16 +159,13 @@ class Live:
             d = h.dir(path)
             if path != "/":
                 try:
-                    self.fs.mkdir(d)
+                    with touching("mkdir", d):
+                        self.fs.mkdir(d)
                     if d not in self.created:
                         self.created.append(d)
                     made = True
                 except FileExistsError:
                     made = False
-                except FileNotFoundError:
-                    raise
-                except OSError as exc:
-                    raise step_error(STEP, "host", exc, "mkdir", d) from None
                 if h.copy_cpuset and (made or path.rsplit("/", 1)[-1].startswith("linx")):
                     self._copy_cpuset(d, h.dir(paths[i - 1]))
             if h.version == 2 and path in h.enable_in:
@@ -184,18 +176,13 @@ class Live:
         for attempt in range(5):
             try:
                 self._parents(h)
-                self.fs.mkdir(leaf)
+                with touching("mkdir", leaf):
+                    self.fs.mkdir(leaf)
                 break
-            except (FileNotFoundError, StepError) as exc:
-                vanished = isinstance(exc, FileNotFoundError) or exc.errno == errno.ENOENT
-                if not vanished:
-                    raise
+            except FileNotFoundError:
+                # A directory on the way vanished (another workload removed the shared /linx): walk again.
                 if attempt == 4:
-                    if isinstance(exc, StepError):
-                        raise
-                    raise step_error(STEP, "host", exc, "mkdir", exc.filename or leaf) from None
-            except OSError as exc:
-                raise step_error(STEP, "host", exc, "mkdir", leaf) from None
+                    raise
         self.leaves.append((h, leaf))
         # The parent first (the agent undoes in reverse): if the runner dies,
         # the agent kills and removes the leaf, then removes the parent only if
@@ -220,22 +207,24 @@ class Live:
         leaves = [(h, leaf) for h, leaf in self.leaves if self.fs.exists(leaf)]
         if leaves:
             self.kill_all(leaves)
-        first: StepError | None = None
+        first: OSError | None = None
         for _h, leaf in reversed(leaves):
             try:
-                self._rmdir_retry(leaf)
+                with touching("rmdir", leaf):
+                    self._rmdir_retry(leaf)
             except OSError as exc:
-                first = first or step_error(STEP, "host", exc, "rmdir", leaf)
+                first = first or exc
         # Parents: those this workload created, and linx-spec's default /linx
         # whoever created it (concurrent workloads share it; the last one out
         # removes it).  One still in use refuses with EBUSY: left to its users.
         defaults = [h.dir(h.parent) for h, _leaf in self.leaves if h.default_parent]
         for d in [*reversed(self.created), *[d for d in defaults if d not in self.created]]:
             try:
-                self.fs.rmdir(d)
+                with touching("rmdir", d):
+                    self.fs.rmdir(d)
             except OSError as exc:
                 if exc.errno not in (errno.EBUSY, errno.ENOTEMPTY, errno.ENOENT):
-                    first = first or step_error(STEP, "host", exc, "rmdir", d)
+                    first = first or exc
         self.leaves.clear()
         self.created.clear()
         if first is not None:
@@ -402,11 +391,8 @@ def join_running(target: int, pid: int) -> None:
         if mine.get(key) == path or key not in mounts:
             continue
         procs = os.path.join(mounts[key], path.lstrip("/"), "cgroup.procs")
-        try:
-            with open(procs, "w") as f:
-                f.write(str(pid))
-        except OSError as exc:
-            raise step_error("cgroup", "host", exc, "join the workload's cgroup", procs) from None
+        with touching("join the workload's cgroup", procs), open(procs, "w") as f:
+            f.write(str(pid))
 
 
 __all__ = ["CgroupFs", "Live", "apply_from_host", "join_running", "human_bytes"]

@@ -7,27 +7,22 @@ from __future__ import annotations
 import os
 import resource
 
-from ..errors import step_error
+from ..errors import touching
 from ..plan.rlimits import RlimitsPlan, show
 
 
 def apply_from_host(plan: RlimitsPlan, ctx) -> None:
     """prlimit(2) each limit on the parked child, then write its oom_score_adj."""
     for lim in plan.limits:
-        try:
+        with touching(f"prlimit {lim.name} {show(lim.soft)}:{show(lim.hard)}", f"pid {ctx.pid}"):
             resource.prlimit(ctx.pid, lim.resource, (lim.soft, lim.hard))
-        except OSError as exc:
-            raise step_error("rlimits", "host", exc, f"prlimit {lim.name} {show(lim.soft)}:{show(lim.hard)}",
-                             f"pid {ctx.pid}") from None
     if plan.oom_score_adj is not None:
         # Per process and inherited by its children; lowering it below the
         # minimum a privileged writer set needs CAP_SYS_RESOURCE (proc(5)).
         path = f"/proc/{ctx.pid}/oom_score_adj"
-        try:
+        with touching(f"write oom_score_adj {plan.oom_score_adj}", path):
             fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
             try:
                 os.write(fd, f"{plan.oom_score_adj}\n".encode())
             finally:
                 os.close(fd)
-        except OSError as exc:
-            raise step_error("rlimits", "host", exc, f"write oom_score_adj {plan.oom_score_adj}", path) from None

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from linx_spec import PlanError, SpecError, StepError, load_text
+from linx_spec.errors import host_errors
 from linx_spec.host import cgroup as C
 from linx_spec.plan import cgroup as PC
 from linx_spec.plan import cgroup_v1, cgroup_v2
@@ -416,7 +417,8 @@ def test_missing_mount_is_a_step_error_not_a_traceback(tmp_path):
                                                       for h in plan.hierarchies))
     ctx = FakeCtx()
     with pytest.raises(StepError, match=r"cgroup \(host\): mkdir in .*/nowhere/linx.*: ENOENT"):
-        C.apply_from_host(gone, ctx, fs)
+        with host_errors("cgroup"):  # the runner's boundary of the step
+            C.apply_from_host(gone, ctx, fs)
     ctx.rollback()
 
 
@@ -476,7 +478,8 @@ def test_failure_halfway_leaves_nothing_and_says_where(tmp_path):
     fs.fail["pids.max"] = errno.EINVAL
     ctx = FakeCtx()
     with pytest.raises(StepError) as e:
-        C.apply_from_host(plan, ctx, fs)
+        with host_errors("cgroup"):
+            C.apply_from_host(plan, ctx, fs)
     assert str(e.value) == (f"cgroup (host): write pids.max '10' in {mount}/linx/linx-web-4242: "
                             "EINVAL (Invalid argument)")
     assert not any(p.endswith("cgroup.procs") for p, _ in fs.writes)  # the child never joined
@@ -586,7 +589,8 @@ def test_v1_failed_setup_removes_every_hierarchy(tmp_path):
     fs.fail["cpuset.cpus"] = errno.EINVAL
     ctx = FakeCtx()
     with pytest.raises(StepError, match=r"cgroup \(host\): write cpuset.cpus '0-1' in .*/cpuset/linx: EINVAL"):
-        C.apply_from_host(plan, ctx, fs)
+        with host_errors("cgroup"):
+            C.apply_from_host(plan, ctx, fs)
     ctx.rollback()
     for name in V1_HIERARCHIES:
         assert not (tmp_path / name / "linx").exists()

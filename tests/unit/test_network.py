@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from linx_spec import PlanError, SpecError, build_plan, load_text
+from linx_spec.errors import StepError, host_errors
+from linx_spec.host import netlink as NL
 from linx_spec.host import network as N
 from linx_spec.plan import network as PN
 from linx_spec.steps import active_steps
@@ -244,34 +246,36 @@ def _rtattr(kind: int, payload: bytes) -> bytes:
 def test_an_ack_with_the_kernels_message_is_decoded():
     # struct nlmsgerr {int error; struct nlmsghdr msg;} + capped, then NLMSGERR_ATTR_MSG.
     body = struct.pack("=i", -101) + struct.pack("=IHHII", 40, 24, 0x605, 7, 0) + _rtattr(1, b"Nexthop has invalid gateway\0")
-    err = N._Rtnl._error(N.NLM_F_CAPPED | N.NLM_F_ACK_TLVS, body)
+    err = NL.Rtnl._error(NL.NLM_F_CAPPED | NL.NLM_F_ACK_TLVS, body)
     assert (err.code, err.kernel) == (101, "Nexthop has invalid gateway")
-    assert N._Rtnl._error(0, struct.pack("=i", 0) + b"\0" * 16) is None
-    plain = N._Rtnl._error(0, struct.pack("=i", -17) + b"\0" * 16)
+    assert NL.Rtnl._error(0, struct.pack("=i", 0) + b"\0" * 16) is None
+    plain = NL.Rtnl._error(0, struct.pack("=i", -17) + b"\0" * 16)
     assert (plain.code, plain.kernel) == (17, "")
 
 
 def test_a_link_message_gives_index_and_name():
     body = struct.pack("=BxHiII", 0, 1, 42, 0, 0) + _rtattr(4, struct.pack("=I", 1500)) + _rtattr(3, b"lxweb0\0")
-    assert N._link_index_name(body) == (42, "lxweb0")
+    assert NL.link_index_name(body) == (42, "lxweb0")
 
 
 def test_netlink_failures_become_step_errors_naming_the_object():
     def refuse():
-        raise N._NlError(17, "")
+        raise NL.NetlinkError(17, "")
 
-    with pytest.raises(N._Failed) as failed:
-        N._Setup.nl("create veth lxweb0 (peer eth0 in the workload)", refuse)
-    err = failed.value.step_error()
+    with pytest.raises(StepError) as failed:
+        with host_errors("network"):  # the runner's boundary of the step
+            N._Setup.nl("create veth lxweb0 (peer eth0 in the workload)", refuse)
+    err = failed.value
     assert str(err) == "network (host): create veth lxweb0 (peer eth0 in the workload): EEXIST (File exists)"
     assert (err.step, err.side, err.errno) == ("network", "host", 17)
 
     def unreachable():
-        raise N._NlError(101, "Nexthop has invalid gateway")
+        raise NL.NetlinkError(101, "Nexthop has invalid gateway")
 
-    with pytest.raises(N._Failed) as failed:
-        N._Setup.nl("add route default via 10.0.0.1 dev eth0 (in the workload)", unreachable)
-    assert str(failed.value.step_error()) == ("network (host): add route default via 10.0.0.1 dev eth0 (in the "
+    with pytest.raises(StepError) as failed:
+        with host_errors("network"):
+            N._Setup.nl("add route default via 10.0.0.1 dev eth0 (in the workload)", unreachable)
+    assert str(failed.value) == ("network (host): add route default via 10.0.0.1 dev eth0 (in the "
                                               "workload) (kernel: Nexthop has invalid gateway): ENETUNREACH "
                                               "(Network is unreachable)")
 

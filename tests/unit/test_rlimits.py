@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from linx_spec import PlanError, SpecError, StepError, build_plan, load_text
+from linx_spec.errors import host_errors
 from linx_spec.host.rlimits import apply_from_host
 from linx_spec.plan import rlimits as plan_rlimits
 from linx_spec.plan.rlimits import INFINITY, RlimitPlan, RlimitsPlan, resource_number
@@ -193,5 +194,6 @@ def test_prlimit_failure_is_a_step_error(child):
     child.wait()
     plan = RlimitsPlan((RlimitPlan("nofile", resource.RLIMIT_NOFILE, 10, 10),))
     with pytest.raises(StepError) as info:
-        apply_from_host(plan, Ctx(child.pid))
+        with host_errors("rlimits"):  # the runner's boundary of the step
+            apply_from_host(plan, Ctx(child.pid))
     assert str(info.value) == f"rlimits (host): prlimit nofile 10:10 in pid {child.pid}: ESRCH (No such process)"
