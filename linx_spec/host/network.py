@@ -43,8 +43,8 @@ from typing import Any, Callable
 
 from ..errors import touched, touching
 from ..plan.network import AddressPlan, InterfacePlan, NetworkPlan, RoutePlan, SysctlPlan
-from .netlink import (IFF_UP, NLM_F_CREATE, NLM_F_EXCL, RTM_DELLINK, RTM_GETADDR, RTM_GETLINK, RTM_NEWADDR,
-                      RTM_NEWLINK, RTM_NEWROUTE, IFA_ADDRESS, IFA_LOCAL, RT_TABLE_MAIN, RTPROT_BOOT, RTN_UNICAST,
+from .netlink import (IFA_ADDRESS, IFA_LOCAL, IFF_UP, NLM_F_CREATE, NLM_F_EXCL, RT_TABLE_MAIN, RTM_DELLINK,
+                      RTM_GETADDR, RTM_GETLINK, RTM_NEWADDR, RTM_NEWLINK, RTM_NEWROUTE, RTN_UNICAST, RTPROT_BOOT,
                       NetlinkError, Rtnl, link_index_name, link_msg, lookup, name_of, netlink_socket, rtattrs)
 from .netns import forked_in_userns, in_child_netns, in_thread, open_ns
 
@@ -59,10 +59,12 @@ LOOPBACK_IFINDEX = 1  # include/net/net_namespace.h: lo is always ifindex 1 in a
 def _write_sysctls(sysctls: tuple[SysctlPlan, ...]) -> None:
     for s in sysctls:
         what = f"write sysctl {s.key}={s.value}"
-        if not os.path.exists(s.path):
-            what += " (no such sysctl in the workload's network namespace; some exist only in the host's)"
         with touching(what, s.path):
-            fd = os.open(s.path, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                fd = os.open(s.path, os.O_WRONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                raise touched(errno.ENOENT, what + " (no such sysctl in the workload's network namespace; "
+                              "some exist only in the host's)", s.path) from None
             try:
                 os.write(fd, (s.value + "\n").encode())
             finally:
