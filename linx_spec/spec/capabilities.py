@@ -186,7 +186,7 @@ class Capabilities(Model):
         # Fields validate in declaration order (keep, bounding, permitted, effective,
         # inheritable, ambient), so each set is checked against those before it and
         # the error points at the set that breaks the rule.  Only what holds whatever
-        # the identity and the kernel is checked here; the rest is in resolve().
+        # the identity and the kernel is checked here; the rest is in plan/caps.py resolve().
         if value is None:
             return value
         if info.data.get("keep") is not None:

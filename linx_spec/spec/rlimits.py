@@ -10,7 +10,7 @@
       oom_score_adj: 500           # not an rlimit: /proc/PID/oom_score_adj, set the same way
 
 Each limit is set from the host with prlimit(2) while the child is parked (as
-runc does), so lowering works in a user namespace too; host/rlimits.py resolves
+runc does), so lowering works in a user namespace too; plan/rlimits.py resolves
 and applies them.
 """
 
