@@ -11,7 +11,7 @@
 
 Each limit is set from the host with prlimit(2) while the child is parked (as
 runc does), so lowering works in a user namespace too; plan/rlimits.py resolves
-and applies them.
+them, host/rlimits.py applies them.
 """
 
 from __future__ import annotations
