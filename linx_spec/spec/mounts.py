@@ -4,7 +4,7 @@ read-only paths, and /etc/hostname, /etc/hosts, /etc/resolv.conf.
 Targets are paths as the workload sees them (inside `rootfs` when one is set).
 Host paths (`rootfs`, bind sources, overlay layers, /etc file sources) may be
 relative: they resolve against the spec file's directory.  Everything here is
-checked without touching the host; linx_spec/host/mounts.py resolves it.
+checked without touching the host; linx_spec/plan/mounts.py resolves it.
 """
 
 from __future__ import annotations

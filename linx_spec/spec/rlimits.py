@@ -10,8 +10,8 @@
       oom_score_adj: 500           # not an rlimit: /proc/PID/oom_score_adj, set the same way
 
 Each limit is set from the host with prlimit(2) while the child is parked (as
-runc does), so lowering works in a user namespace too; host/rlimits.py resolves
-and applies them.
+runc does), so lowering works in a user namespace too; plan/rlimits.py resolves
+them, host/rlimits.py applies them.
 """
 
 from __future__ import annotations

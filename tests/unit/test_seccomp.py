@@ -19,7 +19,8 @@ from conftest import cli
 from linx_spec import PlanError, SpecError, build_plan, load_text
 from linx_spec.seccomp import _libseccomp as lib
 from linx_spec.seccomp import bpf
-from linx_spec.seccomp.compile import SyscallRules, _canon, compile_entries, resolve
+from linx_spec.plan.seccomp import resolve
+from linx_spec.seccomp.compile import SyscallRules, _canon, compile_entries
 from linx_spec.seccomp.constants import CONSTANTS, parse_value
 from linx_spec.seccomp.groups import GROUPS, expand, group_names
 from linx_spec.seccomp.oci import ALL_CAPS, Entry, ProfileError, parse_profile
