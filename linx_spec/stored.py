@@ -9,7 +9,7 @@ a string belongs, a nesting deeper than the types allow, all raise `BadData`
 naming the field.  Nothing in the file chooses which class is built.
 
 Supported field types: bool, int, float, str, bytes (base64), None, the
-unions and optionals of these, tuple[X, ...], tuple[A, B], list[X],
+unions and optionals of these, Enum subclasses (by value), tuple[X, ...], tuple[A, B], list[X],
 frozenset[X], dict[str|int, X] and nested frozen dataclasses.  Anything else
 is a programming error, raised as TypeError when the class is first used.
 """
@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import enum
 import json
 import sys
 import types
@@ -55,6 +56,8 @@ def _hints(cls: type) -> tuple[tuple[str, Any, bool], ...]:
 
 def to_data(obj: Any) -> Any:
     """A JSON-able value for obj (dataclasses by field, bytes as base64)."""
+    if isinstance(obj, enum.Enum):
+        return obj.value
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return obj
     if isinstance(obj, bytes):
@@ -89,6 +92,13 @@ def from_data(tp: Any, data: Any, where: str = "") -> Any:
             elif required:
                 raise BadData(where, f"missing field `{name}`")
         return tp(**kwargs)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        try:
+            if isinstance(data, bool):
+                raise ValueError
+            return tp(data)
+        except ValueError:
+            raise BadData(where, f"not a {tp.__name__}: {data!r}") from None
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin in (Union, types.UnionType):

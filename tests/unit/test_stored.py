@@ -67,3 +67,22 @@ def test_a_type_that_cannot_be_checked_is_a_programming_error():
 
     with pytest.raises(TypeError):
         stored.from_data(Loose, {"x": 1})
+
+
+def test_every_example_specs_plan_survives_the_round_trip():
+    """The plans that the CLI caches and `exec` reads back: equal after JSON."""
+    import glob
+    import os
+
+    from linx_spec import PlanError, build_plan, load_file
+    from linx_spec.plan import Plan
+
+    done = 0
+    for f in sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "..", "specs", "*.yaml"))):
+        try:
+            plan = build_plan(load_file(f), source=f, base_dir=os.path.dirname(os.path.abspath(f)))
+        except PlanError:
+            continue  # this host cannot honour it (not root, a bind source missing)
+        assert stored.loads(Plan, stored.dumps(plan)) == plan, f
+        done += 1
+    assert done >= 3
