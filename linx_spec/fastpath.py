@@ -49,7 +49,7 @@ def _open_cache(create: bool) -> int | None:
 def _entry_type():
     from dataclasses import make_dataclass
 
-    from .planned import Plan
+    from .plan.workload import Plan
 
     global _ENTRY
     if _ENTRY is None:
@@ -94,10 +94,10 @@ def _dependencies(path: str, text: bytes, plan) -> dict[str, tuple[int, int] | N
         deps[p] = _stat(p)
     deps[os.path.abspath(path)] = _stat(path)
     exe = plan.process.exec_path
-    root = getattr(plan.mounts, "rootfs", None)
+    root = plan.mounts.rootfs if plan.mounts else None
     exe_on_host = os.path.join(root, exe.lstrip("/")) if root else exe
     deps[exe_on_host] = _stat(exe_on_host)
-    profile = getattr(plan.seccomp, "profile", None)  # `profile: p.json` has no `/` for _PATH to see
+    profile = plan.seccomp.profile if plan.seccomp else None  # `profile: p.json` has no `/` for _PATH to see
     if profile:
         deps[profile] = _stat(profile)
     return deps
