@@ -21,6 +21,9 @@ import pickle
 import re
 import sys
 
+from .errors import SpecError
+from .specfile import read_spec_bytes
+
 FORMAT = 1
 _VAR = re.compile(rb"\$\{([A-Za-z_][A-Za-z0-9_]*)")
 # A path a spec names: starts at a separator with /, ./ or ../; ends at what
@@ -100,15 +103,14 @@ def store(path: str, plan) -> None:
 def load(path: str):
     """The cached plan for this spec, if still valid; else None."""
     try:
-        with open(path, "rb") as f:
-            text = f.read()
+        text = read_spec_bytes(path)  # a FIFO or device as SPEC must not block: regular files only
         entry_path = os.path.join(_cache_dir(), _key(path, text))
         st = os.stat(entry_path)
         if st.st_uid != os.geteuid() or st.st_mode & 0o022:
             return None
         with open(entry_path, "rb") as f:
             entry = pickle.load(f)
-    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, KeyError):
+    except (OSError, SpecError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, KeyError):
         return None
     if entry.get("mounts") != _mounts():
         return None

@@ -26,7 +26,7 @@ from .stdio import FileStream, StdioSpec, Streams
 
 SPEC_VERSIONS = (1,)
 _HOSTNAME_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*$")
-_NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 
 
 class Spec(Model):
@@ -36,7 +36,7 @@ class Spec(Model):
                                   json_schema_extra={"enum": list(SPEC_VERSIONS)})]
     name: Annotated[
         str | None,
-        Field(pattern=_NAME_RE, description="Name of the workload (cgroup and state names derive from it). Default: the file name."),
+        Field(pattern=NAME_PATTERN, description="Name of the workload (cgroup and state names derive from it). Default: the file name."),
     ] = None
     process: Process = Field(description="The program to run and its identity, environment and working directory.")
     namespaces: Namespaces = Field(
@@ -93,6 +93,6 @@ class Spec(Model):
 
 __all__ = [
     "Spec", "Process", "User", "Namespaces", "Join", "IdMap", "IdRange", "Cgroup", "Network",
-    "Capabilities", "Seccomp", "Mounts", "Rlimits", "NAMESPACE_NAMES", "SPEC_VERSIONS", "Lifecycle", "Restart",
+    "Capabilities", "Seccomp", "Mounts", "Rlimits", "NAMESPACE_NAMES", "NAME_PATTERN", "SPEC_VERSIONS", "Lifecycle", "Restart",
     "FileStream", "Streams", "StdioSpec",
 ]

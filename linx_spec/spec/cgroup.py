@@ -27,7 +27,7 @@ LIST_PATTERN = r"^\s*\d+(-\d+)?(\s*,\s*\d+(-\d+)?)*\s*$"
 # A cgroup path component: no `/`, not `.` or `..`, nothing the kernel's own
 # interface files could clash with (they all contain a dot after a controller name).
 _COMPONENT_RE = re.compile(r"^[A-Za-z0-9_@:+-][A-Za-z0-9_.@:+-]*$")
-DEVICE_PATTERN = r"^(/dev/\S+|\d+:\d+)$"
+DEVICE_PATTERN = r"^(/dev/[^\s\u0000]+|\d+:\d+)$"
 
 CPU_PERIOD_DEFAULT = 0.1  # seconds; the kernel's default cfs period (100ms)
 CPU_QUOTA_MIN_US = 1000  # sched/core.c: min_cfs_quota_period is 1ms

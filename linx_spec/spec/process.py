@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import BeforeValidator, Field, WithJsonSchema, field_validator
 
-from .base import Model
+from .base import ABS_PATH, Model
 
 
 class User(Model):
@@ -67,7 +67,7 @@ class Process(Model):
         "value given here) and exactly the variables listed.",
     )
     cwd: str = Field(default="/", description="Working directory inside the workload (absolute).",
-                     json_schema_extra={"pattern": "^/"})
+                     json_schema_extra={"pattern": ABS_PATH})
     user: User = Field(default_factory=User, description="Identity inside the workload.")
     umask: Umask | None = Field(default=None, description="File mode creation mask, octal: `0o022` or `'022'`.")
 
