@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from .base import Model
 from .capabilities import Capabilities
@@ -19,7 +19,7 @@ from .lifecycle import Lifecycle, Restart
 from .mounts import Mounts
 from .namespaces import NAMESPACE_NAMES, Join, Namespaces, default_namespaces
 from .network import Network
-from .process import Process, User
+from .process import ARGV_ENV_MAX_BYTES, EXECVE_FLOOR_BYTES, Process, User, execve_bytes
 from .rlimits import Rlimits
 from .seccomp import Seccomp
 from .stdio import FileStream, StdioSpec, Streams
@@ -82,6 +82,23 @@ class Spec(Model):
                 + ", ".join(map(str, SPEC_VERSIONS))
             )
         return v
+
+    @model_validator(mode="after")
+    def _argv_fits_the_stack(self) -> "Spec":
+        # fs/exec.c: argv + env may take a quarter of the stack rlimit the workload
+        # execs with (at most 6 MiB, at least 128 KiB); a small `rlimits.stack` lowers it.
+        stack = self.rlimits.stack if self.rlimits is not None else None
+        if stack is None:
+            return self
+        soft = stack.soft if stack.soft is not None else stack.hard
+        if not isinstance(soft, int):
+            return self
+        allowed = max(min(soft // 4, 6 << 20), EXECVE_FLOOR_BYTES)
+        total = execve_bytes(self.process.command, self.process.env)
+        if allowed < ARGV_ENV_MAX_BYTES and total > allowed:
+            raise ValueError(f"process: command and env take {total} bytes as execve counts them; with "
+                             f"rlimits.stack {soft} execve allows {allowed} (a quarter of the stack)")
+        return self
 
     @field_validator("hostname")
     @classmethod

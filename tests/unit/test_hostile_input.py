@@ -177,3 +177,39 @@ def test_a_plain_file_name_still_names_the_workload(tmp_path):
     path = tmp_path / "web.v2_x.yaml"
     path.write_text(GOOD)
     assert build_plan(load_file(path), source=str(path), base_dir=str(tmp_path)).name == "web.v2_x"
+
+
+# --- argv and env against execve's limits (tests/integration/test_execve_limits.py runs them) ----
+
+def _env_of(total: int, command: list[str]) -> dict[str, str]:
+    from linx_spec.spec.process import execve_bytes
+
+    env, left, i = {}, total - execve_bytes(command, {}), 0
+    while left > 0:
+        size = min(left, 100_000)
+        env[f"V{i:03d}"] = "x" * (size - 4 - 1 - 1 - 8)
+        left, i = left - size, i + 1
+    return env
+
+
+def test_argv_and_env_are_bounded_at_both_edges():
+    from linx_spec.spec.process import ARGV_ENV_MAX_BYTES, MAX_ARG_STRLEN
+
+    cmd = ["/bin/true"]
+    Process(command=cmd, env=_env_of(ARGV_ENV_MAX_BYTES, cmd))
+    with pytest.raises(ValueError, match="at most 524288"):
+        Process(command=cmd, env=_env_of(ARGV_ENV_MAX_BYTES + 1, cmd))
+    Process(command=["/bin/echo", "y" * (MAX_ARG_STRLEN - 1)])
+    with pytest.raises(ValueError, match="MAX_ARG_STRLEN"):
+        Process(command=["/bin/echo", "y" * MAX_ARG_STRLEN])
+    with pytest.raises(ValueError, match="MAX_ARG_STRLEN"):
+        Process(command=cmd, env={"A": "y" * (MAX_ARG_STRLEN - 2)})
+
+
+def test_a_small_stack_rlimit_lowers_the_argv_bound():
+    env = {f"V{i}": "x" * 50_000 for i in range(4)}  # 200 KB: fine with the default stack
+    text = "version: 1\nprocess: {command: [/bin/true], env: %s}\n" % env
+    load_text(text, "ok.yaml", env={})
+    problems = refused(text + "rlimits: {stack: 512Ki}\n")  # execve allows 128 KiB then
+    assert any("execve allows 131072" in p for p in problems), problems
+    load_text(text + "rlimits: {stack: 1Mi}\n", "ok.yaml", env={})  # a quarter: 256 KiB
