@@ -144,7 +144,10 @@ def _to_data(node: yaml.Node, loc: Loc, marks: _Marks, ctor: yaml.constructor.Sa
             if not isinstance(knode, yaml.ScalarNode) or knode.tag not in _TAGS:
                 problems.append(Problem(marks.file, *_mark(knode), _dotted(loc), "keys must be plain scalars"))
                 continue
-            key = ctor.construct_object(knode, deep=True)
+            try:
+                key = ctor.construct_object(knode, deep=True)
+            except (ValueError, OverflowError) as exc:
+                raise _Refused(knode, f"cannot read `{knode.value[:40]}`: {exc}") from None
             if not isinstance(key, (str, int, float, bool)) or key is None:
                 problems.append(Problem(marks.file, *_mark(knode), _dotted(loc), "keys must be plain scalars"))
                 continue
@@ -161,7 +164,10 @@ def _to_data(node: yaml.Node, loc: Loc, marks: _Marks, ctor: yaml.constructor.Sa
         items = [_to_data(n, loc + (i,), marks, ctor, env, problems, walk) for i, n in enumerate(node.value)]
         walk.open.discard(id(node))
         return items
-    value = ctor.construct_object(node, deep=True)
+    try:
+        value = ctor.construct_object(node, deep=True)
+    except (ValueError, OverflowError) as exc:  # int() of 5000 digits, a timestamp like 2024-13-45
+        raise _Refused(node, f"cannot read `{node.value[:40]}`: {exc}") from None
     if isinstance(value, str) and "$" in value and env is not None:
         value = _expand(value, env, loc, marks, problems)
     if isinstance(value, str) and "\0" in value:

@@ -113,9 +113,9 @@ class Tmpfs(_Entry):
                                           "fail with ENOSPC. Default: the kernel's (half of RAM).")
     mode: Annotated[int | None, Field(ge=0, le=0o7777, description="Permissions of the root directory, e.g. "
                                       "0o1777 (YAML `0o1777`). Default: the kernel's, 1777.")] = None
-    uid: Annotated[int | None, Field(ge=0, lt=2**32 - 1, description="Owner of the root directory (an id "
+    uid: Annotated[int | None, Field(strict=True, ge=0, lt=2**32 - 1, description="Owner of the root directory (an id "
                                      "inside the workload's user namespace).")] = None
-    gid: Annotated[int | None, Field(ge=0, lt=2**32 - 1, description="Group of the root directory.")] = None
+    gid: Annotated[int | None, Field(strict=True, ge=0, lt=2**32 - 1, description="Group of the root directory.")] = None
 
 
 class Proc(_Entry):

@@ -34,9 +34,9 @@ def execve_bytes(command: list[str], env: dict[str, str]) -> int:
 class User(Model):
     """The identity the workload runs as, inside its user namespace (if any)."""
 
-    uid: Annotated[int, Field(ge=0, lt=2**32 - 1, description="User id inside the workload.")] = 0
-    gid: Annotated[int, Field(ge=0, lt=2**32 - 1, description="Primary group id inside the workload.")] = 0
-    groups: list[Annotated[int, Field(ge=0, lt=2**32 - 1)]] = Field(
+    uid: Annotated[int, Field(strict=True, ge=0, lt=2**32 - 1, description="User id inside the workload.")] = 0
+    gid: Annotated[int, Field(strict=True, ge=0, lt=2**32 - 1, description="Primary group id inside the workload.")] = 0
+    groups: list[Annotated[int, Field(strict=True, ge=0, lt=2**32 - 1)]] = Field(
         default_factory=list,
         description="Supplementary group ids. Empty by default: the workload keeps no host groups.",
     )
