@@ -1,8 +1,8 @@
 """Bad input, generated: the spec loader never raises anything but SpecError
-(hostile classes too: alias bombs, deep nesting, tags, NULs, huge and non-finite
-numbers, random bytes; and `validate`/`plan` exit 0/65/66/70, never a traceback)
-(instances generated from the JSON Schema, and mutated YAML), and the agent
-never crashes on random or mutated frames (run under ASan and UBSan too)."""
+(instances generated from the JSON Schema, mutated YAML, and the hostile classes
+of issue 14: alias bombs, deep nesting, tags, NULs, huge and non-finite numbers,
+random bytes), `validate` and `plan` exit 0/65/66/70 and never print a traceback,
+and the agent never crashes on random or mutated frames (under ASan and UBSan too)."""
 
 from __future__ import annotations
 
