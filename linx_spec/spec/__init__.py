@@ -48,7 +48,8 @@ class Spec(Model):
     idmap: IdMap | None = Field(default=None, description="uid/gid maps of a new user namespace.")
     hostname: Annotated[str | None, Field(description="Hostname inside a new uts namespace.", max_length=64,
                                           json_schema_extra={"pattern": _HOSTNAME_RE.pattern})] = None
-    domainname: Annotated[str | None, Field(description="NIS domain name inside a new uts namespace.")] = None
+    domainname: Annotated[str | None, Field(description="NIS domain name inside a new uts namespace (at most 64 "
+                                            "bytes, __NEW_UTS_LEN).", max_length=64)] = None
     cgroup: Cgroup | None = Field(default=None, description="cgroup placement and resource limits.")
     network: Network | None = Field(default=None, description="Network interfaces, addresses and routes of a new net namespace.")
     capabilities: Capabilities | None = Field(

@@ -88,8 +88,8 @@ class Process(Model):
         "gets PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin, HOME=/ (or the "
         "value given here) and exactly the variables listed.",
     )
-    cwd: str = Field(default="/", description="Working directory inside the workload (absolute).",
-                     json_schema_extra={"pattern": ABS_PATH})
+    cwd: str = Field(default="/", description="Working directory inside the workload (absolute, shorter than "
+                     "PATH_MAX: 4096 bytes).", max_length=4095, json_schema_extra={"pattern": ABS_PATH})
     user: User = Field(default_factory=User, description="Identity inside the workload.")
     umask: Umask | None = Field(default=None, description="File mode creation mask, octal: `0o022` or `'022'`.")
 
@@ -133,4 +133,6 @@ class Process(Model):
     def _abs_cwd(cls, v: str) -> str:
         if not v.startswith("/"):
             raise ValueError(f"cwd must be an absolute path, got `{v}`")
+        if len(v.encode()) >= 4096:  # the schema counts characters; chdir(2) counts bytes
+            raise ValueError(f"cwd is {len(v.encode())} bytes; a path is shorter than PATH_MAX (4096)")
         return v
