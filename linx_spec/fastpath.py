@@ -23,6 +23,9 @@ import os
 import re
 import sys
 
+from .errors import SpecError
+from .specfile import read_spec_bytes
+
 FORMAT = 1
 _VAR = re.compile(rb"\$\{([A-Za-z_][A-Za-z0-9_]*)")
 # A path a spec names: starts at a separator with /, ./ or ../; ends at what
@@ -111,13 +114,12 @@ def store(path: str, plan) -> None:
     from .errors import StateError
 
     try:
-        with open(path, "rb") as f:
-            text = f.read()
+        text = read_spec_bytes(path)
         key = _key(path, text)
         entry = _entry_type()(key, _mounts(), tuple(sorted(_dependencies(path, text, plan).items())), plan)
         data = stored.dumps(entry)
         d = _open_cache(create=True)
-    except (OSError, TypeError, ValueError, StateError):
+    except (OSError, TypeError, ValueError, SpecError, StateError):
         return
     try:
         rundir.write_file(d, key, data)
@@ -133,11 +135,10 @@ def load(path: str):
     from .errors import StateError
 
     try:
-        with open(path, "rb") as f:
-            text = f.read()
+        text = read_spec_bytes(path)  # a FIFO or device as SPEC must not block: regular files only
         key = _key(path, text)
         d = _open_cache(create=False)
-    except (OSError, StateError):
+    except (OSError, SpecError, StateError):
         return None
     if d is None:
         return None
