@@ -6,6 +6,7 @@ requires `deny`), and each map file can be written only once.
 
 from __future__ import annotations
 
+import errno
 import os
 
 from ..errors import step_error
@@ -27,6 +28,6 @@ def apply_from_host(plan, ctx) -> None:
         try:
             _write(path, text)
         except OSError as exc:
-            if name == "setgroups" and exc.errno == 2:  # kernels before 3.19 have no setgroups file
+            if name == "setgroups" and exc.errno == errno.ENOENT:  # kernels before 3.19 have no setgroups file
                 continue
             raise step_error("idmap", "host", exc, f"write {name} {text.strip()!r}", path) from None
