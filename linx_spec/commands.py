@@ -14,7 +14,6 @@ import sys
 from typing import List, Optional
 
 import typer
-
 from typer.core import TyperGroup
 
 from .apply import INTERRUPTED, apply_plan
