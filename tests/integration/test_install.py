@@ -56,7 +56,7 @@ def test_wheel_fits_every_python3_and_carries_agent_schema_license(built):
         assert z.read("linx_spec/_bin/linx-agent")[:4] == b"\x7fELF"
         assert z.getinfo("linx_spec/_bin/linx-agent").external_attr >> 16 & 0o111
         assert z.read("linx_spec/linx-spec.schema.json") == (REPO / "schema/linx-spec.schema.json").read_bytes()
-        assert "linx_spec/py.typed" in names
+        assert "linx_spec/py.typed" in names and "linx_spec/seccomp/syscalls.txt" in names
         assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
         meta = z.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
     assert "License-Expression: Apache-2.0" in meta
