@@ -93,3 +93,48 @@ def test_no_or_failing_compiler_names_the_packages_not_a_traceback(built, tmp_pa
     if cc == "false":  # it ran: a user's build never has -Werror (only LINX_AGENT_WERROR=1 adds it)
         line = next(x for x in out.splitlines() if "building the agent:" in x)
         assert "-Wall" in line and "-Werror" not in line, line
+
+
+def _action_steps() -> tuple[dict, list[dict]]:
+    import yaml
+
+    action = yaml.safe_load((REPO / "action.yml").read_text())
+    assert action["runs"]["using"] == "composite"
+    return action, action["runs"]["steps"]
+
+
+def _run_action(tmp_path, inputs: dict, cwd) -> subprocess.CompletedProcess:
+    """Run the composite action's steps as the runner would: bash, inputs through `env:`."""
+    import re
+
+    action, steps = _action_steps()
+    values = {k: v.get("default", "") for k, v in action["inputs"].items()} | inputs
+    base = {k: v for k, v in os.environ.items() if k not in ("LINX_AGENT", "PYTHONPATH")}
+    base |= {"RUNNER_TEMP": str(tmp_path), "GITHUB_ACTION_PATH": str(REPO)}
+    for step in steps:
+        assert step["shell"] == "bash" and "${{" not in step["run"], "inputs only through env:"
+        env = dict(base)
+        for key, value in step.get("env", {}).items():
+            env[key] = re.sub(r"\$\{\{\s*inputs\.([a-z_-]+)\s*\}\}", lambda m: values[m.group(1)], value)
+        proc = subprocess.run(["bash", "-e", "-c", step["run"]], cwd=cwd, env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            return proc
+    return proc
+
+
+def test_github_action_installs_and_validates_with_annotations(built, tmp_path):
+    _root, _sdist, wheel = built
+    proc = _run_action(tmp_path, {"requirement": str(wheel), "paths": "specs"}, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout == ""  # github format: only problems are printed
+    # globs reach linx-spec unexpanded; excluded and bad files are annotated or skipped
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "x.yaml").write_text("version: 1\nname: x\nprocess: {command: []}\n")
+    (tmp_path / "bad" / "skip.yaml").write_text("not: a spec\n")
+    proc = _run_action(tmp_path / "t", {"requirement": str(wheel), "paths": "bad/*.yaml bad",
+                                        "exclude": "skip.*"}, cwd=tmp_path)
+    assert proc.returncode == 65, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 2 and lines[0] == lines[1], lines  # the glob and the directory both name x.yaml
+    line = lines[0]
+    assert line.startswith("::error file=bad/x.yaml,line=3,col=20::process.command: "), line

@@ -87,3 +87,28 @@ def test_github_annotations_escape_newlines_in_file_names(tmp_path, name):
 
     line = github_annotation(Problem(str(tmp_path / name), 1, 1, "f", "bad\nthing"))
     assert "\n" not in line and "\r" not in line and line.endswith("::f: bad%0Athing")
+
+
+def test_pre_commit_hook_entry_passes_the_examples_and_fails_a_bad_spec(tmp_path):
+    import re
+    import sys
+
+    import yaml
+
+    (hook,) = yaml.safe_load((REPO / ".pre-commit-hooks.yaml").read_text())
+    assert hook["id"] == "linx-spec-validate" and hook["language"] == "python"
+    program, *args = hook["entry"].split()
+    assert program == "linx-spec"  # the console script of pyproject's [project.scripts]
+    tracked = subprocess.run(["git", "-C", str(REPO), "ls-files"], capture_output=True, text=True).stdout.split()
+    files = [f for f in tracked if re.search(hook["files"], f)] or [
+        str(p.relative_to(REPO)) for p in (REPO / "specs").glob("*.yaml")]  # a tree without git
+    assert "specs/hello.yaml" in files and not any(f.startswith("tests/") for f in files)
+    entry = [sys.executable, "-m", "linx_spec.cli", *args]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    # pre-commit runs the entry from the repository root with the staged files appended
+    assert subprocess.run([*entry, *files], cwd=REPO, env=env, capture_output=True).returncode == 0
+    bad = tmp_path / "specs" / "bad.yaml"
+    bad.parent.mkdir()
+    bad.write_text(BAD)
+    proc = subprocess.run([*entry, "specs/bad.yaml"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.returncode == 65 and "specs/bad.yaml:3:20: process.command" in proc.stderr
