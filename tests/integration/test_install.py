@@ -43,7 +43,8 @@ def test_sdist_carries_what_building_and_testing_need(built):
     with tarfile.open(sdist) as tar:
         names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
     for needed in ("agent/lx_main.c", "agent/lx_proto.h", "schema/linx-spec.schema.json", "specs/hello.yaml",
-                   "tests/conftest.py", "LICENSE", "linx_spec/py.typed"):
+                   "tests/conftest.py", "LICENSE", "CHANGELOG.md", "docs/reference.md", "linx_spec/py.typed",
+                   "action.yml", ".pre-commit-hooks.yaml", "linx_spec/seccomp/syscalls.txt"):
         assert needed in names, needed
     assert not any(n.endswith(("linx-agent", ".pyc")) for n in names)
 
