@@ -34,6 +34,9 @@ class _Writer:
         return node
 
     def branches(self, node: dict) -> list[dict]:
+        if len(node.get("allOf", [])) == 1:  # pydantic < 2.9 wraps a described $ref in allOf
+            node = {**node, **node["allOf"][0]}
+            del node["allOf"]
         out = []
         for b in node.get("anyOf", node.get("oneOf", [node])):
             if b is node:
