@@ -19,7 +19,10 @@ def test_reference_names_every_field_with_type_default_and_bounds():
     schema = schema_dict()
     for name in schema["properties"]:
         assert f"| `{name}`" in text, name
-    for needle in ("| `process.command` (required) | list of string |  | >= 1 items |",
-                   "| `process.cwd` | string | `\"/\"` | matches `^/` |",
-                   "| `lifecycle.restart.max_retries` |", "| `stdio.stdout.mode` |", "| `rlimits.nofile` |"):
-        assert needle in text, needle
+    rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ") for line in text.splitlines() if line.startswith("| `")}
+    command = rows["`process.command` (required)"]
+    assert command[1] == "list of string" and ">= 1 items" in command[3]
+    cwd = rows["`process.cwd`"]
+    assert cwd[1] == "string" and cwd[2] == '`"/"`' and "matches `^/" in cwd[3]
+    for path in ("`lifecycle.restart.max_retries`", "`stdio.stdout.mode`", "`rlimits.nofile`"):
+        assert path in rows, path
