@@ -118,11 +118,12 @@ def validate(
     files: List[str] = typer.Argument(..., metavar="FILE|DIR|GLOB...", help="Spec files, directories (*.yaml, *.yml inside) or globs."),
     set_: Optional[List[str]] = SetOpt,
     fmt: str = typer.Option("text", "--format", help="text, json, or github (::error annotations)."),
+    exclude: Optional[List[str]] = typer.Option(None, "--exclude", help="Skip paths matching this glob in directories and globs (repeatable); .git, .venv, node_modules and git-ignored files are always skipped."),
 ) -> None:
-    """Check specs without root and without touching any kernel object; exit 0 only if all are valid."""
+    """Check specs without root and without touching any kernel object; exit 0 only if all are valid (65 if any is not, or nothing was found)."""
     from .validate import validate_paths
 
-    code = validate_paths(files, set_ or [], fmt)
+    code = validate_paths(files, set_ or [], fmt, exclude or [])
     raise typer.Exit(code)
 
 

@@ -29,7 +29,6 @@ NOT_IN_SCHEMA = {
     "yaml-unclosed-flow": "not YAML",
     "yaml-bad-indent": "not YAML",
     "yaml-tab": "not YAML",
-    "capabilities-unknown": "names are case-insensitive with CAP_ optional",
     "capabilities-ambient-not-permitted": "a relation between two sets",
     "network-bad-address": "address arithmetic (octets, prefix lengths)",
     "rlimits-soft-above-hard": "a relation between two fields",
