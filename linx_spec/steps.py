@@ -4,7 +4,9 @@ The child is cloned and parked (`spawn`), the host-side steps run against it
 while it waits, then the child-side steps run inside it in this order, and only
 then does it execve.  Each step names its side and why it sits where it does.
 `linx-spec plan` prints this same list with resolved arguments, so plan and
-apply cannot drift.  Step ids are shared with agent/lx_steps.h (a test compares).
+apply cannot drift.  Step ids are shared with agent/lx_steps.h (a test compares);
+the child does nothing between PROCEED and execve that is not listed here, and
+child step X is `lx_X_in_child()` in agent/lx_X.c.
 """
 
 from __future__ import annotations
@@ -96,6 +98,14 @@ STEPS: list[Step] = [
          "prlimit (and oom_score_adj) from the host: raising a hard limit is impossible from inside a user "
          "namespace (as runc)",
          lambda p: p.rlimits is not None, _describe("rlimits")),
+    Step(29, "session", "child",
+         "first in the child: a session of its own (setsid, as runc), so the caller's terminal is never its "
+         "controlling tty (TIOCSTI); with -t the pty becomes it",
+         _always, lambda p: {}),
+    Step(30, "ns_root", "child",
+         "before the privileged steps: uid/gid 0 of a new user namespace (as runc's nsexec), so the files "
+         "they create are owned by a mapped id",
+         _always, lambda p: {}),
     Step(18, "loopback", "child",
          "lo up with one ioctl when there is no other network work (needs CAP_NET_ADMIN in the netns: "
          "before the identity switch); otherwise the network step does it",
@@ -125,6 +135,22 @@ STEPS: list[Step] = [
     Step(25, "cwd", "child",
          "chdir (and umask) as the final identity, so permission checks are the workload's own",
          _always, lambda p: {"cwd": p.process.cwd, "umask": p.process.umask}),
+    Step(31, "keyring", "child",
+         "a fresh session keyring (as runc): after the identity switch, so the workload owns it; before "
+         "seccomp, which often forbids keyctl",
+         _always, lambda p: {}),
+    Step(32, "signals", "child",
+         "every disposition default and the mask empty (raw rt_sigaction: 32 and 33 too): they survive execve; "
+         "before seccomp, which may forbid rt_sigaction",
+         _always, lambda p: {}),
+    Step(33, "pdeathsig", "child",
+         "arm PR_SET_PDEATHSIG again: the identity switch and the capability sets clear it; before seccomp, "
+         "which may forbid prctl",
+         _always, lambda p: {}),
+    Step(34, "close_fds", "child",
+         "every fd but 0-2 close-on-exec (close_range): late, so the steps above keep theirs; the status "
+         "pipe stays open until execve",
+         _always, lambda p: {}),
     Step(26, "no_new_privs", "child",
          "before seccomp: an unprivileged filter install requires it; nothing after it needs privileges",
          lambda p: p.no_new_privs, lambda p: {}),
