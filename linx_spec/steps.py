@@ -4,9 +4,7 @@ The child is cloned and parked (`spawn`), the host-side steps run against it
 while it waits, then the child-side steps run inside it in this order, and only
 then does it execve.  Each step names its side and why it sits where it does.
 `linx-spec plan` prints this same list with resolved arguments, so plan and
-apply cannot drift.  Step ids are shared with agent/lx_steps.h (a test compares);
-the child does nothing between PROCEED and execve that is not listed here, and
-child step X is `lx_X_in_child()` in agent/lx_X.c.
+apply cannot drift.  Step ids are shared with agent/lx_steps.h (a test compares).
 """
 
 from __future__ import annotations
@@ -77,6 +75,8 @@ def _exec_args(plan: "Plan") -> dict[str, Any]:
     return {"path": p.exec_path, "argv": list(p.argv), "env": list(p.env)}
 
 
+# The child does nothing between PROCEED and execve that is not listed here;
+# child step X is `lx_X_in_child()` in agent/lx_X.c (tests/unit/test_agent_layout.py).
 STEPS: list[Step] = [
     Step(1, "spawn", "agent",
          "first: clone into the new namespaces (joined ones entered before clone) and park the child "
