@@ -40,7 +40,7 @@ def _fail(exc: LinxError) -> "typer.Exit":
 
 def _load_and_plan(spec_file: str, overrides: list[str], cache: bool = False):
     from .load import load_file
-    from .plan import build_plan
+    from .plan.build import build_plan
 
     spec = load_file(spec_file, overrides=overrides)
     import os

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from .errors import LinxError, StateError
-from .planned import Plan
+from .plan.workload import Plan
 from .state import StateDir, View, all_views, alive, pid_start_time
 
 

@@ -16,8 +16,11 @@
 One message shape everywhere, step first:
     cgroup (host): write memory.max in /sys/fs/cgroup/memory/linx/web: EINVAL (Invalid argument)
 
-OSError is translated once, at the boundary of a step (`step_error`), never at
-every call site.  The CLI maps each class to its exit code (`EXIT_CODES`) and
+OSError is translated once, at the boundary of a step, never at every call
+site: the runner runs each host step (and the undo it registers) inside
+`host_errors(step)`; inside, code names the object it touches with
+`with touching("write memory.max", directory):`, which only labels an
+OSError on its way out (code that handles errnos still sees the OSError).  The CLI maps each class to its exit code (`EXIT_CODES`) and
 shows a traceback only for bugs (anything that is not a LinxError).
 """
 
@@ -25,7 +28,9 @@ from __future__ import annotations
 
 import errno as _errno
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 __all__ = [
     "LinxError",
@@ -40,6 +45,9 @@ __all__ = [
     "EXIT_CODES",
     "errno_name",
     "step_error",
+    "touching",
+    "touched",
+    "host_errors",
 ]
 
 
@@ -163,3 +171,50 @@ EXIT_CODES: dict[type[LinxError], int] = {
 def step_error(step: str, side: str, exc: OSError, what: str, obj: str = "") -> StepError:
     """Translate an OSError at the boundary of a step, once."""
     return StepError(step, side, exc.errno or 0, what, obj or (exc.filename or ""))
+
+
+class touching:
+    """`with touching(what, obj):` names what a host step was doing and the object
+    (path, interface, pid) when an OSError leaves the block.  The innermost label
+    wins; the error itself passes through unchanged until `host_errors` turns it
+    into the step's StepError."""
+
+    __slots__ = ("what", "obj")
+
+    def __init__(self, what: str, obj: str = ""):
+        self.what = what
+        self.obj = obj
+
+    def __enter__(self) -> "touching":
+        return self
+
+    def __exit__(self, typ, exc, tb) -> bool:
+        if isinstance(exc, OSError) and "linx_touched" not in vars(exc):
+            exc.linx_touched = (self.what, self.obj)  # type: ignore[attr-defined]
+        return False
+
+
+def touched(err: int, what: str, obj: str = "") -> OSError:
+    """An OSError for a failure seen without a failing call (a device gone meanwhile),
+    labelled as `touching` would."""
+    exc = OSError(err, os.strerror(err))
+    exc.linx_touched = (what, obj)  # type: ignore[attr-defined]
+    return exc
+
+
+def oserror_to_step(step: str, side: str, exc: OSError) -> StepError:
+    """The StepError of an OSError that left a step: what was touched (see
+    `touching`), and the kernel's own words when netlink gave some."""
+    what, obj = vars(exc).get("linx_touched", (exc.strerror or "failed", ""))
+    kernel = vars(exc).get("kernel_message", "")
+    detail = what + (f" (kernel: {kernel})" if kernel else "")
+    return StepError(step, side, exc.errno or 0, detail, obj or (exc.filename or ""))
+
+
+@contextmanager
+def host_errors(step: str) -> Iterator[None]:
+    """The boundary of a host step: an OSError becomes the step's StepError, once."""
+    try:
+        yield
+    except OSError as exc:
+        raise oserror_to_step(step, "host", exc) from None

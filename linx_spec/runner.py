@@ -23,10 +23,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .agent import Agent, End
-from .errors import LinxError, ProtocolError
-from .planned import Plan, StreamPlan
+from .errors import LinxError, ProtocolError, host_errors
+from .plan.stdio import StreamPlan
+from .plan.workload import Plan
 from .protocol import proceed_attrs
-from .steps import STEP_BY_ID, active_steps, child_order
+from .steps import STEP_BY_ID, STEP_BY_NAME, active_steps, child_order
 
 CAPTURE = "capture"  # stdout/stderr value: collect into Result.stdout / Result.stderr
 
@@ -72,10 +73,17 @@ class HostContext:
         self._w = workload
         self.pid: int = workload.pid
         self.plan: Plan = workload.plan
+        self.step = ""  # the host step running now: its undo fails under its name
 
     def on_undo(self, what: str, fn: Callable[[], None]) -> None:
         """fn runs on rollback and after the workload ends, in reverse order."""
-        self._w._undo.append((what, fn))
+        step = self.step
+
+        def undo() -> None:
+            with host_errors(step):
+                fn()
+
+        self._w._undo.append((what, undo))
 
     def after_exit(self, fn: Callable[[Result], None]) -> None:
         """fn runs after the workload ended, before any undo: read usage, find reasons."""
@@ -88,30 +96,11 @@ class HostContext:
 
 
 def _host_step(name: str) -> Callable[[Plan, HostContext], None]:
-    # Imported on demand: pyroute2 costs tens of milliseconds to import.
-    if name == "idmap":
-        from .host import idmap
-
-        return idmap.apply_from_host
-    if name == "cgroup":
-        def apply(plan, ctx):
-            own = getattr(plan.cgroup, "apply_from_host", None)  # exec: join the workload's cgroups
-            if own is not None:
-                return own(ctx)
-            from .host import cgroup
-
-            return cgroup.apply_from_host(plan.cgroup, ctx)
-
-        return apply
-    if name == "network":
-        from .host import network
-
-        return lambda plan, ctx: network.apply_from_host(plan.network, ctx)
-    if name == "rlimits":
-        from .host import rlimits
-
-        return lambda plan, ctx: rlimits.apply_from_host(plan.rlimits, ctx)
-    raise LookupError(name)
+    """The host step's entry point, from steps.py (the tests substitute fakes here)."""
+    apply = STEP_BY_NAME[name].apply
+    if apply is None:
+        raise LookupError(f"{name} is not a host step")
+    return apply
 
 
 Reporter = Callable[[str, str, float], None]
@@ -269,7 +258,7 @@ class Workload:
     # --- the checkpoint ------------------------------------------------------
     def spawn(self) -> int:
         """Start the agent, clone the child into its namespaces and park it."""
-        from .planned import CLONE_FLAGS
+        from .plan.workload import CLONE_FLAGS
 
         if self.state != "new":
             raise RuntimeError(f"spawn: workload is {self.state}")
@@ -303,7 +292,9 @@ class Workload:
                     continue
                 _fault(step.name, "host", self.agent)
                 t0 = time.perf_counter()
-                _host_step(step.name)(self.plan, ctx)
+                ctx.step = step.name
+                with host_errors(step.name):  # OSError -> StepError, once per step
+                    _host_step(step.name)(self.plan, ctx)
                 self._time(step.name, "host", time.perf_counter() - t0)
         except BaseException:
             self.abort()

@@ -14,7 +14,7 @@ app = typer.Typer(no_args_is_help=True, help="The seccomp filter of a spec: expo
 def _compile(spec_file: str, overrides: list[str]):
     from ..errors import PlanError
     from ..load import load_file
-    from .compile import resolve
+    from ..plan.seccomp import resolve
 
     spec = load_file(spec_file, overrides=overrides)
     if spec.seccomp is None:

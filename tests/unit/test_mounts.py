@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from linx_spec import load_text
 from linx_spec import protocol as P
 from linx_spec.errors import PlanError, SpecError
-from linx_spec.host import mounts as H
+from linx_spec.plan import mounts as H
 from linx_spec.plan import build_plan
 from linx_spec.spec import Spec
 from linx_spec.spec.mounts import DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, Mounts
