@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import sys
 
 from .errors import SpecError
 from .specfile import read_spec_bytes
@@ -157,7 +156,8 @@ def load(path: str):
 
 
 def try_apply(args: list[str]) -> int | None:
-    """`apply FILE [-v]` from the cache; None sends the command to the normal path."""
+    """`apply FILE [-v]` from the cache; None sends the command to the normal path.
+    A LinxError propagates to cli.main, which maps it as the commands do."""
     verbose = False
     files = []
     for a in args:
@@ -172,26 +172,6 @@ def try_apply(args: list[str]) -> int | None:
     plan = load(files[0])
     if plan is None:
         return None
-    from .errors import EXIT_CODES, LinxError, SpecError
-    from .runner import run_forwarding_signals
+    from .apply import apply_plan
 
-    def report(step: str, side: str, seconds: float) -> None:
-        print(f"linx-spec: {step:<13} ({side:<5}) {seconds * 1000:8.3f} ms", file=sys.stderr)
-
-    def restarting(result, delay: float) -> None:
-        end = f"exit code {result.exit_code}" if result.signal is None else f"killed by signal {result.signal}"
-        print(f"linx-spec: {result.name}: ended ({end}); restarting in {delay:g}s", file=sys.stderr)
-
-    try:
-        result = run_forwarding_signals(plan, on_step=report if verbose else None, on_restart=restarting)
-    except LinxError as exc:
-        print(str(exc) if isinstance(exc, SpecError) else f"linx-spec: {exc}", file=sys.stderr)
-        return EXIT_CODES.get(type(exc), exc.exit_code)
-    except KeyboardInterrupt:
-        print("linx-spec: interrupted before the workload ran; everything was rolled back", file=sys.stderr)
-        return 130
-    if result.reason:
-        print(f"linx-spec: {result.name}: {result.reason}", file=sys.stderr)
-    elif result.signal is not None and verbose:
-        print(f"linx-spec: {result.name}: killed by signal {result.signal}", file=sys.stderr)
-    return 124 if result.timed_out else result.status
+    return apply_plan(plan, verbose=verbose)

@@ -255,7 +255,7 @@ def _mutations(rng: random.Random) -> bytes:
 
 
 @pytest.mark.parametrize("agent", AGENTS, ids=lambda p: p.name)
-def test_agent_never_crashes_on_mutated_frames(agent, tmp_path):
+def test_agent_never_crashes_on_mutated_frames(agent, tmp_path, agent_bin):
     rng = random.Random(int(os.environ.get("LINX_FUZZ_SEED", "20261128")))
     runs = int(os.environ.get("LINX_FUZZ_FRAMES", "150"))
     env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0:abort_on_error=0:exitcode=99",
