@@ -224,7 +224,8 @@ def test_cli_plan_lists_steps_in_checkpoint_order(tmp_path):
     names = [s["step"] for s in plan["steps"]]
     # The default capability set (docker's) brings the bounding and capabilities steps.
     assert [n for n in names if n not in ("network", "cgroupns")] == [
-        "spawn", "idmap", "hostname", "bounding", "user", "capabilities", "cwd", "no_new_privs", "exec"]
+        "spawn", "idmap", "session", "ns_root", "hostname", "bounding", "user", "capabilities", "cwd", "keyring",
+        "signals", "pdeathsig", "close_fds", "no_new_privs", "exec"]
     exec_step = plan["steps"][-1]
     assert exec_step["args"]["path"] in ("/usr/bin/sh", "/bin/sh")  # resolved on PATH
     assert all(s["why"] and s["side"] in ("agent", "host", "child") for s in plan["steps"])
