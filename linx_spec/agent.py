@@ -288,7 +288,7 @@ class Agent:
 
 def _fault_env(env) -> dict:
     """LINX_FAULT=fail:STEP / pause:STEP (tests only): the agent takes child
-    step ids; host steps are the runner's business (run.py)."""
+    step ids; host steps are the runner's business (runner.py)."""
     from .steps import STEP_BY_NAME
 
     env = dict(env)

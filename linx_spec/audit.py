@@ -165,7 +165,7 @@ def _seccomp_plan(spec: "Spec", base_dir: str):
     """The compiled filter (None: no filter); PlanError when it cannot be compiled."""
     if spec.seccomp is None:
         return None
-    from .seccomp import compile as _seccomp
+    from .plan import seccomp as _seccomp
 
     return _seccomp.resolve(spec.seccomp, spec, base_dir)
 

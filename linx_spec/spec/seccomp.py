@@ -13,7 +13,7 @@
 
 The spec keeps what the user wrote (checked: action words, errno names,
 constant names, known syscall names and groups); the plan resolves it into
-BPF bytes (linx_spec/seccomp/compile.py).
+BPF bytes (linx_spec/plan/seccomp.py, with linx_spec/seccomp/compile.py).
 """
 
 from __future__ import annotations
