@@ -100,6 +100,10 @@ def plan(
     from .steps import active_steps
 
     p = _load_and_plan(spec_file, set_ or [])
+    from .audit import joined_host_namespaces
+
+    for warning in joined_host_namespaces(p.ns_join):  # issue 14 item 10: never silent
+        print(f"linx-spec: warning: {warning}", file=sys.stderr)
     steps = [{"step": s.name, "side": s.side, "args": s.args(p), "why": s.reason} for s in active_steps(p)]
     if as_json:
         print(json.dumps({"name": p.name, "spec_hash": p.spec_hash, "notes": list(p.notes), "steps": steps}, indent=2))
@@ -125,6 +129,20 @@ def validate(
 
     code = validate_paths(files, set_ or [], fmt, exclude or [])
     raise typer.Exit(code)
+
+
+@app.command(epilog=EXIT_HELP + " audit: 3 when a score is above --threshold.")
+def audit(
+    files: List[str] = typer.Argument(..., metavar="SPEC.yaml...", help="Spec files."),
+    set_: Optional[List[str]] = SetOpt,
+    fmt: str = typer.Option("text", "--format", help="text, json, or github (::notice/::error annotations)."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", min=0, max=10,
+                                              help="Exit 3 when a spec's score is above this (0-10)."),
+) -> None:
+    """Score how exposed the host is to each workload, 0 (closed) to 10 (most exposed), one line per check."""
+    from .audit import audit_files
+
+    raise typer.Exit(audit_files(files, set_ or [], fmt, threshold))
 
 
 @app.command()

@@ -20,6 +20,7 @@ import stat
 import subprocess
 import sys
 
+from .audit import joined_host_namespaces
 from .errors import Problem, SpecError
 from .load import load_file
 
@@ -139,8 +140,10 @@ def validate_paths(args: list[str], overrides: list[str], fmt: str, excludes: li
     ok: list[str] = []
     for f in files:
         try:
-            load_file(f, overrides=overrides)
+            spec = load_file(f, overrides=overrides)
             ok.append(f)
+            for warning in joined_host_namespaces(spec.namespaces.joined().items()):  # issue 14 item 10
+                print(f"{f}: warning: {warning}", file=sys.stderr)
         except SpecError as exc:
             problems += exc.problems
     if not files and not problems:
