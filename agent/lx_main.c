@@ -346,6 +346,20 @@ static void do_spawn(uint32_t seq, const uint8_t *payload, uint32_t len)
 			return send_error(seq, LX_STEP_SPAWN, err, detail, joins[i].path);
 		}
 	}
+	/* Non-dumpable before joining anything (as runc's nsexec): a process of the
+	 * workload (same uid, inside the namespaces we join) could otherwise
+	 * ptrace the child between setns and execve, or open the agent binary
+	 * through /proc/PID/exe (CVE-2016-9962, CVE-2019-5736).  The child inherits
+	 * it; execve of the workload's program makes it dumpable again.  Left
+	 * dumpable only when a non-root runner must still write the uid/gid maps
+	 * of a new user namespace (/proc/PID/uid_map of a non-dumpable child is
+	 * owned by root). */
+	if (njoins > 0 && (!(flags & CLONE_NEWUSER) || geteuid() == 0) && prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
+		int err = errno;
+		for (size_t j = 0; j < njoins; j++)
+			close(joins[j].fd);
+		return send_error(seq, LX_STEP_SPAWN, err, "prctl(PR_SET_DUMPABLE, 0)", NULL);
+	}
 	/* The user namespace first (its capabilities allow the rest), as nsenter. */
 	for (int pass = 0; pass < 2; pass++) {
 		for (size_t i = 0; i < njoins; i++) {

@@ -310,20 +310,15 @@ def test_cve_2019_5736_proc_self_exe_not_writable(helper_attack):
     assert helper_attack["self_exe_write"] != "opened"
 
 
-# Not strict: the window (after the helper's capability drop, before its execve) is
-# short, and a run may miss it; a run that hits it shows the hole (SECURITY.md).
-@pytest.mark.xfail(reason="the exec'd helper is dumpable while parked: linx-spec does not yet set "
-                          "PR_SET_DUMPABLE 0 before joining the workload's pid namespace (SECURITY.md)",
-                   strict=False)
+# The window (after the helper's capability drop, before its execve) is short:
+# the attack loops over it (helper_attack); before the agent became non-dumpable
+# when joining namespaces, both of these failed on most runs.
 def test_cve_2019_5736_no_handle_on_the_host_binary(helper_attack):
     """Even a read-only handle on the agent binary is one step from CVE-2019-5736
     (it only takes the binary not being busy when the handle is reopened)."""
     assert helper_attack["exe_handle"] == [], helper_attack
 
 
-@pytest.mark.xfail(reason="the exec'd helper is dumpable while parked: a workload with the same uid and a "
-                          "superset of its capabilities can attach once it has dropped its own (SECURITY.md)",
-                   strict=False)
 def test_cve_2016_9962_exec_helper_not_ptraceable(helper_attack):
     """runc: the exec'd init was ptrace-able from the container and leaked host fds.
     Here the workload tries PTRACE_SEIZE on every linx-agent process in its pid namespace."""
