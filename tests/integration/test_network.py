@@ -591,6 +591,42 @@ def test_a_taken_interface_comes_back_as_it_was_when_a_later_step_fails(tmp_path
         delete_link("lxntf0")
 
 
+def test_a_taken_interface_comes_back_as_it_was_when_the_start_is_interrupted(tmp_path, no_leaks):
+    """SIGINT to `linx-spec apply` while it is parked after the network step."""
+    import signal
+
+    from conftest import start_cli
+
+    busy_pair("lxnti0", "lxnti1")
+    try:
+        before = host_view("lxnti0")
+        marker = tmp_path / "ran"
+        spec = tmp_path / "take.yaml"
+        spec.write_text(TAKE.format(command=json.dumps(["/bin/touch", str(marker)]), device="lxnti0"))
+        proc = start_cli("apply", str(spec), env={"LINX_FAULT": "pause:rlimits"}, stderr=subprocess.PIPE,
+                         stdout=subprocess.DEVNULL, text=True)
+        try:
+            line, deadline = "", time.monotonic() + 30
+            while "linx-fault: paused" not in line and time.monotonic() < deadline:
+                line = proc.stderr.readline()
+                if not line and proc.poll() is not None:
+                    break
+            assert "linx-fault: paused" in line, line + proc.stderr.read()
+            assert not Path("/sys/class/net/lxnti0").exists()  # taken
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(30) == 130
+            assert "Traceback" not in proc.stderr.read()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stderr.close()
+        assert not marker.exists()
+        assert settled_view("lxnti0", before) == before
+    finally:
+        delete_link("lxnti0")
+
+
 def test_without_the_move_back_the_kernel_destroys_a_virtual_device():
     """What happens when the runner dies before its undo: the netns dies, and the
     kernel destroys a virtual device in it (veth, ifb, dummy: no netns_refund);
