@@ -21,7 +21,9 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import sys
+
+from .errors import SpecError
+from .specfile import read_spec_bytes
 
 FORMAT = 1
 _VAR = re.compile(rb"\$\{([A-Za-z_][A-Za-z0-9_]*)")
@@ -111,13 +113,12 @@ def store(path: str, plan) -> None:
     from .errors import StateError
 
     try:
-        with open(path, "rb") as f:
-            text = f.read()
+        text = read_spec_bytes(path)
         key = _key(path, text)
         entry = _entry_type()(key, _mounts(), tuple(sorted(_dependencies(path, text, plan).items())), plan)
         data = stored.dumps(entry)
         d = _open_cache(create=True)
-    except (OSError, TypeError, ValueError, StateError):
+    except (OSError, TypeError, ValueError, SpecError, StateError):
         return
     try:
         rundir.write_file(d, key, data)
@@ -133,11 +134,10 @@ def load(path: str):
     from .errors import StateError
 
     try:
-        with open(path, "rb") as f:
-            text = f.read()
+        text = read_spec_bytes(path)  # a FIFO or device as SPEC must not block: regular files only
         key = _key(path, text)
         d = _open_cache(create=False)
-    except (OSError, StateError):
+    except (OSError, SpecError, StateError):
         return None
     if d is None:
         return None
@@ -156,7 +156,8 @@ def load(path: str):
 
 
 def try_apply(args: list[str]) -> int | None:
-    """`apply FILE [-v]` from the cache; None sends the command to the normal path."""
+    """`apply FILE [-v]` from the cache; None sends the command to the normal path.
+    A LinxError propagates to cli.main, which maps it as the commands do."""
     verbose = False
     files = []
     for a in args:
@@ -171,26 +172,6 @@ def try_apply(args: list[str]) -> int | None:
     plan = load(files[0])
     if plan is None:
         return None
-    from .errors import EXIT_CODES, LinxError, SpecError
-    from .runner import run_forwarding_signals
+    from .apply import apply_plan
 
-    def report(step: str, side: str, seconds: float) -> None:
-        print(f"linx-spec: {step:<13} ({side:<5}) {seconds * 1000:8.3f} ms", file=sys.stderr)
-
-    def restarting(result, delay: float) -> None:
-        end = f"exit code {result.exit_code}" if result.signal is None else f"killed by signal {result.signal}"
-        print(f"linx-spec: {result.name}: ended ({end}); restarting in {delay:g}s", file=sys.stderr)
-
-    try:
-        result = run_forwarding_signals(plan, on_step=report if verbose else None, on_restart=restarting)
-    except LinxError as exc:
-        print(str(exc) if isinstance(exc, SpecError) else f"linx-spec: {exc}", file=sys.stderr)
-        return EXIT_CODES.get(type(exc), exc.exit_code)
-    except KeyboardInterrupt:
-        print("linx-spec: interrupted before the workload ran; everything was rolled back", file=sys.stderr)
-        return 130
-    if result.reason:
-        print(f"linx-spec: {result.name}: {result.reason}", file=sys.stderr)
-    elif result.signal is not None and verbose:
-        print(f"linx-spec: {result.name}: killed by signal {result.signal}", file=sys.stderr)
-    return 124 if result.timed_out else result.status
+    return apply_plan(plan, verbose=verbose)

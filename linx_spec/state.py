@@ -27,6 +27,7 @@ from typing import Any
 
 from . import rundir, stored
 from .errors import StateError
+from .lifecycle import end_words
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
@@ -177,7 +178,7 @@ def _end_fields(kind: str, code: int) -> dict[str, Any]:
 
 
 def _describe_end(kind: str, code: int) -> str:
-    return f"exit code {code}" if kind == "exited" else f"killed by signal {code}"
+    return end_words(code, None) if kind == "exited" else end_words(None, code)
 
 
 def all_views() -> list[View]:

@@ -388,7 +388,7 @@ class _Agent:
     ([(P.MA.KIND, 2), (P.MA.TARGET, "/t"), (P.MA.FSTYPE, "tmpfs"), (0x1ff, b"")], "unknown nested attribute"),
     ([(P.MA.KIND, 2), (P.MA.TARGET, "/t"), (P.MA.TARGET, "/u"), (P.MA.FSTYPE, "tmpfs")], "repeated target"),
 ])
-def test_agent_refuses_malformed_mount_entries_before_the_child_runs(nested, why):
+def test_agent_refuses_malformed_mount_entries_before_the_child_runs(nested, why, agent_bin):
     a = _Agent()
     try:
         assert a.request(P.Msg.HELLO, []).type == P.Msg.READY
