@@ -74,13 +74,19 @@ class RoutePlan:
     metric: int | None
 
     def __str__(self) -> str:
-        text = f"{self.dst}/{self.dst_len}" if self.dst is not None else "default"
-        if self.gateway:
-            text += f" via {self.gateway}"
-        text += f" dev {self.dev}"
-        if self.metric is not None:
-            text += f" metric {self.metric}"
-        return text
+        return _route_text(self.dst, self.dst_len, self.gateway, f"dev {self.dev}", self.metric)
+
+
+def _route_text(dst: str | None, dst_len: int, gateway: str | None, where: str, metric: int | None) -> str:
+    """As `ip route` prints it: `10.1.0.0/16 via 10.0.0.1 dev eth0 metric 5`, `default via ...`."""
+    words = [f"{dst}/{dst_len}" if dst is not None else "default"]
+    if gateway:
+        words.append(f"via {gateway}")
+    if where:
+        words.append(where)
+    if metric is not None:
+        words.append(f"metric {metric}")
+    return " ".join(words)
 
 
 @dataclass(frozen=True)
@@ -180,14 +186,8 @@ class RouteState:
     pref: int | None = None  # RTA_PREF (IPv6 router preference)
 
     def __str__(self) -> str:
-        text = f"{self.dst}/{self.dst_len}" if self.dst is not None else "default"
-        if self.gateway:
-            text += f" via {self.gateway}"
-        if self.table != 254:  # RT_TABLE_MAIN
-            text += f" table {self.table}"
-        if self.priority is not None:
-            text += f" metric {self.priority}"
-        return text
+        return _route_text(self.dst, self.dst_len, self.gateway,
+                           f"table {self.table}" if self.table != 254 else "", self.priority)  # 254: RT_TABLE_MAIN
 
 
 @dataclass(frozen=True)
