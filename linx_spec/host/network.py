@@ -427,8 +427,8 @@ def _route_msg(idx: int, r: RouteState):
     from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
     msg = rtmsg()
-    for key in ("family", "dst_len", "proto", "scope", "type", "flags", "tos"):
-        msg[key] = getattr(r, key)
+    msg["family"], msg["dst_len"], msg["tos"] = r.family, r.dst_len, r.tos
+    msg["proto"], msg["scope"], msg["type"], msg["flags"] = r.proto, r.scope, r.type, r.flags
     msg["table"] = r.table if r.table < 256 else 252  # RT_TABLE_COMPAT; RTA_TABLE says which
     attrs: list = [("RTA_TABLE", r.table), ("RTA_OIF", idx)]
     for name, value in (("RTA_DST", r.dst), ("RTA_GATEWAY", r.gateway), ("RTA_PRIORITY", r.priority),
