@@ -21,7 +21,7 @@ The mapping, section by section (docs in README "Exporting to OCI"):
   empty `rootfs` directory with each top-level directory of the host's /
   bound recursively onto itself (/proc excepted: runc refuses binds over it),
   their number noted in an annotation so that import can recognise them.
-- mounts.entries: bind (rbind/bind, ro, flags), tmpfs (size, mode, uid, gid),
+- mounts.entries: bind (rbind/bind, ro, rro for a recursive read-only one, flags), tmpfs (size, mode, uid, gid),
   proc, sysfs, mqueue, overlay (lowerdir/upperdir/workdir), dev (a /dev tmpfs,
   devpts at /dev/pts, a /dev/shm tmpfs: what runc's own config has; runc
   creates the same device nodes linx-spec binds).  Flags are written out even
@@ -60,10 +60,11 @@ DEFAULT_FLAGS = {"bind": (), "overlay": (), "tmpfs": ("nosuid", "nodev"), "proc"
                  "sysfs": ("nosuid", "nodev", "noexec"), "mqueue": ("nosuid", "nodev", "noexec")}
 DEFAULT_STOP_GRACE = 5.0
 # What `dev` becomes: the mounts of runc's own default config (runc spec).
-DEV_MODE = "mode=755"
+DEV_OPTIONS = ("mode=755", "size=65536k")  # agent/lx_mounts.c's, and runc's default config's
 DEVPTS_OPTIONS = ("nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620")
 SHM_FLAGS = ("nosuid", "noexec", "nodev")
 CPU_PERIOD_US = 100_000
+TMPFS_MODE = 0o1777  # the kernel's default for a tmpfs root (mm/shmem.c), what linx-spec's tmpfs gets
 
 # The Spec fields export reads (a unit test checks this against Spec.model_fields).
 HANDLED = ("version", "name", "process", "namespaces", "idmap", "hostname", "domainname", "cgroup", "network",
@@ -239,14 +240,19 @@ def _mount(e, where: str, base_dir: str, losses: list[Loss]) -> list[dict[str, A
         if e.optional:
             losses.append(Loss(f"{where}.optional", "OCI mounts cannot be optional (a missing source fails "
                                                     "the container)"))
-        return [{"destination": e.target, "type": "bind", "source": _abs(e.source, base_dir),
-                 "options": ["rbind" if e.recursive else "bind", *_flags(e, kind)]}]
+        opts = ["rbind" if e.recursive else "bind", *_flags(e, kind)]
+        if e.readonly and e.recursive:
+            # linx-spec makes the mounts below a read-only rbind read-only too; `ro` alone is the
+            # top mount only (runc >= 1.1 knows `rro`, mount_setattr(AT_RECURSIVE)).
+            opts.insert(2, "rro")
+        return [{"destination": e.target, "type": "bind", "source": _abs(e.source, base_dir), "options": opts}]
     if kind == "tmpfs":
         opts = _flags(e, kind)
         if e.size is not None:
             opts.append(f"size={e.size}")
-        if e.mode is not None:
-            opts.append(f"mode={e.mode:o}")
+        # Written even when it is the kernel's default: runc gives a tmpfs without `mode=` the mode
+        # of the directory it covers (found by tests/integration/test_oci_differential.py).
+        opts.append(f"mode={e.mode if e.mode is not None else TMPFS_MODE:o}")
         if e.uid is not None:
             opts.append(f"uid={e.uid}")
         if e.gid is not None:
@@ -261,9 +267,9 @@ def _mount(e, where: str, base_dir: str, losses: list[Loss]) -> list[dict[str, A
         return [{"destination": e.target, "type": "overlay", "source": "overlay", "options": opts}]
     if kind == "dev":
         dev_flags = ["ro"] if e.readonly else []
-        dev_flags += list(e.flags) if e.flags is not None else ["nosuid"]
+        dev_flags += list(e.flags) if e.flags is not None else ["nosuid", "noexec"]  # agent/lx_mounts.c's
         return [
-            {"destination": e.target, "type": "tmpfs", "source": "tmpfs", "options": [*dev_flags, DEV_MODE]},
+            {"destination": e.target, "type": "tmpfs", "source": "tmpfs", "options": [*dev_flags, *DEV_OPTIONS]},
             {"destination": e.target + "/pts", "type": "devpts", "source": "devpts", "options": list(DEVPTS_OPTIONS)},
             {"destination": e.target + "/shm", "type": "tmpfs", "source": "shm",
              "options": [*SHM_FLAGS, "mode=1777", f"size={e.shm_size}"]},

@@ -23,7 +23,7 @@ from typing import Any
 
 from ..errors import Problem, SpecError
 from . import ANNOTATION_HOST_ROOT, ANNOTATION_NAME
-from .export import DEVPTS_OPTIONS, OCI_NAMESPACE, blkio_weight, cpu_shares
+from .export import DEVPTS_OPTIONS, OCI_NAMESPACE, TMPFS_MODE, blkio_weight, cpu_shares
 from .lossy import Loss
 from .resolved import RLIM_INFINITY, default_env
 
@@ -301,7 +301,7 @@ class _Importer:
         named = _options(opts)
         flags = [f for f in FLAG_OPTIONS if f in opts]
         if is_bind:
-            known |= {"bind", "rbind"}
+            known |= {"bind", "rbind", "rro"}  # rro: what linx-spec's recursive read-only bind is anyway
             entry.update(type="bind", source=os.path.normpath(os.path.join(self.bundle, _want(source, str, where + ".source"))),
                          recursive="rbind" in opts)
         elif kind == "tmpfs":
@@ -310,6 +310,8 @@ class _Importer:
                     known.add(f"{key}={named[key]}")
                     entry[key] = (_size(named[key], where + ".options") if key == "size" else
                                   _number(named[key], 8 if key == "mode" else 10, where + ".options"))
+            if entry.get("mode") == TMPFS_MODE:
+                del entry["mode"]  # the kernel's default, which linx-spec's tmpfs gets without `mode`
             entry["type"] = "tmpfs"
         elif kind in ("proc", "sysfs", "mqueue"):
             entry["type"] = kind
@@ -327,7 +329,7 @@ class _Importer:
         if unknown:
             self.lose(where + ".options", f"{', '.join(unknown)} at {dest}: linx-spec sets only ro, nosuid, "
                                           "nodev, noexec (and the type's own options)")
-        entry["readonly"] = "ro" in opts
+        entry["readonly"] = "ro" in opts or (is_bind and "rro" in opts)
         entry["flags"] = flags
         return 1, entry
 
