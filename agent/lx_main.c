@@ -21,6 +21,8 @@
 #include <unistd.h>
 
 #include "lx_child.h"
+#include "lx_fail.h"
+#include "lx_fault.h"
 #include "lx_proto.h"
 #include "lx_settings.h"
 #include "lx_steps.h"
@@ -328,6 +330,9 @@ static void do_spawn(uint32_t seq, const uint8_t *payload, uint32_t len)
 	}
 	if (r < 0)
 		return send_error(seq, LX_STEP_PROTOCOL, EINVAL, "SPAWN: truncated attribute", NULL);
+	struct lx_err fault;
+	if (lx_fault_at(LX_STEP_SPAWN, A.ctl, &fault) < 0)
+		return send_error(seq, fault.step, fault.err, fault.detail, NULL);
 
 	/* Every namespace fd is opened before the first setns: after joining a
 	 * mount or user namespace, the paths may resolve elsewhere or not at all. */
@@ -648,12 +653,7 @@ int main(int argc, char **argv)
 	A.ctl = 3;
 	A.settings_w = A.status_r = -1;
 	A.grace_ms = 2000;
-	const char *fault = getenv("LINX_FAULT");
-	if (fault && (strncmp(fault, "fail:", 5) == 0 || strncmp(fault, "pause:", 6) == 0)) {
-		const char *id = strchr(fault, ':') + 1;
-		lx_fault_pause = fault[0] == 'p';
-		lx_fault_step = (*id >= '0' && *id <= '9') ? atoi(id) : -1;
-	}
+	lx_fault_init(getenv("LINX_FAULT"));
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--fd") == 0 && i + 1 < argc)
 			A.ctl = atoi(argv[++i]);

@@ -15,8 +15,9 @@ never pays for pydantic, yaml or typer.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -33,8 +34,8 @@ _EXPORTS = {
     "StepError": "errors",
     "load_file": "load",
     "load_text": "load",
-    "Plan": "planned",
-    "build_plan": "plan",
+    "Plan": "plan.workload",
+    "build_plan": "plan.build",
     "Result": "runner",
     "StepTiming": "runner",
     "Workload": "runner",
@@ -45,24 +46,14 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'linx_spec' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
 
 if TYPE_CHECKING:  # for type checkers and editors
     from .errors import (ExecError, LinxError, ParkedDeathError, PlanError, Problem, ProtocolError,  # noqa: F401
                          SpecError, StateError, StepError)
     from .load import load_file, load_text  # noqa: F401
-    from .plan import build_plan  # noqa: F401
-    from .planned import Plan  # noqa: F401
+    from .plan.build import build_plan  # noqa: F401
+    from .plan.workload import Plan  # noqa: F401
     from .runner import Result, StepTiming, Workload, run  # noqa: F401
     from .spec import Spec  # noqa: F401

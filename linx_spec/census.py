@@ -21,6 +21,8 @@ import os
 import re
 from dataclasses import dataclass
 
+from .mountinfo import cgroup_mounts
+
 CGROUP_ROOT = "/sys/fs/cgroup"
 _CG_NAME = re.compile(r"^linx-(?P<name>.+)-(?P<pid>\d+)$")
 _IF_NAME = re.compile(r"^lx(?P<pid>\d+)v\d+$")
@@ -57,16 +59,10 @@ def _agents() -> list[Item]:
 
 
 def _cgroup_mounts() -> list[str]:
-    mounts = []
     try:
-        with open("/proc/self/mounts") as f:
-            for line in f:
-                parts = line.split()
-                if parts[2] in ("cgroup", "cgroup2") and parts[1].startswith(CGROUP_ROOT):
-                    mounts.append(parts[1])
+        return [m.mount_point for m in cgroup_mounts() if m.mount_point.startswith(CGROUP_ROOT)]
     except OSError:
-        pass
-    return mounts
+        return []
 
 
 def _procs(path: str) -> list[str]:

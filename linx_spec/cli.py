@@ -2,7 +2,9 @@
 
 A plain `linx-spec apply FILE [-v]` whose plan is cached (fastpath.py) runs it
 straight away: no typer, no pydantic, no yaml, only the runner.  Everything
-else goes to the typer commands in commands.py.  Exit codes: see commands.py.
+else goes to the typer commands in commands.py.  Errors become exit codes in one
+function, errors.report(), called here for the fast path and by the commands'
+group for everything else.
 """
 
 from __future__ import annotations
@@ -13,9 +15,13 @@ import sys
 def main() -> None:
     argv = sys.argv[1:]
     if argv[:1] == ["apply"]:
+        from .errors import LinxError, report
         from .fastpath import try_apply
 
-        code = try_apply(argv[1:])
+        try:
+            code = try_apply(argv[1:])
+        except LinxError as exc:
+            code = report(exc)
         if code is not None:
             sys.exit(code)
     from .commands import main as commands_main

@@ -1,11 +1,10 @@
-"""The `linx-spec` commands (typer): parse arguments, call the API, map errors to
-exit codes.  linx_spec/cli.py is the entry point; it runs a cached plan of a
-plain `apply FILE` without importing this module (or typer, or pydantic).
+"""The `linx-spec` commands (typer): parse arguments, call the API.  linx_spec/cli.py
+is the entry point; it runs a cached plan of a plain `apply FILE` without
+importing this module (or typer, or pydantic).
 
-Exit codes: the workload's own code (128+N when killed by signal N) for
-`apply`; otherwise 0 ok, 2 usage, 65 spec error, 66 plan error (this host cannot
-honour the spec), 70 step error (rolled back), 71 agent protocol error,
-72 workload state error, 127 the program could not be executed.
+Errors: a command lets a LinxError go; the app's group (`_Group.invoke`, the
+one handler) maps it with errors.report() to the class's exit code.  The
+exit-code text of the help is made from the tree (errors.exit_code_help()).
 """
 
 from __future__ import annotations
@@ -15,32 +14,34 @@ import sys
 from typing import List, Optional
 
 import typer
+from typer.core import TyperGroup
 
-from .errors import EXIT_CODES, LinxError, SpecError
+from .apply import INTERRUPTED, apply_plan
+from .errors import LinxError, exit_code_help, report
 
-EXIT_HELP = (
-    "Exit codes: the workload's own (128+N if killed by signal N) for apply; "
-    "2 usage; 65 spec error; 66 plan error (host cannot honour the spec); "
-    "70 step error (everything rolled back); 71 agent protocol error; "
-    "72 workload state error; 127 program could not be executed."
-)
-
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Declarative runner for isolated Linux workloads. " + EXIT_HELP,
-                  pretty_exceptions_enable=False)
+EXIT_HELP = exit_code_help()
 
 
-def _fail(exc: LinxError) -> "typer.Exit":
-    code = exc.exit_code
-    for cls, c in EXIT_CODES.items():
-        if type(exc) is cls:
-            code = c
-    print(f"linx-spec: {exc}" if not isinstance(exc, SpecError) else str(exc), file=sys.stderr)
-    return typer.Exit(code)
+class _Group(TyperGroup):
+    """The one place where the error tree becomes exit codes, for every command
+    and subcommand (`seccomp ...` included): no traceback for what is not a bug."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except LinxError as exc:
+            raise typer.Exit(report(exc)) from None
+        except KeyboardInterrupt:
+            raise typer.Exit(INTERRUPTED) from None
+
+
+app = typer.Typer(cls=_Group, add_completion=False, no_args_is_help=True,
+                  help="Declarative runner for isolated Linux workloads. " + EXIT_HELP, pretty_exceptions_enable=False)
 
 
 def _load_and_plan(spec_file: str, overrides: list[str], cache: bool = False):
     from .load import load_file
-    from .plan import build_plan
+    from .plan.build import build_plan
 
     spec = load_file(spec_file, overrides=overrides)
     import os
@@ -80,45 +81,13 @@ def apply(
                                 "ps, status, logs, kill, stop, exec, delete."),
 ) -> None:
     """Run the workload in the foreground, with inherited stdio; exit with its exit code."""
-    from .runner import run_forwarding_signals
-
-    def report(step: str, side: str, seconds: float) -> None:
-        print(f"linx-spec: {step:<13} ({side:<5}) {seconds * 1000:8.3f} ms", file=sys.stderr)
-
-    def restarting(result, delay: float) -> None:
-        print(f"linx-spec: {result.name}: ended ({_end_words(result)}); restarting in {delay:g}s", file=sys.stderr)
-
     limit = _parse_duration(timeout)
-    try:
-        plan = _load_and_plan(spec_file, set_ or [], cache=True)
-        if limit is not None:
-            import dataclasses
+    plan = _load_and_plan(spec_file, set_ or [], cache=True)
+    if limit is not None:
+        import dataclasses
 
-            plan = dataclasses.replace(plan, lifecycle=dataclasses.replace(plan.lifecycle, timeout=limit))
-        if detach:
-            from .detach import start_detached
-
-            name, pid = start_detached(plan)
-            print(name)
-            if verbose:
-                print(f"linx-spec: {name} runs detached, host pid {pid}", file=sys.stderr)
-            raise typer.Exit(0)
-        result = run_forwarding_signals(plan, on_step=report if verbose else None, pty=True if tty else None,
-                                        on_restart=restarting)
-    except LinxError as exc:
-        raise _fail(exc) from None
-    except KeyboardInterrupt:
-        print("linx-spec: interrupted before the workload ran; everything was rolled back", file=sys.stderr)
-        raise typer.Exit(130) from None
-    if result.reason:
-        print(f"linx-spec: {result.name}: {result.reason}", file=sys.stderr)
-    elif result.signal is not None and verbose:
-        print(f"linx-spec: {result.name}: killed by signal {result.signal}", file=sys.stderr)
-    raise typer.Exit(124 if result.timed_out else result.status)
-
-
-def _end_words(result) -> str:
-    return f"exit code {result.exit_code}" if result.signal is None else f"killed by signal {result.signal}"
+        plan = dataclasses.replace(plan, lifecycle=dataclasses.replace(plan.lifecycle, timeout=limit))
+    raise typer.Exit(apply_plan(plan, verbose=verbose, pty=True if tty else None, detach=detach))
 
 
 @app.command(epilog=EXIT_HELP)
@@ -130,10 +99,11 @@ def plan(
     """Print the exact ordered steps `apply` would run, with resolved arguments. Changes nothing."""
     from .steps import active_steps
 
-    try:
-        p = _load_and_plan(spec_file, set_ or [])
-    except LinxError as exc:
-        raise _fail(exc) from None
+    p = _load_and_plan(spec_file, set_ or [])
+    from .audit import joined_host_namespaces
+
+    for warning in joined_host_namespaces(p.ns_join):  # issue 14 item 10: never silent
+        print(f"linx-spec: warning: {warning}", file=sys.stderr)
     steps = [{"step": s.name, "side": s.side, "args": s.args(p), "why": s.reason} for s in active_steps(p)]
     if as_json:
         print(json.dumps({"name": p.name, "spec_hash": p.spec_hash, "notes": list(p.notes), "steps": steps}, indent=2))
@@ -152,12 +122,27 @@ def validate(
     files: List[str] = typer.Argument(..., metavar="FILE|DIR|GLOB...", help="Spec files, directories (*.yaml, *.yml inside) or globs."),
     set_: Optional[List[str]] = SetOpt,
     fmt: str = typer.Option("text", "--format", help="text, json, or github (::error annotations)."),
+    exclude: Optional[List[str]] = typer.Option(None, "--exclude", help="Skip paths matching this glob in directories and globs (repeatable); .git, .venv, node_modules and git-ignored files are always skipped."),
 ) -> None:
-    """Check specs without root and without touching any kernel object; exit 0 only if all are valid."""
+    """Check specs without root and without touching any kernel object; exit 0 only if all are valid (65 if any is not, or nothing was found)."""
     from .validate import validate_paths
 
-    code = validate_paths(files, set_ or [], fmt)
+    code = validate_paths(files, set_ or [], fmt, exclude or [])
     raise typer.Exit(code)
+
+
+@app.command(epilog=EXIT_HELP + " audit: 3 when a score is above --threshold.")
+def audit(
+    files: List[str] = typer.Argument(..., metavar="SPEC.yaml...", help="Spec files."),
+    set_: Optional[List[str]] = SetOpt,
+    fmt: str = typer.Option("text", "--format", help="text, json, or github (::notice/::error annotations)."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", min=0, max=10,
+                                              help="Exit 3 when a spec's score is above this (0-10)."),
+) -> None:
+    """Score how exposed the host is to each workload, 0 (closed) to 10 (most exposed), one line per check."""
+    from .audit import audit_files
+
+    raise typer.Exit(audit_files(files, set_ or [], fmt, threshold))
 
 
 @app.command()
@@ -200,10 +185,7 @@ def status(name: str = typer.Argument(..., help="Workload name.")) -> None:
     """Show one detached workload."""
     from .detach import status_text
 
-    try:
-        print(status_text(name))
-    except LinxError as exc:
-        raise _fail(exc) from None
+    print(status_text(name))
 
 
 @app.command("kill")
@@ -211,10 +193,7 @@ def kill_(name: str = typer.Argument(...), sig: str = typer.Argument("TERM", met
     """Send a signal (default TERM) to a detached workload."""
     from .detach import kill
 
-    try:
-        kill(name, _signal_number(sig))
-    except LinxError as exc:
-        raise _fail(exc) from None
+    kill(name, _signal_number(sig))
 
 
 @app.command()
@@ -223,10 +202,7 @@ def stop(name: str = typer.Argument(...),
     """Stop a detached workload: SIGTERM, a grace period, SIGKILL; it is not restarted."""
     from .detach import stop as stop_
 
-    try:
-        print(f"{name}: {stop_(name, _parse_duration(grace))}")
-    except LinxError as exc:
-        raise _fail(exc) from None
+    print(f"{name}: {stop_(name, _parse_duration(grace))}")
 
 
 @app.command()
@@ -235,11 +211,8 @@ def logs(name: str = typer.Argument(...),
     """Print the output of a detached workload (when its stdout/stderr go to files)."""
     from .detach import logs as logs_
 
-    try:
-        path = logs_(name, "stderr" if stderr_ else "stdout")
-        sys.stdout.buffer.write(path.read_bytes() if path.exists() else b"")
-    except LinxError as exc:
-        raise _fail(exc) from None
+    path = logs_(name, "stderr" if stderr_ else "stdout")
+    sys.stdout.buffer.write(path.read_bytes() if path.exists() else b"")
 
 
 @app.command()
@@ -248,10 +221,7 @@ def delete(name: str = typer.Argument(...),
     """Remove the state of a detached workload."""
     from .detach import delete as delete_
 
-    try:
-        delete_(name, force)
-    except LinxError as exc:
-        raise _fail(exc) from None
+    delete_(name, force)
 
 
 @app.command("exec", context_settings={"allow_interspersed_args": False})
@@ -259,22 +229,16 @@ def exec_(name: str = typer.Argument(...), command: List[str] = typer.Argument(.
           tty: bool = typer.Option(False, "--tty", "-t", help="Give the command a pseudo-terminal.")) -> None:
     """Run a command inside a running detached workload: its namespaces, cgroups,
     identity, capabilities, no_new_privs and seccomp filter."""
+    from .apply import run_foreground
     from .detach import live_pid
     from .exec import exec_plan
-    from .runner import run_forwarding_signals
     from .state import StateDir
 
     if command and command[0] == "--":
         command = command[1:]
-    try:
-        pid = live_pid(name)
-        plan = exec_plan(StateDir.open(name).load_plan(), pid, command)
-        result = run_forwarding_signals(plan, pty=True if tty else None)
-    except LinxError as exc:
-        raise _fail(exc) from None
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
-    raise typer.Exit(result.status)
+    pid = live_pid(name)
+    plan = exec_plan(StateDir.open(name).load_plan(), pid, command)
+    raise typer.Exit(run_foreground(plan, pty=True if tty else None).status)
 
 
 from .seccomp.cli import app as _seccomp_app  # noqa: E402 - `linx-spec seccomp export|explain|groups`
@@ -302,7 +266,4 @@ def gc(dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Only list wh
 
 
 def main() -> None:
-    try:
-        app()
-    except LinxError as exc:  # pragma: no cover - commands translate their own
-        sys.exit(_fail(exc).exit_code)
+    app()

@@ -9,15 +9,20 @@ workload even if the supervisor is killed, and records its end in `exit`.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
-import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .errors import LinxError, StateError
-from .planned import Plan
+from .errors import LinxError, StateError, from_record, to_record
+from .lifecycle import Lifecycle, Supervised, end_words
+from .plan.workload import Plan
 from .state import StateDir, View, all_views, alive, pid_start_time
+
+if TYPE_CHECKING:
+    from .runner import Result, Workload
 
 
 def _stream_fd(sd: StateDir, plan: Plan, index: int) -> tuple[int | None, str | None]:
@@ -63,91 +68,64 @@ def start_detached(plan: Plan) -> tuple[str, int]:
     if kind == "running":
         return plan.name, int(rest)
     os.waitpid(pid, 0)
-    code, _, text = rest.partition(" ")
     sd.remove()
-    err = LinxError(text or "the supervisor died before the workload ran")
-    err.exit_code = int(code) if code.isdigit() else 1
-    raise err
+    if kind == "error":
+        try:
+            raise from_record(json.loads(rest))
+        except json.JSONDecodeError:
+            pass
+    raise StateError("the supervisor died before the workload ran")
 
 
 def _supervise(plan: Plan, sd: StateDir, ready_fd: int) -> int:
-    from .runner import Workload, restart_delay, should_restart
+    """The supervisor's life: the plan run by the lifecycle (restarts, time limit,
+    `stop NAME` as SIGTERM), the state file kept up to date; -> its exit status."""
+    from .runner import Workload
 
-    stop = {"asked": 0.0}
-
-    def on_term(signo, _frame):
-        # `stop NAME` or a plain kill of the supervisor: stop, don't restart.
-        stop["asked"] = stop["asked"] or time.monotonic()
-        if current and current[0].agent is not None and current[0].state == "running":
-            try:
-                current[0].agent.signal_nowait(signal.SIGTERM)
-            except LinxError:
-                pass
-
-    current: list = []
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, on_term)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    lifecycle = Lifecycle(plan, waiter=Supervised(), signals="supervise")
     sd.update(supervisor_pid=os.getpid(), supervisor_pid_start=pid_start_time(os.getpid()))
-    restarts = 0
     linger = str(sd.exit_file) if plan.lifecycle.orphan == "linger" else None
-    while True:
-        fds = [_stream_fd(sd, plan, i) for i in range(3)]
-        w = Workload(plan, stdin=fds[0][0], stdout=fds[1][0], stderr=fds[2][0], session=True, linger_path=linger)
-        current[:] = [w]
+    fds: list[tuple[int | None, str | None]] = []
+
+    def new() -> Workload:
+        fds[:] = [_stream_fd(sd, plan, i) for i in range(3)]
+        return Workload(plan, stdin=fds[0][0], stdout=fds[1][0], stderr=fds[2][0], session=True,
+                        linger_path=linger)
+
+    def start(w: Workload) -> None:
         try:
-            try:
-                w.start()
-            finally:
-                for fd, _ in fds:
-                    if fd is not None:
-                        os.close(fd)
-        except LinxError as exc:
-            detail = str(exc)
-            if ready_fd >= 0:
-                os.write(ready_fd, f"error {exc.exit_code} {detail}".encode())
-                os.close(ready_fd)
-                return exc.exit_code
-            sd.update(status="failed", detail=f"restart {restarts} failed: {detail}")
-            return 1
+            lifecycle.start(w)
+        finally:
+            for fd, _ in fds:
+                if fd is not None:
+                    os.close(fd)
+
+    def started(w: Workload) -> None:
+        nonlocal ready_fd
         sd.update(status="running", host_pid=w.pid, host_pid_start=pid_start_time(w.pid),
-                  agent_pid=w.agent.pid, started=time.time(), restarts=restarts, spec_hash=plan.spec_hash,
+                  agent_pid=w.agent.pid, started=time.time(), restarts=lifecycle.restarts, spec_hash=plan.spec_hash,
                   stdout=fds[1][1], stderr=fds[2][1], detail="")
         if ready_fd >= 0:
             os.write(ready_fd, f"running {w.pid}".encode())
             os.close(ready_fd)
             ready_fd = -1
-        end = None
-        started = time.monotonic()
-        reason, timed_out = "", False
-        while end is None:
-            end = w.poll(0.2)
-            if end is not None:
-                break
-            limit = plan.lifecycle.timeout
-            if limit is not None and not stop["asked"] and time.monotonic() - started > limit:
-                timed_out = True
-                reason = f"timed out after {limit:g}s"
-                stop["asked"] = time.monotonic()
-                w.agent.signal(signal.SIGTERM)
-            if stop["asked"] and time.monotonic() - stop["asked"] > plan.lifecycle.stop_grace:
-                try:
-                    w.agent.signal(signal.SIGKILL)
-                except LinxError:
-                    pass
-                end = w.agent.wait()
-        result = w._finish(end, reason, timed_out)
-        w.close()
-        detail = result.reason or (f"exit code {result.exit_code}" if result.signal is None
-                                   else f"killed by signal {result.signal}")
+
+    def ended(result: Result, _delay: float | None = None) -> None:
         sd.update(status="exited", exit_code=result.exit_code, signal=result.signal, ended=time.time(),
-                  detail=detail, usage=result.usage, restarts=restarts)
-        if stop["asked"] or not should_restart(plan, result, restarts):
-            return 0
-        time.sleep(restart_delay(plan, restarts))
-        if stop["asked"]:
-            return 0
-        restarts += 1
+                  detail=result.reason or end_words(result.exit_code, result.signal), usage=result.usage,
+                  restarts=lifecycle.restarts)
+
+    lifecycle.on_restart = ended
+    try:
+        ended(lifecycle.run(new, start, started))
+    except LinxError as exc:
+        if ready_fd >= 0:
+            os.write(ready_fd, ("error " + json.dumps(to_record(exc))).encode())
+            os.close(ready_fd)
+            return exc.exit_code
+        sd.update(status="failed", detail=f"restart {lifecycle.restarts} failed: {exc}")
+        return 1
+    return 0
 
 
 # --- commands ------------------------------------------------------------------
@@ -235,4 +213,4 @@ def status_text(name: str) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["start_detached", "all_views", "format_ps", "kill", "stop", "logs", "delete", "status_text", "sys"]
+__all__ = ["start_detached", "all_views", "format_ps", "kill", "stop", "logs", "delete", "status_text"]

@@ -2,7 +2,8 @@
 
 A CLI process spends ~200 ms importing pydantic, yaml and typer to validate a
 spec it validated the last time too.  After a plain `apply FILE` the resolved
-Plan is stored (pickle) under the runtime directory, keyed by what it was
+Plan is stored (JSON, read back against the Plan's types: stored.py) under
+the runtime directory, keyed by what it was
 made from: the spec's path and bytes, the caller's uid/gid, the values of the
 environment variables the spec refers to (`${NAME}`), linx-spec's version.
 It is used only while what it depends on is unchanged: the host's mount table
@@ -10,16 +11,19 @@ It is used only while what it depends on is unchanged: the host's mount table
 names and of the program the plan resolved.  Anything else (`--set`, `-t`,
 `--detach`, `--timeout`, a miss) takes the normal path, which validates, plans
 and refreshes the cache.  The cache lives in /run/linx/.plans (root) or
-$XDG_RUNTIME_DIR/linx/.plans: a tmpfs, gone at reboot, writable only by us.
+$XDG_RUNTIME_DIR/linx/.plans (or /tmp/linx-UID/.plans), each directory 0700
+and checked on every use (rundir.py); an entry that is not ours alone, not
+JSON, or not a Plan is a miss, never an error and never code.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import pickle
 import re
-import sys
+
+from .errors import SpecError
+from .specfile import read_spec_bytes
 
 FORMAT = 1
 _VAR = re.compile(rb"\$\{([A-Za-z_][A-Za-z0-9_]*)")
@@ -28,16 +32,36 @@ _VAR = re.compile(rb"\$\{([A-Za-z_][A-Za-z0-9_]*)")
 _PATH = re.compile(rb"""(?:^|[\s\[{,:'"=])((?:\.{1,2})?/[^\s'"\]},;|&<>()`$]*)""")
 
 
-def _cache_dir() -> str:
-    env = os.environ.get("LINX_RUNTIME_DIR")
-    if env:
-        root = env
-    elif os.geteuid() == 0:
-        root = "/run/linx"
-    else:
-        xdg = os.environ.get("XDG_RUNTIME_DIR")
-        root = os.path.join(xdg, "linx") if xdg else f"/tmp/linx-{os.geteuid()}"
-    return os.path.join(root, ".plans")  # a dot: never a workload name (state.NAME_RE)
+CACHE_DIR = ".plans"  # a dot: never a workload name (state.NAME_RE)
+
+
+def _open_cache(create: bool) -> int | None:
+    """The checked cache directory's fd, or None (no runtime directory yet)."""
+    from . import rundir
+
+    root = rundir.open_root(create=create)
+    if root is None:
+        return None
+    try:
+        return rundir.open_subdir(root, CACHE_DIR, create, os.path.join(rundir.root_path(), CACHE_DIR))
+    finally:
+        os.close(root)
+
+
+def _entry_type():
+    from dataclasses import make_dataclass
+
+    from .plan.workload import Plan
+
+    global _ENTRY
+    if _ENTRY is None:
+        _ENTRY = make_dataclass("CacheEntry", [
+            ("key", str), ("mounts", str),
+            ("deps", tuple[tuple[str, tuple[int, int] | None], ...]), ("plan", Plan)], frozen=True)
+    return _ENTRY
+
+
+_ENTRY = None
 
 
 def _key(path: str, text: bytes) -> str:
@@ -59,9 +83,9 @@ def _stat(path: str) -> tuple[int, int] | None:
     return (st.st_mtime_ns, st.st_size)
 
 
-def _mounts() -> bytes:
+def _mounts() -> str:
     with open("/proc/self/mounts", "rb") as f:
-        return hashlib.sha256(f.read()).digest()
+        return hashlib.sha256(f.read()).hexdigest()
 
 
 def _dependencies(path: str, text: bytes, plan) -> dict[str, tuple[int, int] | None]:
@@ -72,54 +96,68 @@ def _dependencies(path: str, text: bytes, plan) -> dict[str, tuple[int, int] | N
         deps[p] = _stat(p)
     deps[os.path.abspath(path)] = _stat(path)
     exe = plan.process.exec_path
-    root = getattr(plan.mounts, "rootfs", None)
+    root = plan.mounts.rootfs if plan.mounts else None
     exe_on_host = os.path.join(root, exe.lstrip("/")) if root else exe
     deps[exe_on_host] = _stat(exe_on_host)
-    profile = getattr(plan.seccomp, "profile", None)  # `profile: p.json` has no `/` for _PATH to see
+    profile = plan.seccomp.profile if plan.seccomp else None  # `profile: p.json` has no `/` for _PATH to see
     if profile:
         deps[profile] = _stat(profile)
     return deps
 
 
 def store(path: str, plan) -> None:
-    """Called by the normal path after it built a plan for a plain spec file."""
+    """Called by the normal path after it built a plan for a plain spec file.
+    A cache is an optimization: no reason to fail, but a runtime directory that
+    is not ours alone is still reported (StateError) by the run itself."""
+    from . import rundir, stored
+    from .errors import StateError
+
     try:
-        with open(path, "rb") as f:
-            text = f.read()
-        d = _cache_dir()
-        os.makedirs(d, mode=0o700, exist_ok=True)
-        entry = {"plan": plan, "mounts": _mounts(), "deps": _dependencies(path, text, plan)}
-        tmp = os.path.join(d, f".{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
-            pickle.dump(entry, f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, os.path.join(d, _key(path, text)))
-    except (OSError, pickle.PicklingError):
-        pass  # a cache is an optimization; never a reason to fail
+        text = read_spec_bytes(path)
+        key = _key(path, text)
+        entry = _entry_type()(key, _mounts(), tuple(sorted(_dependencies(path, text, plan).items())), plan)
+        data = stored.dumps(entry)
+        d = _open_cache(create=True)
+    except (OSError, TypeError, ValueError, SpecError, StateError):
+        return
+    try:
+        rundir.write_file(d, key, data)
+    except OSError:
+        pass
+    finally:
+        os.close(d)
 
 
 def load(path: str):
     """The cached plan for this spec, if still valid; else None."""
+    from . import rundir, stored
+    from .errors import StateError
+
     try:
-        with open(path, "rb") as f:
-            text = f.read()
-        entry_path = os.path.join(_cache_dir(), _key(path, text))
-        st = os.stat(entry_path)
-        if st.st_uid != os.geteuid() or st.st_mode & 0o022:
-            return None
-        with open(entry_path, "rb") as f:
-            entry = pickle.load(f)
-    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, KeyError):
+        text = read_spec_bytes(path)  # a FIFO or device as SPEC must not block: regular files only
+        key = _key(path, text)
+        d = _open_cache(create=False)
+    except (OSError, SpecError, StateError):
         return None
-    if entry.get("mounts") != _mounts():
+    if d is None:
         return None
-    for dep, status in entry.get("deps", {}).items():
+    try:
+        entry = stored.loads(_entry_type(), rundir.read_file(d, key, stored.MAX_BYTES))
+    except (OSError, ValueError):
+        return None  # missing, not ours alone, not JSON, not a Plan: plan again
+    finally:
+        os.close(d)
+    if entry.key != key or entry.mounts != _mounts():
+        return None
+    for dep, status in entry.deps:
         if _stat(dep) != status:
             return None
-    return entry.get("plan")
+    return entry.plan
 
 
 def try_apply(args: list[str]) -> int | None:
-    """`apply FILE [-v]` from the cache; None sends the command to the normal path."""
+    """`apply FILE [-v]` from the cache; None sends the command to the normal path.
+    A LinxError propagates to cli.main, which maps it as the commands do."""
     verbose = False
     files = []
     for a in args:
@@ -134,26 +172,6 @@ def try_apply(args: list[str]) -> int | None:
     plan = load(files[0])
     if plan is None:
         return None
-    from .errors import EXIT_CODES, LinxError, SpecError
-    from .runner import run_forwarding_signals
+    from .apply import apply_plan
 
-    def report(step: str, side: str, seconds: float) -> None:
-        print(f"linx-spec: {step:<13} ({side:<5}) {seconds * 1000:8.3f} ms", file=sys.stderr)
-
-    def restarting(result, delay: float) -> None:
-        end = f"exit code {result.exit_code}" if result.signal is None else f"killed by signal {result.signal}"
-        print(f"linx-spec: {result.name}: ended ({end}); restarting in {delay:g}s", file=sys.stderr)
-
-    try:
-        result = run_forwarding_signals(plan, on_step=report if verbose else None, on_restart=restarting)
-    except LinxError as exc:
-        print(str(exc) if isinstance(exc, SpecError) else f"linx-spec: {exc}", file=sys.stderr)
-        return EXIT_CODES.get(type(exc), exc.exit_code)
-    except KeyboardInterrupt:
-        print("linx-spec: interrupted before the workload ran; everything was rolled back", file=sys.stderr)
-        return 130
-    if result.reason:
-        print(f"linx-spec: {result.name}: {result.reason}", file=sys.stderr)
-    elif result.signal is not None and verbose:
-        print(f"linx-spec: {result.name}: killed by signal {result.signal}", file=sys.stderr)
-    return 124 if result.timed_out else result.status
+    return apply_plan(plan, verbose=verbose)

@@ -19,7 +19,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from .errors import Problem, SpecError
-from .spec import Spec
+from .spec import NAME_PATTERN, Spec
+from .specfile import read_spec_bytes
 
 Loc = tuple[Any, ...]
 # `${NAME}` and `${NAME:-default}` expand; `$${` is a literal `${`; any other `$`
@@ -69,16 +70,84 @@ def _expand(text: str, env: Mapping[str, str], loc: Loc, marks: _Marks, problems
     return _VAR.sub(sub, text)
 
 
+# Hostile files (issue 14): a spec is a few hundred values.  The budget counts
+# values after alias expansion, so a 1 KB "billion laughs" stops at a few MB;
+# the depth bounds PyYAML's recursive composer and our own walk below it.
+MAX_VALUES = 50_000
+MAX_DEPTH = 64
+# Tags a spec may carry (explicitly or by YAML's implicit resolution); anything
+# else (`!!python/object/apply:os.system`, `!foo`, `!!binary`) is refused, not ignored.
+_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "timestamp", "map", "seq")}
+
+
+class _Refused(Exception):
+    """A hostile-file bound was hit; carries the node where it happened."""
+
+    def __init__(self, node: yaml.Node, message: str):
+        self.node, self.message = node, message
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with the composer's recursion bounded by MAX_DEPTH."""
+
+    def __init__(self, text: str):
+        super().__init__(text)
+        self._depth = 0
+
+    def compose_node(self, parent, index):
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                event = self.peek_event()
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested more than {MAX_DEPTH} levels deep", event.start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def flatten_mapping(self, node):
+        # `<<: [*a, *a, ...]` copies the merged pairs (no dedup): nine merges of
+        # nine merges grow like an alias bomb inside PyYAML, so bound every level.
+        super().flatten_mapping(node)
+        if len(node.value) > MAX_VALUES:
+            raise _Refused(node, f"merge keys (`<<`) expand to more than {MAX_VALUES} entries: "
+                                 "refused as an alias bomb")
+
+
+class _Walk:
+    """What _to_data counts across one document."""
+
+    def __init__(self) -> None:
+        self.values = 0
+        self.open: set[int] = set()  # ids of the collections being walked: an alias to one is a cycle
+
+
 def _to_data(node: yaml.Node, loc: Loc, marks: _Marks, ctor: yaml.constructor.SafeConstructor,
-             env: Mapping[str, str], problems: list[Problem]) -> Any:
+             env: Mapping[str, str] | None, problems: list[Problem], walk: _Walk) -> Any:
+    walk.values += 1
+    if walk.values > MAX_VALUES:
+        raise _Refused(node, f"more than {MAX_VALUES} values (after expanding aliases): refused as an alias bomb")
+    if len(loc) > MAX_DEPTH:
+        raise _Refused(node, f"nested more than {MAX_DEPTH} levels deep")
+    if node.tag not in _TAGS:
+        raise _Refused(node, f"unknown YAML tag `{node.tag}`: a spec holds only plain mappings, lists and scalars")
+    if id(node) in walk.open:
+        raise _Refused(node, "an alias refers to a collection that contains it (a recursive structure)")
     marks.value[loc] = _mark(node)
     if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and not node.flow_style:
         marks.block.add(loc)
     if isinstance(node, yaml.MappingNode):
         ctor.flatten_mapping(node)
         out: dict[Any, Any] = {}
+        walk.open.add(id(node))
         for knode, vnode in node.value:
-            key = ctor.construct_object(knode, deep=True)
+            if not isinstance(knode, yaml.ScalarNode) or knode.tag not in _TAGS:
+                problems.append(Problem(marks.file, *_mark(knode), _dotted(loc), "keys must be plain scalars"))
+                continue
+            try:
+                key = ctor.construct_object(knode, deep=True)
+            except (ValueError, OverflowError) as exc:
+                raise _Refused(knode, f"cannot read `{knode.value[:40]}`: {exc}") from None
             if not isinstance(key, (str, int, float, bool)) or key is None:
                 problems.append(Problem(marks.file, *_mark(knode), _dotted(loc), "keys must be plain scalars"))
                 continue
@@ -87,13 +156,23 @@ def _to_data(node: yaml.Node, loc: Loc, marks: _Marks, ctor: yaml.constructor.Sa
                                         f"duplicate key `{key}`"))
                 continue
             marks.key[loc + (key,)] = _mark(knode)
-            out[key] = _to_data(vnode, loc + (key,), marks, ctor, env, problems)
+            out[key] = _to_data(vnode, loc + (key,), marks, ctor, env, problems, walk)
+        walk.open.discard(id(node))
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_to_data(n, loc + (i,), marks, ctor, env, problems) for i, n in enumerate(node.value)]
-    value = ctor.construct_object(node, deep=True)
-    if isinstance(value, str) and "$" in value:
+        walk.open.add(id(node))
+        items = [_to_data(n, loc + (i,), marks, ctor, env, problems, walk) for i, n in enumerate(node.value)]
+        walk.open.discard(id(node))
+        return items
+    try:
+        value = ctor.construct_object(node, deep=True)
+    except (ValueError, OverflowError) as exc:  # int() of 5000 digits, a timestamp like 2024-13-45
+        raise _Refused(node, f"cannot read `{node.value[:40]}`: {exc}") from None
+    if isinstance(value, str) and "$" in value and env is not None:
         value = _expand(value, env, loc, marks, problems)
+    if isinstance(value, str) and "\0" in value:
+        # YAML's "\0" escape: every string ends up in a syscall, where C would cut it at the NUL.
+        problems.append(Problem(marks.file, *_mark(node), _dotted(loc), "a NUL character (\\0) is not allowed"))
     return value
 
 
@@ -142,11 +221,24 @@ def _model_of(annotation: Any) -> Any:
 
 
 def parse_value(text: str) -> Any:
-    """An override value is a YAML scalar or flow collection: `64Mi`, `[a, b]`, `true`."""
+    """An override value is a YAML scalar or flow collection: `64Mi`, `[a, b]`, `true`.  It goes
+    through the same bounds as a file (depth, aliases, tags); what is not YAML stays a string."""
+    problems: list[Problem] = []
+    loader = _Loader(text)
     try:
-        return yaml.safe_load(text)
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        value = _to_data(node, (), _Marks("--set"), loader, None, problems, _Walk())  # no ${VAR} in overrides
     except yaml.YAMLError:
         return text
+    except _Refused as exc:
+        raise SpecError([Problem("--set", 0, 0, "", f"`{text[:40]}`: {exc.message}")]) from None
+    finally:
+        loader.dispose()
+    if problems:
+        raise SpecError([Problem("--set", 0, 0, p.field, p.message) for p in problems])
+    return value
 
 
 def apply_override(data: dict, assignment: str) -> None:
@@ -227,12 +319,14 @@ def load_text(text: str, file: str = "<string>", *, env: Mapping[str, str] | Non
     marks = _Marks(file)
     problems: list[Problem] = []
     try:
-        loader = yaml.SafeLoader(text)
+        loader = _Loader(text)
         try:
             node = loader.get_single_node()
             if node is None:
                 raise SpecError([Problem(file, 1, 1, "", "the file is empty; a spec needs at least `version` and `process`")])
-            data = _to_data(node, (), marks, loader, env, problems)
+            data = _to_data(node, (), marks, loader, env, problems, _Walk())
+        except _Refused as exc:
+            raise SpecError([Problem(file, *_mark(exc.node), "", exc.message)]) from None
         finally:
             loader.dispose()
     except yaml.MarkedYAMLError as exc:
@@ -252,7 +346,10 @@ def load_text(text: str, file: str = "<string>", *, env: Mapping[str, str] | Non
     try:
         spec = Spec.model_validate(data)
     except ValidationError as exc:
+        nul_found = any("NUL character" in p.message for p in problems)
         for err in exc.errors(include_url=False):
+            if nul_found and "NUL character" in err["msg"]:
+                continue  # the same NUL, already reported at its own line by _to_data
             loc = _clean_loc(tuple(err["loc"]), data, err["type"])
             problems.append(_message(err, loc, marks, file))
         spec = None
@@ -269,17 +366,23 @@ def load_text(text: str, file: str = "<string>", *, env: Mapping[str, str] | Non
 
 
 def load_file(path: str | os.PathLike, *, env: Mapping[str, str] | None = None, overrides: list[str] = ()) -> Spec:
-    """Read and validate a spec file ("-" reads standard input)."""
+    """Read and validate a spec file ("-" reads standard input): a regular file, never blocking."""
     name = str(path)
     try:
-        if name == "-":
-            import sys
-
-            text = sys.stdin.read()
-        else:
-            text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError([Problem(name, 0, 0, "", f"cannot read: {exc.strerror}")]) from None
+        text = read_spec_bytes(name).decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise SpecError([Problem(name, 0, 0, "", f"not UTF-8 text: {exc.reason}")]) from None
-    return load_text(text, name, env=env, overrides=overrides)
+        raise SpecError([Problem(name, 0, 0, "", f"not UTF-8 text: {exc.reason} at byte {exc.start}")]) from None
+    spec = load_text(text, name, env=env, overrides=overrides)
+    if spec.name is None and name != "-":
+        _check_default_name(Path(name).stem, name)
+    return spec
+
+
+def _check_default_name(stem: str, file: str) -> None:
+    """Without `name:`, the workload is named after the file (plan.py): refuse a stem that is no valid name
+    (a newline or other control character, a `/`...) rather than let it name cgroups and state."""
+    if not re.fullmatch(NAME_PATTERN, stem):
+        raise SpecError([Problem(file, 1, 1, "name",
+                                 f"the workload would be named after the file, {stem!r}, which is not a valid "
+                                 "name (letters, digits, `_ . -`, at most 63, starting with a letter or digit); "
+                                 "add `name:` to the spec or rename the file")])

@@ -302,7 +302,6 @@ def proceed_attrs(plan, order: list[int], session: int = 0) -> list[tuple[int, o
 
 
 def mount_attrs(mounts_plan) -> list[tuple[int, object]]:
-    """Mount entries (nested attributes, agent/lx_mounts.c).  Filled in by the
-    filesystem subsystem: the plan object says how it is encoded."""
-    encode_fn = getattr(mounts_plan, "encode", None)
-    return encode_fn(attr) if encode_fn else []
+    """Mount entries (nested attributes, agent/lx_mounts.c); the MountsPlan (plan/mounts.py)
+    lists them in the order the child mounts."""
+    return mounts_plan.encode(attr)

@@ -6,7 +6,10 @@
       .proceed()                   child steps, execve
       .abort()                     the child never runs; everything undone
       .signal(sig) / .wait() -> Result
+      .finish(end) -> Result       after the end: usage read, everything undone
     run(plan) -> Result            all of the above, with the restart policy
+
+Waiting, the time limit, stopping, restarts and signals are lifecycle.py's.
 
 Any failure before the workload runs aborts the child and undoes, in reverse,
 whatever the host steps created.  After the workload ends, the collectors
@@ -23,10 +26,13 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .agent import Agent, End
-from .errors import LinxError, ProtocolError
-from .planned import Plan, StreamPlan
+from .errors import LinxError, host_errors
+from .lifecycle import Lifecycle, run_to_end
+from .lifecycle import stop as stop_workload
+from .plan.stdio import StreamPlan
+from .plan.workload import Plan
 from .protocol import proceed_attrs
-from .steps import STEP_BY_ID, active_steps, child_order
+from .steps import STEP_BY_ID, STEP_BY_NAME, active_steps, child_order
 
 CAPTURE = "capture"  # stdout/stderr value: collect into Result.stdout / Result.stderr
 
@@ -72,10 +78,17 @@ class HostContext:
         self._w = workload
         self.pid: int = workload.pid
         self.plan: Plan = workload.plan
+        self.step = ""  # the host step running now: its undo fails under its name
 
     def on_undo(self, what: str, fn: Callable[[], None]) -> None:
         """fn runs on rollback and after the workload ends, in reverse order."""
-        self._w._undo.append((what, fn))
+        step = self.step
+
+        def undo() -> None:
+            with host_errors(step):
+                fn()
+
+        self._w._undo.append((what, undo))
 
     def after_exit(self, fn: Callable[[Result], None]) -> None:
         """fn runs after the workload ended, before any undo: read usage, find reasons."""
@@ -88,30 +101,11 @@ class HostContext:
 
 
 def _host_step(name: str) -> Callable[[Plan, HostContext], None]:
-    # Imported on demand: pyroute2 costs tens of milliseconds to import.
-    if name == "idmap":
-        from .host import idmap
-
-        return idmap.apply_from_host
-    if name == "cgroup":
-        def apply(plan, ctx):
-            own = getattr(plan.cgroup, "apply_from_host", None)  # exec: join the workload's cgroups
-            if own is not None:
-                return own(ctx)
-            from .host import cgroup
-
-            return cgroup.apply_from_host(plan.cgroup, ctx)
-
-        return apply
-    if name == "network":
-        from .host import network
-
-        return lambda plan, ctx: network.apply_from_host(plan.network, ctx)
-    if name == "rlimits":
-        from .host import rlimits
-
-        return lambda plan, ctx: rlimits.apply_from_host(plan.rlimits, ctx)
-    raise LookupError(name)
+    """The host step's entry point, from steps.py (the tests substitute fakes here)."""
+    apply = STEP_BY_NAME[name].apply
+    if apply is None:
+        raise LookupError(f"{name} is not a host step")
+    return apply
 
 
 Reporter = Callable[[str, str, float], None]
@@ -120,7 +114,9 @@ Reporter = Callable[[str, str, float], None]
 def _fault(step: str, side: str, agent: Agent | None) -> None:
     """LINX_FAULT=fail:STEP or pause:STEP, for the reliability tests: fail the
     host-side step with EIO, or stop before it (saying so on stderr) until the
-    agent goes away or the runner is killed.  Child steps are the agent's."""
+    agent goes away or the runner is killed.  Spawn and the child steps are
+    the agent's (agent._fault_env): every fault acts inside the normal frame
+    sequence."""
     spec = os.environ.get("LINX_FAULT")
     if not spec:
         return
@@ -196,6 +192,7 @@ class Workload:
         self._threads: list[threading.Thread] = []
         self._captured: dict[int, list[bytes]] = {}
         self.result: Result | None = None
+        self.started = 0.0
 
     def _time(self, name: str, side: str, seconds: float) -> None:
         self.timings.append(StepTiming(name, side, seconds))
@@ -267,7 +264,7 @@ class Workload:
     # --- the checkpoint ------------------------------------------------------
     def spawn(self) -> int:
         """Start the agent, clone the child into its namespaces and park it."""
-        from .planned import CLONE_FLAGS
+        from .plan.workload import CLONE_FLAGS
 
         if self.state != "new":
             raise RuntimeError(f"spawn: workload is {self.state}")
@@ -280,12 +277,7 @@ class Workload:
                 os.close(fd)
         try:
             joins = [(CLONE_FLAGS[n], path) for n, path in self.plan.ns_join]
-            if os.environ.get("LINX_FAULT"):
-                self.agent.hello()
-                _fault("spawn", "agent", self.agent)
-                self.pid = self.agent.spawn(self.plan.clone_flags, joins, int(self.plan.grace_seconds * 1000))
-            else:
-                self.pid = self.agent.hello_spawn(self.plan.clone_flags, joins, int(self.plan.grace_seconds * 1000))
+            self.pid = self.agent.hello_spawn(self.plan.clone_flags, joins, int(self.plan.grace_seconds * 1000))
             if self.plan.lifecycle.orphan == "linger" or self._linger_path:
                 self.agent.linger(self._linger_path)
         except BaseException:
@@ -306,7 +298,9 @@ class Workload:
                     continue
                 _fault(step.name, "host", self.agent)
                 t0 = time.perf_counter()
-                _host_step(step.name)(self.plan, ctx)
+                ctx.step = step.name
+                with host_errors(step.name):  # OSError -> StepError, once per step
+                    _host_step(step.name)(self.plan, ctx)
                 self._time(step.name, "host", time.perf_counter() - t0)
         except BaseException:
             self.abort()
@@ -333,7 +327,7 @@ class Workload:
             step = STEP_BY_ID.get(step_id)
             self._time(step.name if step else str(step_id), "child", ns / 1e9)
         self.state = "running"
-        self._started = time.monotonic()
+        self.started = time.monotonic()  # the time limit counts from here
 
     def start(self) -> int:
         """spawn + setup + proceed."""
@@ -357,49 +351,24 @@ class Workload:
             raise RuntimeError(f"signal: workload is {self.state}")
         self.agent.signal(signo)
 
-    def poll(self, timeout: float = 0) -> End | None:
-        """The workload's end if it has ended within timeout seconds, else None."""
-        return self.agent.wait(timeout)
+    def poll(self, timeout: float | None = 0) -> End | None:
+        """The workload's end if it has ended within timeout seconds (None: however
+        long it takes), else None."""
+        return self.agent.wait() if timeout is None else self.agent.wait(timeout)
 
     def wait(self, timeout: float | None = -1) -> Result:
         """Wait for the workload to end (stopping it at the time limit: the plan's
         `lifecycle.timeout` unless given); collect usage; undo what was created."""
         if self.state != "running":
             raise RuntimeError(f"wait: workload is {self.state}")
-        limit = self.plan.lifecycle.timeout if timeout == -1 else timeout
-        timed_out = False
-        reason = ""
-        try:
-            if limit is None:
-                end = self.agent.wait()
-            else:
-                end = self.agent.wait(max(0.0, limit - (time.monotonic() - self._started)))
-                if end is None:
-                    timed_out = True
-                    end, how = self.stop(self.plan.lifecycle.stop_grace)
-                    reason = f"timed out after {_seconds(limit)}: {how}"
-        except BaseException:
-            self._teardown()
-            raise
-        return self._finish(end, reason, timed_out)
+        return run_to_end(self, self.plan.lifecycle.timeout if timeout == -1 else timeout)
 
     def stop(self, grace: float) -> tuple[End, str]:
         """SIGTERM, up to `grace` seconds, then SIGKILL.  -> (end, what it took)."""
-        try:
-            self.agent.signal(_signal.SIGTERM)
-        except LinxError:
-            pass  # it may have ended just now
-        end = self.agent.wait(grace)
-        if end is not None:
-            return end, "stopped by SIGTERM"
-        try:
-            self.agent.signal(_signal.SIGKILL)
-        except LinxError:
-            pass
-        end = self.agent.wait()
-        return end, f"killed by SIGKILL after a {_seconds(grace)} grace period"
+        return stop_workload(self, grace)
 
-    def _finish(self, end: End, reason: str, timed_out: bool) -> Result:
+    def finish(self, end: End, reason: str = "", timed_out: bool = False) -> Result:
+        """The workload has ended (`end`): read usage, undo, and make its Result."""
         self.state = "ended"
         self.result = Result(self.plan.name, self.pid, end.exit_code, end.signal, end.core_dumped,
                              list(self.timings), reason=reason, timed_out=timed_out)
@@ -472,22 +441,6 @@ class Workload:
         self.close()
 
 
-def _seconds(value: float) -> str:
-    return f"{value:g}s"
-
-
-def should_restart(plan: Plan, result: Result, restarts: int) -> bool:
-    lc = plan.lifecycle
-    if lc.restart == "no" or (lc.restart == "on-failure" and result.exit_code == 0):
-        return False
-    return lc.max_retries is None or restarts < lc.max_retries
-
-
-def restart_delay(plan: Plan, restarts: int) -> float:
-    lc = plan.lifecycle
-    return min(lc.backoff * (2 ** restarts), lc.max_backoff)
-
-
 def run(plan: Plan, *, stdin: int | None = None, stdout: int | str | None = None, stderr: int | str | None = None,
         input: bytes | None = None, capture_output: bool = False, timeout: float | None = -1,
         on_step: Reporter | None = None, on_restart: Callable[[Result, float], None] | None = None) -> Result:
@@ -498,76 +451,6 @@ def run(plan: Plan, *, stdin: int | None = None, stdout: int | str | None = None
     if capture_output:
         stdout = stdout if stdout is not None else CAPTURE
         stderr = stderr if stderr is not None else CAPTURE
-    restarts = 0
-    while True:
-        with Workload(plan, stdin=stdin, stdout=stdout, stderr=stderr, input=input, on_step=on_step) as w:
-            w.start()
-            result = w.wait(timeout)
-        result.restarts = restarts
-        if not should_restart(plan, result, restarts):
-            return result
-        delay = restart_delay(plan, restarts)
-        if on_restart:
-            on_restart(result, delay)
-        time.sleep(delay)
-        restarts += 1
-
-
-_FORWARDED = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP)
-
-
-def run_forwarding_signals(plan: Plan, on_step: Reporter | None = None, timeout: float | None = -1,
-                           pty: bool | None = None,
-                           on_restart: Callable[[Result, float], None] | None = None) -> Result:
-    """For the CLI: SIGINT/SIGTERM/SIGHUP go to the workload once it runs; before
-    that they interrupt the setup, which rolls back.  A signal received while a
-    restart is pending ends the loop."""
-    current: list[Workload | None] = [None]
-    stopping = [False]
-    old = {s: _signal.getsignal(s) for s in _FORWARDED}
-
-    def forward(signo, _frame):
-        w = current[0]
-        if w is not None and (w.state == "running" or w.releasing) and w.agent is not None:
-            stopping[0] = True
-            try:
-                w.agent.signal_nowait(signo)
-            except ProtocolError:
-                pass
-        else:
-            raise KeyboardInterrupt
-
-    use_pty = plan.stdio.pty if pty is None else pty
-    try:
-        for s in _FORWARDED:
-            _signal.signal(s, forward)
-        restarts = 0
-        while True:
-            w = Workload(plan, on_step=on_step, pty=use_pty)
-            current[0] = w
-            with w:
-                w.spawn()
-                if use_pty and os.isatty(0):
-                    from .tty import copy_winsize
-
-                    copy_winsize(0, w.pty_master)  # before the workload can ask for it
-                w.setup()
-                w.proceed()
-                if use_pty:
-                    from .tty import proxy_terminal
-
-                    result = proxy_terminal(w, timeout)
-                else:
-                    result = w.wait(timeout)
-            current[0] = None
-            result.restarts = restarts
-            if stopping[0] or not should_restart(plan, result, restarts):
-                return result
-            delay = restart_delay(plan, restarts)
-            if on_restart:
-                on_restart(result, delay)
-            time.sleep(delay)
-            restarts += 1
-    finally:
-        for s, h in old.items():
-            _signal.signal(s, h)
+    lifecycle = Lifecycle(plan, timeout=timeout, on_restart=on_restart)
+    return lifecycle.run(lambda: Workload(plan, stdin=stdin, stdout=stdout, stderr=stderr, input=input,
+                                          on_step=on_step))

@@ -2,42 +2,44 @@
 
     /run/linx/NAME/state.json   name, pids (with their start times), cgroups, spec
                                 hash, start time, status, exit, restarts
-    /run/linx/NAME/plan.pickle  the resolved plan (for `exec`)
+    /run/linx/NAME/plan.json    the resolved plan (for `exec`): data, read back
+                                against the Plan's types (stored.py), never code
     /run/linx/NAME/exit         written by a lingering agent when the workload ends
     /run/linx/NAME/stdout.log   default stdout/stderr of a detached workload
     /run/linx/NAME/stderr.log
 
 A pid alone is never trusted: liveness is the pid *and* its start time (field
 22 of /proc/PID/stat), so a recycled pid is never mistaken for our workload.
-Root uses /run/linx; others $XDG_RUNTIME_DIR/linx (or /tmp/linx-UID).
+Root uses /run/linx; others $XDG_RUNTIME_DIR/linx (or /tmp/linx-UID); the
+directory is 0700 and checked on every use (rundir.py).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import pickle
 import re
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import rundir, stored
 from .errors import StateError
+from .lifecycle import end_words
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
-def runtime_root() -> Path:
-    env = os.environ.get("LINX_RUNTIME_DIR")
-    if env:
-        return Path(env)
-    if os.geteuid() == 0:
-        return Path("/run/linx")
-    xdg = os.environ.get("XDG_RUNTIME_DIR")
-    return Path(xdg) / "linx" if xdg else Path(tempfile.gettempdir()) / f"linx-{os.geteuid()}"
+def runtime_root(create: bool = False) -> Path | None:
+    """The checked runtime directory (rundir.py); None when it does not exist
+    and create is False.  Refuses (StateError) a directory that is not ours alone."""
+    fd = rundir.open_root(create=create)
+    if fd is None:
+        return None
+    os.close(fd)
+    return Path(rundir.root_path())
 
 
 def pid_start_time(pid: int) -> int | None:
@@ -73,7 +75,7 @@ class StateDir:
         if not NAME_RE.match(name):
             raise StateError(f"`{name}` is not a valid workload name")
         self.name = name
-        self.path = (root or runtime_root()) / name
+        self.path = (root or Path(rundir.root_path())) / name
 
     @property
     def state_file(self) -> Path:
@@ -86,8 +88,7 @@ class StateDir:
     @classmethod
     def create(cls, name: str) -> "StateDir":
         """Claims the name; a live or dead workload of that name is an error."""
-        sd = cls(name)
-        sd.path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+        sd = cls(name, runtime_root(create=True))
         try:
             sd.path.mkdir(mode=0o700)
         except FileExistsError:
@@ -102,8 +103,9 @@ class StateDir:
 
     @classmethod
     def open(cls, name: str) -> "StateDir":
-        sd = cls(name)
-        if not sd.state_file.exists():
+        root = runtime_root()
+        sd = cls(name, root) if root else None
+        if sd is None or not sd.state_file.exists():
             raise StateError(f"no workload named `{name}` (see `linx-spec ps`)")
         return sd
 
@@ -114,9 +116,14 @@ class StateDir:
             raise StateError(f"state of `{self.name}` is unreadable: {exc}") from None
 
     def write(self, state: dict[str, Any]) -> None:
-        tmp = self.path / ".state.json.tmp"
-        tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
-        os.replace(tmp, self.state_file)
+        self._write("state.json", json.dumps(state, indent=2, sort_keys=True).encode())
+
+    def _write(self, name: str, data: bytes) -> None:
+        fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            rundir.write_file(fd, name, data)
+        finally:
+            os.close(fd)
 
     def update(self, **changes: Any) -> dict[str, Any]:
         state = self.read()
@@ -125,10 +132,21 @@ class StateDir:
         return state
 
     def save_plan(self, plan: Any) -> None:
-        (self.path / "plan.pickle").write_bytes(pickle.dumps(plan))
+        self._write("plan.json", stored.dumps(plan))
 
     def load_plan(self) -> Any:
-        return pickle.loads((self.path / "plan.pickle").read_bytes())
+        """The plan `exec` joins: read as data and checked against Plan's types."""
+        from .plan import Plan
+
+        fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            raw = rundir.read_file(fd, "plan.json", stored.MAX_BYTES)
+            return stored.loads(Plan, raw)
+        except (OSError, ValueError) as exc:
+            raise StateError(f"the plan of `{self.name}` is unreadable ({exc}); "
+                             f"`linx-spec delete {self.name}` and apply it again") from None
+        finally:
+            os.close(fd)
 
     def view(self) -> View:
         try:
@@ -160,12 +178,12 @@ def _end_fields(kind: str, code: int) -> dict[str, Any]:
 
 
 def _describe_end(kind: str, code: int) -> str:
-    return f"exit code {code}" if kind == "exited" else f"killed by signal {code}"
+    return end_words(code, None) if kind == "exited" else end_words(None, code)
 
 
 def all_views() -> list[View]:
     root = runtime_root()
-    if not root.is_dir():
+    if root is None:
         return []
-    return [StateDir(p.name).view() for p in sorted(root.iterdir())
+    return [StateDir(p.name, root).view() for p in sorted(root.iterdir())
             if p.is_dir() and NAME_RE.match(p.name) and (p / "state.json").exists()]

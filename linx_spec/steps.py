@@ -5,6 +5,10 @@ while it waits, then the child-side steps run inside it in this order, and only
 then does it execve.  Each step names its side and why it sits where it does.
 `linx-spec plan` prints this same list with resolved arguments, so plan and
 apply cannot drift.  Step ids are shared with agent/lx_steps.h (a test compares).
+
+A host step's `apply(plan, ctx)` is its entry point (the runner calls it and
+nothing else; host/<step>.py is imported only then).  Agent and child steps
+have none: the agent runs them by id.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Literal
 
 if TYPE_CHECKING:
-    from .planned import Plan
+    from .plan.workload import Plan
+    from .runner import HostContext
 
 Side = Literal["agent", "host", "child"]
 
@@ -26,6 +31,7 @@ class Step:
     reason: str
     active: Callable[["Plan"], bool]
     args: Callable[["Plan"], dict[str, Any]]
+    apply: Callable[["Plan", "HostContext"], None] | None = None  # host steps: the entry point
 
 
 def _always(plan: "Plan") -> bool:
@@ -42,13 +48,52 @@ def _idmap_args(plan: "Plan") -> dict[str, Any]:
             "setgroups": m.setgroups}
 
 
-def _describe(attr: str) -> Callable[["Plan"], dict[str, Any]]:
-    def args(plan: "Plan") -> dict[str, Any]:
-        value = getattr(plan, attr)
-        describe = getattr(value, "describe", None)
-        return describe() if describe else {}
+def _cgroup_args(plan: "Plan") -> dict[str, Any]:
+    return plan.cgroup.describe() if plan.cgroup is not None else {}
 
-    return args
+
+def _network_args(plan: "Plan") -> dict[str, Any]:
+    return plan.network.describe() if plan.network is not None else {}
+
+
+def _rlimits_args(plan: "Plan") -> dict[str, Any]:
+    return plan.rlimits.describe() if plan.rlimits is not None else {}
+
+
+def _mounts_args(plan: "Plan") -> dict[str, Any]:
+    return plan.mounts.describe() if plan.mounts is not None else {}
+
+
+def _seccomp_args(plan: "Plan") -> dict[str, Any]:
+    return plan.seccomp.describe() if plan.seccomp is not None else {}
+
+
+# Host entry points.  Imported on call: pyroute2 alone costs tens of milliseconds.
+def _idmap_apply(plan: "Plan", ctx: "HostContext") -> None:
+    from .host import idmap
+
+    assert plan.idmap is not None  # active only then
+    idmap.apply_from_host(plan.idmap, ctx)
+
+
+def _cgroup_apply(plan: "Plan", ctx: "HostContext") -> None:
+    from .host import cgroup
+
+    assert plan.cgroup is not None
+    cgroup.apply_from_host(plan.cgroup, ctx)
+
+
+def _network_apply(plan: "Plan", ctx: "HostContext") -> None:
+    from .host import network
+
+    network.apply_from_host(plan.network, ctx)
+
+
+def _rlimits_apply(plan: "Plan", ctx: "HostContext") -> None:
+    from .host import rlimits
+
+    assert plan.rlimits is not None
+    rlimits.apply_from_host(plan.rlimits, ctx)
 
 
 def _caps_args(plan: "Plan") -> dict[str, Any]:
@@ -75,6 +120,8 @@ def _exec_args(plan: "Plan") -> dict[str, Any]:
     return {"path": p.exec_path, "argv": list(p.argv), "env": list(p.env)}
 
 
+# The child does nothing between PROCEED and execve that is not listed here;
+# child step X is `lx_X_in_child()` in agent/lx_X.c (tests/unit/test_agent_layout.py).
 STEPS: list[Step] = [
     Step(1, "spawn", "agent",
          "first: clone into the new namespaces (joined ones entered before clone) and park the child "
@@ -83,19 +130,27 @@ STEPS: list[Step] = [
     Step(10, "idmap", "host",
          "before anything else: until its uid/gid maps are written the child has no identity and no "
          "capabilities in its user namespace",
-         lambda p: p.idmap is not None, _idmap_args),
+         lambda p: p.idmap is not None, _idmap_args, _idmap_apply),
     Step(11, "cgroup", "host",
          "before the child runs a single instruction of its own, so every page and pid it uses is "
          "counted and limited",
-         lambda p: p.cgroup is not None, _describe("cgroup")),
+         lambda p: p.cgroup is not None, _cgroup_args, _cgroup_apply),
     Step(12, "network", "host",
          "needs host privileges and the child's netns (by pid); done before the child can see its interfaces",
          lambda p: p.network is not None and (p.network.needs_netlink or bool(p.network.sysctls)),
-         _describe("network")),
+         _network_args, _network_apply),
     Step(13, "rlimits", "host",
          "prlimit (and oom_score_adj) from the host: raising a hard limit is impossible from inside a user "
          "namespace (as runc)",
-         lambda p: p.rlimits is not None, _describe("rlimits")),
+         lambda p: p.rlimits is not None, _rlimits_args, _rlimits_apply),
+    Step(29, "session", "child",
+         "first in the child: a session of its own (setsid, as runc), so the caller's terminal is never its "
+         "controlling tty (TIOCSTI); with -t the pty becomes it",
+         _always, lambda p: {}),
+    Step(30, "ns_root", "child",
+         "before the privileged steps: uid/gid 0 of a new user namespace (as runc's nsexec), so the files "
+         "they create are owned by a mapped id",
+         _always, lambda p: {}),
     Step(18, "loopback", "child",
          "lo up with one ioctl when there is no other network work (needs CAP_NET_ADMIN in the netns: "
          "before the identity switch); otherwise the network step does it",
@@ -110,7 +165,7 @@ STEPS: list[Step] = [
          lambda p: {"hostname": p.hostname, "domainname": p.domainname}),
     Step(21, "mounts", "child",
          "needs CAP_SYS_ADMIN, so before the identity switch; propagation is made private before any mount",
-         lambda p: p.has_new("mount"), _describe("mounts")),
+         lambda p: p.has_new("mount"), _mounts_args),
     Step(22, "bounding", "child",
          "drop the bounding set while still privileged (needs CAP_SETPCAP), before the identity switch",
          lambda p: p.capabilities is not None, _bounding_args),
@@ -125,12 +180,28 @@ STEPS: list[Step] = [
     Step(25, "cwd", "child",
          "chdir (and umask) as the final identity, so permission checks are the workload's own",
          _always, lambda p: {"cwd": p.process.cwd, "umask": p.process.umask}),
+    Step(31, "keyring", "child",
+         "a fresh session keyring (as runc): after the identity switch, so the workload owns it; before "
+         "seccomp, which often forbids keyctl",
+         _always, lambda p: {}),
+    Step(32, "signals", "child",
+         "every disposition default and the mask empty (raw rt_sigaction: 32 and 33 too): they survive execve; "
+         "before seccomp, which may forbid rt_sigaction",
+         _always, lambda p: {}),
+    Step(33, "pdeathsig", "child",
+         "arm PR_SET_PDEATHSIG again: the identity switch and the capability sets clear it; before seccomp, "
+         "which may forbid prctl",
+         _always, lambda p: {}),
+    Step(34, "close_fds", "child",
+         "every fd but 0-2 close-on-exec (close_range): late, so the steps above keep theirs; the status "
+         "pipe stays open until execve",
+         _always, lambda p: {}),
     Step(26, "no_new_privs", "child",
          "before seccomp: an unprivileged filter install requires it; nothing after it needs privileges",
          lambda p: p.no_new_privs, lambda p: {}),
     Step(27, "seccomp", "child",
          "last: the filter may forbid the syscalls of the steps before it",
-         lambda p: p.seccomp is not None, _describe("seccomp")),
+         lambda p: p.seccomp is not None, _seccomp_args),
     Step(28, "exec", "child",
          "execve: the workload's first instruction already runs fully constrained; success is seen as "
          "EOF on a close-on-exec pipe",

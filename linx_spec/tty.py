@@ -8,18 +8,24 @@ session leader with the pty as controlling terminal)."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
 import select
 import signal
 import struct
-import sys
 import termios
 import time
 import tty
 
-from .runner import Result, Workload
+from typing import TYPE_CHECKING, Iterator
+
+from .lifecycle import Waiter, run_to_end
+
+if TYPE_CHECKING:
+    from .agent import End
+    from .runner import Result, Workload
 
 
 def copy_winsize(src_fd: int, dst_fd: int) -> None:
@@ -34,34 +40,52 @@ def set_winsize(fd: int, rows: int, cols: int) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
 
-def proxy_terminal(w: Workload, timeout: float | None = -1, stdin: int = 0, stdout: int = 1) -> Result:
-    """Shuttle bytes between the caller's terminal and the workload's pty until
-    the workload ends; returns its Result."""
-    master = w.pty_master
-    is_tty = os.isatty(stdin)
-    saved = termios.tcgetattr(stdin) if is_tty else None
-    old_winch = signal.getsignal(signal.SIGWINCH)
-    limit = w.plan.lifecycle.timeout if timeout == -1 else timeout
-    started = time.monotonic()
-    if is_tty:
-        copy_winsize(stdin, master)
-        signal.signal(signal.SIGWINCH, lambda *_: copy_winsize(stdin, master))
-    try:
+class Terminal(Waiter):
+    """The lifecycle's waiter for a workload with a pty: while it runs, shuttle
+    bytes between the caller's terminal (stdin/stdout) and the pty master."""
+
+    TICK = 0.2
+
+    def __init__(self, stdin: int = 0, stdout: int = 1):
+        self.stdin = stdin
+        self.stdout = stdout
+        self._inputs: list[int] = []
+        self._master_open = False
+
+    def spawned(self, w: Workload) -> None:
+        if os.isatty(self.stdin):
+            copy_winsize(self.stdin, w.pty_master)  # before the workload can ask for it
+
+    @contextlib.contextmanager
+    def attached(self, w: Workload) -> Iterator[None]:
+        master, stdin = w.pty_master, self.stdin
+        is_tty = os.isatty(stdin)
+        saved = termios.tcgetattr(stdin) if is_tty else None
+        old_winch = signal.getsignal(signal.SIGWINCH)
         if is_tty:
-            tty.setraw(stdin, termios.TCSANOW)
+            copy_winsize(stdin, master)
+            signal.signal(signal.SIGWINCH, lambda *_: copy_winsize(stdin, master))
+        self._inputs = [master, w.agent.fileno(), stdin]
+        self._master_open = True
+        try:
+            if is_tty:
+                tty.setraw(stdin, termios.TCSANOW)
+            yield
+        finally:
+            if saved is not None:
+                termios.tcsetattr(stdin, termios.TCSAFLUSH, saved)
+            signal.signal(signal.SIGWINCH, old_winch)
+
+    def wait(self, w: Workload, timeout: float | None) -> End | None:
+        master, agent_fd = w.pty_master, w.agent.fileno()
+        deadline = None if timeout is None else time.monotonic() + timeout
         end = w.poll(0)
-        inputs = [master, w.agent.fileno()] + ([stdin] if True else [])
-        master_open = True
         while end is None:
-            if limit is not None and time.monotonic() - started > limit:
-                end, how = w.stop(w.plan.lifecycle.stop_grace)
-                result = w._finish(end, f"timed out after {limit:g}s: {how}", True)
-                _drain(master, stdout)
-                return result
+            left = self.TICK if deadline is None else min(self.TICK, max(0.0, deadline - time.monotonic()))
             try:
-                ready, _, _ = select.select(inputs, [], [], 0.2)
+                ready, _, _ = select.select(self._inputs, [], [], left)
             except InterruptedError:
-                continue
+                ready = []
             if master in ready:
                 try:
                     data = os.read(master, 65536)
@@ -70,24 +94,30 @@ def proxy_terminal(w: Workload, timeout: float | None = -1, stdin: int = 0, stdo
                         raise
                     data = b""
                 if data:
-                    _write_all(stdout, data)
+                    _write_all(self.stdout, data)
                 else:
-                    inputs.remove(master)
-                    master_open = False
-            if stdin in ready:
-                data = os.read(stdin, 65536)
-                if data and master_open:
+                    self._inputs.remove(master)
+                    self._master_open = False
+            if self.stdin in ready:
+                data = os.read(self.stdin, 65536)
+                if data and self._master_open:
                     _write_all(master, data)
                 elif not data:
-                    inputs.remove(stdin)
-            if w.agent.fileno() in ready or not master_open:
-                end = w.poll(0 if master_open else 0.2)
-        _drain(master, stdout)
-        return w._finish(end, "", False)
-    finally:
-        if saved is not None:
-            termios.tcsetattr(stdin, termios.TCSAFLUSH, saved)
-        signal.signal(signal.SIGWINCH, old_winch)
+                    self._inputs.remove(self.stdin)
+            if agent_fd in ready or not self._master_open:
+                end = w.poll(0 if self._master_open else left)
+            if end is None and deadline is not None and time.monotonic() >= deadline:
+                return None
+        return end
+
+    def ended(self, w: Workload) -> None:
+        _drain(w.pty_master, self.stdout)
+
+
+def proxy_terminal(w: Workload, timeout: float | None = -1, stdin: int = 0, stdout: int = 1) -> Result:
+    """Shuttle bytes between the caller's terminal and the workload's pty until
+    the workload ends (stopping it at the time limit); returns its Result."""
+    return run_to_end(w, w.plan.lifecycle.timeout if timeout == -1 else timeout, Terminal(stdin, stdout))
 
 
 def _drain(master: int, stdout: int) -> None:
@@ -110,4 +140,4 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-__all__ = ["proxy_terminal", "copy_winsize", "set_winsize", "sys"]
+__all__ = ["Terminal", "proxy_terminal", "copy_winsize", "set_winsize"]

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import time
 
+from linx_spec import mountinfo
+
 CGROUP_ROOT = "/sys/fs/cgroup"
 
 
@@ -63,9 +65,8 @@ def _netns() -> set[str]:
 
 
 def _mounts() -> set[str]:
-    with open("/proc/self/mountinfo") as f:
-        # mount id and parent differ between runs; compare what/where/type.
-        return {" ".join(line.split()[3:5]) + " " + line.split(" - ")[1].split()[0] for line in f}
+    # mount id and parent differ between runs; compare what/where/type.
+    return {f"{m.root} {m.mount_point} {m.fstype}" for m in mountinfo.read()}
 
 
 def take(settle: bool = False) -> dict[str, set[str]]:

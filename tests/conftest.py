@@ -1,8 +1,11 @@
 """Shared test fixtures.
 
 Tests run against the source tree (pytest's pythonpath) with the agent built from
-agent/ by `make` (LINX_AGENT points at it).  Root tests are marked `root`; in CI
-(CI=true) a root test never skips: not being root there is a failure.
+agent/ by `make` (LINX_AGENT points at it).  The build is lazy and happens once:
+when root tests that will run are selected (pytest_collection_modifyitems), or
+when a unit test asks for the `agent_bin` fixture; pure unit tests need no C
+compiler.  Root tests are marked `root`; in CI (CI=true) a root test never
+skips: not being root there is a failure.
 
 The session ends with a leak census: a linx-agent process, a cgroup, an
 interface, a mount or a netns of ours still present fails the run.
@@ -25,13 +28,26 @@ sys.path.insert(0, str(REPO / "tests"))
 import census  # noqa: E402
 
 
-def _build_agent() -> Path:
-    subprocess.run(["make", "-s", "-C", str(AGENT_DIR), "linx-agent"], check=True)
-    return AGENT_DIR / "linx-agent"
-
-
-AGENT_BIN = _build_agent()
+AGENT_BIN = AGENT_DIR / "linx-agent"  # built on first need: build_agent()
 os.environ.setdefault("LINX_AGENT", str(AGENT_BIN))
+_agent_built: list[Path] = []
+
+
+def build_agent() -> Path:
+    """`make` the agent, once per test run."""
+    if not _agent_built:
+        try:
+            subprocess.run(["make", "-s", "-C", str(AGENT_DIR), "linx-agent"], check=True)
+        except (OSError, subprocess.CalledProcessError) as exc:
+            raise pytest.UsageError(f"building the agent ({AGENT_DIR}) failed: {exc}") from None
+        _agent_built.append(AGENT_BIN)
+    return AGENT_BIN
+
+
+@pytest.fixture(scope="session")
+def agent_bin() -> Path:
+    """The agent binary, built from agent/ (for unit tests that drive it directly)."""
+    return build_agent()
 # Detached workloads' state and the CLI's plan cache go to a directory of the
 # test run, not the host's /run/linx; it must hold no workload at the end.
 import tempfile  # noqa: E402
@@ -40,11 +56,13 @@ RUNTIME_DIR = tempfile.mkdtemp(prefix="linx-test-run-")
 os.environ["LINX_RUNTIME_DIR"] = RUNTIME_DIR
 
 
+@pytest.hookimpl(trylast=True)  # after -k/-m deselection: build only for what runs
 def pytest_collection_modifyitems(config, items):
-    if os.geteuid() == 0:
-        return
-    if IN_CI:
-        # Checked in pytest_sessionstart too; never skip a root test in CI.
+    root_tests = any("root" in item.keywords for item in items)
+    if os.geteuid() == 0 or IN_CI:
+        # In CI not being root is checked in pytest_sessionstart; never skip a root test there.
+        if root_tests:
+            build_agent()
         return
     skip = pytest.mark.skip(reason="needs root (runs in CI as root)")
     for item in items:

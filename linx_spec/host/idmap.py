@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 
-from ..errors import step_error
+from ..errors import touching
+from ..plan.idmap import IdmapPlan
 
 
 def _write(path: str, text: str) -> None:
@@ -19,14 +20,14 @@ def _write(path: str, text: str) -> None:
         os.close(fd)
 
 
-def apply_from_host(plan, ctx) -> None:
-    m = plan.idmap
+def apply_from_host(m: IdmapPlan, ctx) -> None:
     base = f"/proc/{ctx.pid}"
     for name, text in (("setgroups", m.setgroups + "\n"), ("uid_map", m.uid_map), ("gid_map", m.gid_map)):
         path = f"{base}/{name}"
         try:
-            _write(path, text)
-        except OSError as exc:
-            if name == "setgroups" and exc.errno == 2:  # kernels before 3.19 have no setgroups file
+            with touching(f"write {name} {text.strip()!r}", path):
+                _write(path, text)
+        except FileNotFoundError:
+            if name == "setgroups":  # kernels before 3.19 have no setgroups file
                 continue
-            raise step_error("idmap", "host", exc, f"write {name} {text.strip()!r}", path) from None
+            raise

@@ -1,4 +1,6 @@
-"""`linx-spec export oci SPEC -o DIR` and `linx-spec import oci config.json -o SPEC.yaml`."""
+"""`linx-spec export oci SPEC -o DIR` and `linx-spec import oci config.json -o SPEC.yaml`.
+
+Errors go up to the main app's one handler (commands._Group), like every command's."""
 
 from __future__ import annotations
 
@@ -51,22 +53,17 @@ def export_oci(
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a field: path.to.field=value."),
 ) -> None:
     """Write an OCI runtime bundle's config.json (runtime-spec 1.0.2-dev) that runs the spec's workload."""
-    from ..commands import _fail
-    from ..errors import LinxError
     from ..load import load_file
     from ..plan import build_plan
     from .export import export_config
     from .lossy import ExportLossError
 
-    try:
-        spec = load_file(spec_file, overrides=set_ or [])
-        base = os.path.dirname(os.path.abspath(spec_file)) if spec_file != "-" else os.getcwd()
-        plan = build_plan(spec, source=spec_file, base_dir=base)
-        exported = export_config(spec, plan, base)
-        if exported.losses and not lossy:
-            raise ExportLossError(exported.losses)
-    except LinxError as exc:
-        raise _fail(exc) from None
+    spec = load_file(spec_file, overrides=set_ or [])
+    base = os.path.dirname(os.path.abspath(spec_file)) if spec_file != "-" else os.getcwd()
+    plan = build_plan(spec, source=spec_file, base_dir=base)
+    exported = export_config(spec, plan, base)
+    if exported.losses and not lossy:
+        raise ExportLossError(exported.losses)
     _warn(exported.losses)
     try:
         os.makedirs(output, mode=0o755, exist_ok=True)
@@ -130,20 +127,15 @@ def import_oci(
     lossy: bool = _Lossy,
 ) -> None:
     """Write a linx-spec spec that runs what an OCI config.json describes."""
-    from ..commands import _fail
-    from ..errors import LinxError
     from .import_ import import_config
     from .lossy import import_error
 
     if os.path.isdir(config):
         config = os.path.join(config, "config.json")
-    try:
-        imported = import_config(read_config(config), config, os.path.dirname(os.path.abspath(config)))
-        if imported.losses and not lossy:
-            raise import_error(config, imported.losses)
-        text = spec_yaml(imported.spec, config)
-    except LinxError as exc:
-        raise _fail(exc) from None
+    imported = import_config(read_config(config), config, os.path.dirname(os.path.abspath(config)))
+    if imported.losses and not lossy:
+        raise import_error(config, imported.losses)
+    text = spec_yaml(imported.spec, config)
     _warn(imported.losses)
     if output == "-":
         sys.stdout.write(text)

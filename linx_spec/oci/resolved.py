@@ -63,6 +63,6 @@ def resolved(plan) -> Resolved:
 
 def default_env() -> dict[str, str]:
     """What the plan puts in every workload's environment unless the spec says otherwise."""
-    from ..planned import DEFAULT_PATH
+    from ..plan import DEFAULT_PATH
 
     return {"PATH": DEFAULT_PATH, "HOME": "/"}

@@ -1,7 +1,7 @@
 """The seccomp subsystem: filters compiled on the host with libseccomp, installed by the agent.
 
     spec/seccomp.py    the `seccomp:` section (what the user wrote)
-    compile.py         resolve(spec.seccomp, spec, base_dir) -> SeccompPlan (BPF bytes, checked)
+    compile.py         rules -> BPF bytes, checked (linx_spec/plan/seccomp.py calls it: SeccompPlan)
     groups.py          named syscall groups (@mount, @privileged, @system-service...)
     oci.py             Docker / OCI JSON profiles
     constants.py       symbolic argument values (AF_INET6, CLONE_NEWUSER...)

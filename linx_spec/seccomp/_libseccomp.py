@@ -241,7 +241,8 @@ def build_guarded(default_action: int, attrs: list[tuple[int, int]], arches: lis
     planning process never calls seccomp_rule_add itself: a child does, reports each
     rule before adding it, and is killed when the deadline passes.  Raises
     BuildTimeout(index), RuleRefused(index, errno) or LibseccompError."""
-    import pickle
+    import base64
+    import json
     import select
     import signal
     import struct
@@ -269,11 +270,11 @@ def build_guarded(default_action: int, attrs: list[tuple[int, int]], arches: lis
                     if rc < 0:
                         raise RuleRefused(k, -rc)
                 data = f.export_bpf()
-            reply = pickle.dumps(("ok", data))
+            reply = json.dumps(["ok", base64.b64encode(data).decode()]).encode()
         except (RuleRefused, LibseccompError) as exc:
-            reply = pickle.dumps(("err", type(exc).__name__, getattr(exc, "at", -1), exc.errno, str(exc)))
+            reply = json.dumps(["err", type(exc).__name__, getattr(exc, "at", -1), exc.errno, str(exc)]).encode()
         except BaseException as exc:  # noqa: BLE001 - report, never return into the parent's code
-            reply = pickle.dumps(("err", "Exception", -1, 0, repr(exc)))
+            reply = json.dumps(["err", "Exception", -1, 0, repr(exc)]).encode()
             code = 1
         try:
             os.write(w, b"R" + struct.pack("=I", len(reply)))
@@ -297,7 +298,7 @@ def build_guarded(default_action: int, attrs: list[tuple[int, int]], arches: lis
             if not chunk:
                 break
             buf += chunk
-            # Progress records (P + rule index) until the reply (R + length + pickle).
+            # Progress records (P + rule index) until the reply (R + length + JSON).
             while len(buf) >= 5 and buf[:1] == b"P":
                 last = struct.unpack("=I", bytes(buf[1:5]))[0]
                 del buf[:5]
@@ -314,9 +315,10 @@ def build_guarded(default_action: int, attrs: list[tuple[int, int]], arches: lis
     if buf[:1] != b"R":
         raise LibseccompError("the libseccomp child ended without a reply", _errno.EIO)
     need = struct.unpack("=I", bytes(buf[1:5]))[0]
-    reply = pickle.loads(bytes(buf[5:5 + need]))
+    # Data, not pickle: nothing the child sends can become code in the planner.
+    reply = json.loads(bytes(buf[5:5 + need]))
     if reply[0] == "ok":
-        return reply[1]
+        return base64.b64decode(reply[1])
     _, kind, at, err, text = reply
     if kind == "RuleRefused":
         raise RuleRefused(at, err)

@@ -1,4 +1,6 @@
-"""`linx-spec seccomp ...`: export a spec's compiled filter, explain it, list the groups."""
+"""`linx-spec seccomp ...`: export a spec's compiled filter, explain it, list the groups.
+
+Errors go up to the main app's one handler (commands._Group), like every command's."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ app = typer.Typer(no_args_is_help=True, help="The seccomp filter of a spec: expo
 def _compile(spec_file: str, overrides: list[str]):
     from ..errors import PlanError
     from ..load import load_file
-    from .compile import resolve
+    from ..plan.seccomp import resolve
 
     spec = load_file(spec_file, overrides=overrides)
     if spec.seccomp is None:
@@ -34,13 +36,7 @@ def export(
 ) -> None:
     """Write the compiled filter (struct sock_filter[], as seccomp_export_bpf writes it) to a file,
     e.g. for `bwrap --seccomp FD`."""
-    from ..commands import _fail
-    from ..errors import LinxError
-
-    try:
-        plan = _compile(spec_file, set_ or [])
-    except LinxError as exc:
-        raise _fail(exc) from None
+    plan = _compile(spec_file, set_ or [])
     if output == "-":
         sys.stdout.buffer.write(plan.bpf)
         sys.stdout.buffer.flush()
@@ -62,13 +58,7 @@ def explain(
     set_: Optional[List[str]] = _SetOpt,
 ) -> None:
     """What the filter does to each syscall a rule names; every other syscall gets the default."""
-    from ..commands import _fail
-    from ..errors import LinxError
-
-    try:
-        plan = _compile(spec_file, set_ or [])
-    except LinxError as exc:
-        raise _fail(exc) from None
+    plan = _compile(spec_file, set_ or [])
     print(f"default: {plan.default}")
     print(f"architectures: {', '.join(plan.architectures)} (any other ABI: kill)")
     if plan.profile:

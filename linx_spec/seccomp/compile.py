@@ -1,4 +1,5 @@
-"""Spec `seccomp:` -> SeccompPlan: BPF bytes compiled by libseccomp, checked, ready to install.
+"""Seccomp rules -> BPF bytes compiled by libseccomp, checked, ready to install
+(plan/seccomp.py turns the `seccomp:` section into rules and the result into a SeccompPlan).
 
 What the rules mean (docs/seccomp.md says the same for users):
 
@@ -25,9 +26,10 @@ against the meaning above; any difference is a PlanError, never a filter
 that does something else than the spec says.
 
 Safety checks: the child still runs a few syscalls after the filter is
-installed (agent/lx_child.c: prctl(PR_SET_PDEATHSIG), close_range, write to
-the status pipe, execve); a filter that stops any of them is a PlanError
-that says which rule does it.
+installed (steps.py: the seccomp step is the last before exec; after it
+come only a write to the status pipe, clock_gettime and execve; PDEATHSIG
+and close-on-exec are steps of their own before it); a filter that stops
+any of them is a PlanError that says which rule does it.
 """
 
 from __future__ import annotations
@@ -37,15 +39,15 @@ import itertools
 import os
 import random
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Iterable
 
 from ..errors import PlanError
 from . import _libseccomp as lib
 from . import bpf as _bpf
 from .groups import GROUPS, expand
-from .oci import ALL_CAPS, Entry, ProfileError, load_profile
+from .oci import Entry
 
-__all__ = ["SeccompPlan", "resolve", "compile_entries", "Compiled"]
+__all__ = ["compile_entries", "Compiled", "check_child_needs"]
 
 U64 = 2**64 - 1
 POINT_LIMIT = 64  # values spelled out one by one for a gap between two `ne` values
@@ -609,39 +611,13 @@ def _fmt_args(args: tuple[int, ...]) -> str:
     return "(" + ", ".join(hex(a) if a > 9 else str(a) for a in args[: last + 1]) + ")"
 
 
-# --- the plan ----------------------------------------------------------------
-@dataclass(frozen=True)
-class SeccompPlan:
-    """The compiled filter and what it was made from."""
-
-    bpf: bytes  # struct sock_filter[], as seccomp_export_bpf wrote it
-    instructions: int
-    default: str
-    architectures: tuple[str, ...]
-    profile: str | None = None
-    rules: int = 0  # libseccomp rules
-    syscalls: int = 0  # syscalls with at least one rule
-    skipped: tuple[str, ...] = ()  # profile entries left out (includes/excludes) and why
-    table: tuple[tuple[str, str], ...] = ()  # (syscall, what the rules do) for `seccomp explain`
-
-    def describe(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"default": self.default, "architectures": list(self.architectures)}
-        if self.profile:
-            out["profile"] = self.profile
-        out["syscalls"] = self.syscalls
-        out["instructions"] = self.instructions
-        return out
-
-
 # The syscalls the child makes after installing the filter (agent/lx_child.c, after
 # lx_seccomp_in_child): (name, arguments or None for "any", what a refusal breaks).
-PDEATHSIG = (1, 9)  # prctl(PR_SET_PDEATHSIG, SIGKILL)
-CLOSE_RANGE = (3, 0xFFFFFFFF, 4)  # close_range(3, ~0U, CLOSE_RANGE_CLOEXEC)
 _OK = ("allow", "log")
 _FATAL = ("kill", "kill_thread", "trap")
 
 
-def _check_child_needs(c: Compiled) -> None:
+def check_child_needs(c: Compiled) -> None:
     """PlanError when the filter would stop the child between installing it and execve."""
     default = c.default
 
@@ -668,117 +644,10 @@ def _check_child_needs(c: Compiled) -> None:
         if action not in _OK:
             fail(f"the filter answers write(fd {fd}) with `{action}`: the child reports to the runner "
                  "through a pipe after the filter is installed", origin, "allow write")
-    action, origin = answer("prctl", PDEATHSIG)
-    if action not in _OK:
-        fail(f"the filter answers prctl(PR_SET_PDEATHSIG, SIGKILL) with `{action}`: without it the "
-             "workload would outlive a dying runner", origin,
-             "allow prctl, or at least {syscalls: [prctl], action: allow, "
-             "args: [{index: 0, op: eq, value: PR_SET_PDEATHSIG}]}")
-    action, origin = answer("close_range", CLOSE_RANGE)
-    if action in _FATAL:
-        fail(f"the filter answers close_range with `{action}`: the child marks its descriptors "
-             "close-on-exec with it after the filter is installed", origin, "allow close_range (or deny it with errno)")
-    if action not in _OK:
-        # lx_child.c falls back to close(fd) for every fd; those must then work.
-        for fd in range(3, 16):
-            a2, o2 = answer("close", (fd,))
-            if a2 not in _OK:
-                fail(f"the filter refuses both close_range and close(fd {fd}) (`{a2}`): descriptors of the "
-                     "runner would leak into the workload", o2, "allow close_range or close")
     action, origin = answer("clock_gettime", (1, 0x7F0000000000))
     if action in _FATAL:
         fail(f"the filter answers clock_gettime with `{action}`: the child times its last step with it",
              origin, "allow clock_gettime (it is in @default)")
-
-
-def _workload_caps(spec) -> frozenset[str] | None:
-    """Capability names in the workload's bounding set, for a profile's includes/excludes
-    (Docker matches them against the bounding set), from the same resolution the plan
-    uses (spec/capabilities.py: an absent section is the default set)."""
-    if spec is None:
-        return ALL_CAPS
-    from ..spec import capabilities as caps_mod
-
-    caps_plan = caps_mod.resolve(spec.capabilities, spec)
-    # None: the child cannot change its capabilities and keeps the runner's own.
-    mask = caps_plan.bounding if caps_plan is not None else caps_mod.own_caps("CapBnd")
-    return frozenset(caps_mod.mask_names(mask))
-
-
-def _entries_of_rules(spec_seccomp) -> list[Entry]:
-    out = []
-    for k, rule in enumerate(spec_seccomp.rules):
-        conds = tuple((a.index, a.op, a.value_int, a.mask_int) for a in rule.args)
-        out.append(Entry(tuple(rule.syscalls), rule.action, conds, f"seccomp.rules[{k}]"))
-    return out
-
-
-def resolve(spec_seccomp, spec, base_dir: str) -> SeccompPlan:
-    """The `seccomp:` section -> a compiled, checked filter.  Pure: reads the profile
-    file and asks libseccomp; PlanError for what cannot be honoured."""
-    if not lib.available():
-        raise PlanError("libseccomp.so.2 is not installed: seccomp filters are compiled with it",
-                        "install libseccomp2 (Debian/Ubuntu) or libseccomp (Fedora)", "seccomp")
-    native = native_arch()
-    entries: list[Entry] = []
-    profile_path = None
-    skipped: tuple[str, ...] = ()
-    default = spec_seccomp.default
-    arches = list(spec_seccomp.architectures) if spec_seccomp.architectures else None
-    if spec_seccomp.profile is not None:
-        try:
-            prof = load_profile(spec_seccomp.profile, base_dir, native=native, caps=_workload_caps(spec))
-        except ProfileError as exc:
-            raise PlanError(f"seccomp profile `{spec_seccomp.profile}`: {exc}",
-                            "fix the profile (Docker/OCI seccomp JSON)", "seccomp.profile") from None
-        profile_path = prof.source
-        skipped = prof.skipped
-        entries.extend(prof.entries)
-        if default is None:
-            default = prof.default
-        if arches is None and prof.architectures is not None:
-            arches = list(prof.architectures)
-        if default is None:
-            raise PlanError(f"the profile {prof.source} has no defaultAction and the spec gives no default",
-                            "set seccomp.default", "seccomp.default")
-    entries.extend(_entries_of_rules(spec_seccomp))
-    compiled = compile_entries(entries, default, arches or ["native"])
-    n = len(compiled.bpf) // 8
-    if n > _bpf.BPF_MAXINSNS:
-        raise PlanError(f"the compiled filter has {n} instructions; the kernel takes at most {_bpf.BPF_MAXINSNS}",
-                        "use fewer argument conditions or fewer rules with different actions", "seccomp")
-    # Without no_new_privs the install needs CAP_SYS_ADMIN: spec/capabilities.py checks that.
-    _check_child_needs(compiled)
-    table = tuple(sorted((name, _summary(r, compiled.default)) for name, r in compiled.table.items()))
-    return SeccompPlan(
-        bpf=compiled.bpf,
-        instructions=n,
-        default=_canon(compiled.default),
-        architectures=compiled.architectures,
-        profile=profile_path,
-        rules=compiled.rules,
-        syscalls=len(compiled.table),
-        skipped=skipped,
-        table=table,
-    )
-
-
-def _summary(r: SyscallRules, default: str) -> str:
-    base = _canon(r.base) if r.base is not None else f"{_canon(default)} (default)"
-    if not r.conditional:
-        return base
-    parts = []
-    for conds, action, _ in r.conditional:
-        parts.append(" and ".join(_fmt_cond(c) for c in conds) + f": {_canon(action)}")
-    return f"{'; '.join(reversed(parts))}; otherwise {base}"
-
-
-def _fmt_cond(c: Cond) -> str:
-    i, op, v, m = c
-    sym = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
-    if op == "masked_eq":
-        return f"arg{i} & {m:#x} == {v:#x}"
-    return f"arg{i} {sym[op]} {v:#x}" if v > 9 else f"arg{i} {sym[op]} {v}"
 
 
 def groups_summary() -> list[tuple[str, str, int]]:

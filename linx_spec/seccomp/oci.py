@@ -29,8 +29,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# The spec's helpers are imported where used: a cached plan (SeccompPlan, in
-# compile.py, which imports this module) is loaded without pydantic.
+# The spec's helpers are imported where used: the seccomp plan (plan/seccomp.py,
+# which imports this module through compile.py) stays free of pydantic.
 MAX_ERRNO = 4095  # as spec/seccomp.py: the kernel returns -min(data, MAX_ERRNO)
 
 __all__ = ["Entry", "Profile", "ProfileError", "load_profile", "parse_profile", "BUILTIN_PROFILES", "ALL_CAPS"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from .base import Model
 from .capabilities import Capabilities
@@ -19,14 +19,14 @@ from .lifecycle import Lifecycle, Restart
 from .mounts import Mounts
 from .namespaces import NAMESPACE_NAMES, Join, Namespaces, default_namespaces
 from .network import Network
-from .process import Process, User
+from .process import ARGV_ENV_MAX_BYTES, EXECVE_FLOOR_BYTES, Process, User, execve_bytes
 from .rlimits import Rlimits
 from .seccomp import Seccomp
 from .stdio import FileStream, StdioSpec, Streams
 
 SPEC_VERSIONS = (1,)
 _HOSTNAME_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*$")
-_NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 
 
 class Spec(Model):
@@ -36,7 +36,7 @@ class Spec(Model):
                                   json_schema_extra={"enum": list(SPEC_VERSIONS)})]
     name: Annotated[
         str | None,
-        Field(pattern=_NAME_RE, description="Name of the workload (cgroup and state names derive from it). Default: the file name."),
+        Field(pattern=NAME_PATTERN, description="Name of the workload (cgroup and state names derive from it). Default: the file name."),
     ] = None
     process: Process = Field(description="The program to run and its identity, environment and working directory.")
     namespaces: Namespaces = Field(
@@ -48,7 +48,8 @@ class Spec(Model):
     idmap: IdMap | None = Field(default=None, description="uid/gid maps of a new user namespace.")
     hostname: Annotated[str | None, Field(description="Hostname inside a new uts namespace.", max_length=64,
                                           json_schema_extra={"pattern": _HOSTNAME_RE.pattern})] = None
-    domainname: Annotated[str | None, Field(description="NIS domain name inside a new uts namespace.")] = None
+    domainname: Annotated[str | None, Field(description="NIS domain name inside a new uts namespace (at most 64 "
+                                            "bytes, __NEW_UTS_LEN).", max_length=64)] = None
     cgroup: Cgroup | None = Field(default=None, description="cgroup placement and resource limits.")
     network: Network | None = Field(default=None, description="Network interfaces, addresses and routes of a new net namespace.")
     capabilities: Capabilities | None = Field(
@@ -83,6 +84,23 @@ class Spec(Model):
             )
         return v
 
+    @model_validator(mode="after")
+    def _argv_fits_the_stack(self) -> "Spec":
+        # fs/exec.c: argv + env may take a quarter of the stack rlimit the workload
+        # execs with (at most 6 MiB, at least 128 KiB); a small `rlimits.stack` lowers it.
+        stack = self.rlimits.stack if self.rlimits is not None else None
+        if stack is None:
+            return self
+        soft = stack.soft if stack.soft is not None else stack.hard
+        if not isinstance(soft, int):
+            return self
+        allowed = max(min(soft // 4, 6 << 20), EXECVE_FLOOR_BYTES)
+        total = execve_bytes(self.process.command, self.process.env)
+        if allowed < ARGV_ENV_MAX_BYTES and total > allowed:
+            raise ValueError(f"process: command and env take {total} bytes as execve counts them; with "
+                             f"rlimits.stack {soft} execve allows {allowed} (a quarter of the stack)")
+        return self
+
     @field_validator("hostname")
     @classmethod
     def _hostname(cls, v: str | None) -> str | None:
@@ -93,6 +111,6 @@ class Spec(Model):
 
 __all__ = [
     "Spec", "Process", "User", "Namespaces", "Join", "IdMap", "IdRange", "Cgroup", "Network",
-    "Capabilities", "Seccomp", "Mounts", "Rlimits", "NAMESPACE_NAMES", "SPEC_VERSIONS", "Lifecycle", "Restart",
+    "Capabilities", "Seccomp", "Mounts", "Rlimits", "NAMESPACE_NAMES", "NAME_PATTERN", "SPEC_VERSIONS", "Lifecycle", "Restart",
     "FileStream", "Streams", "StdioSpec",
 ]

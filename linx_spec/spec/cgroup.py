@@ -27,10 +27,12 @@ LIST_PATTERN = r"^\s*\d+(-\d+)?(\s*,\s*\d+(-\d+)?)*\s*$"
 # A cgroup path component: no `/`, not `.` or `..`, nothing the kernel's own
 # interface files could clash with (they all contain a dot after a controller name).
 _COMPONENT_RE = re.compile(r"^[A-Za-z0-9_@:+-][A-Za-z0-9_.@:+-]*$")
-DEVICE_PATTERN = r"^(/dev/\S+|\d+:\d+)$"
+DEVICE_PATTERN = r"^(/dev/[^\s\u0000]+|\d+:\d+)$"
 
 CPU_PERIOD_DEFAULT = 0.1  # seconds; the kernel's default cfs period (100ms)
 CPU_QUOTA_MIN_US = 1000  # sched/core.c: min_cfs_quota_period is 1ms
+PID_MAX_LIMIT = 2**22  # include/linux/threads.h: no pid namespace holds more (64-bit)
+IOPS_MAX = 2**63 - 1  # io.max and blkio.throttle take a 64-bit count
 
 
 def parse_list(text: str) -> frozenset[int]:
@@ -123,10 +125,10 @@ class Cpuset(Model):
 class Pids(Model):
     """Process count limit (pids.max)."""
 
-    max: Annotated[int, Field(ge=1)] | None = Field(
+    max: Annotated[int, Field(ge=1, le=PID_MAX_LIMIT)] | None = Field(
         default=None,
         description="At most this many processes and threads at once, the workload's first process included; "
-        "fork and clone fail with EAGAIN past it.")
+        "fork and clone fail with EAGAIN past it. At most 4194304 (PID_MAX_LIMIT, the kernel's most pids).")
 
 
 class IoLimit(Model):
@@ -137,8 +139,8 @@ class IoLimit(Model):
         description='The whole-disk block device: a path like /dev/vda, or "MAJOR:MINOR" like "8:0".')
     read_bps: PositiveByteSize | None = Field(default=None, description="Read bytes per second (10Mi...).")
     write_bps: PositiveByteSize | None = Field(default=None, description="Written bytes per second (10Mi...).")
-    read_iops: Annotated[int, Field(ge=1)] | None = Field(default=None, description="Read operations per second.")
-    write_iops: Annotated[int, Field(ge=1)] | None = Field(default=None, description="Write operations per second.")
+    read_iops: Annotated[int, Field(ge=1, le=IOPS_MAX)] | None = Field(default=None, description="Read operations per second.")
+    write_iops: Annotated[int, Field(ge=1, le=IOPS_MAX)] | None = Field(default=None, description="Write operations per second.")
 
     @model_validator(mode="after")
     def _some(self) -> "IoLimit":

@@ -8,7 +8,7 @@ from pydantic import Field, model_validator
 
 from .base import Model
 
-Id = Annotated[int, Field(ge=0, lt=2**32 - 1)]
+Id = Annotated[int, Field(strict=True, ge=0, lt=2**32 - 1)]
 
 
 class IdRange(Model):
@@ -16,7 +16,7 @@ class IdRange(Model):
 
     container: Id = Field(description="First id inside the user namespace.")
     host: Id = Field(description="First id on the host (in the runner's user namespace).")
-    count: Annotated[int, Field(ge=1, lt=2**32, description="How many consecutive ids the range maps.")] = 1
+    count: Annotated[int, Field(strict=True, ge=1, lt=2**32, description="How many consecutive ids the range maps.")] = 1
 
 
 class IdMap(Model):

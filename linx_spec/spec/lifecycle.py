@@ -23,7 +23,7 @@ class Restart(Model):
 
     policy: Literal["no", "on-failure", "always"] = Field(
         default="no", description="`no`; `on-failure`: restart when it exits non-zero or is killed; `always`.")
-    max_retries: Annotated[int | None, Field(ge=0, description="At most this many restarts (default: unlimited for "
+    max_retries: Annotated[int | None, Field(ge=0, le=2**31 - 1, description="At most this many restarts (default: unlimited for "
                                               "`always`, 3 for `on-failure`).")] = None
     backoff: PositiveDuration = Field(default=1.0, description="Delay before the first restart; doubles each time.")
     max_backoff: PositiveDuration = Field(default=30.0, description="The delay never grows beyond this.")

@@ -4,7 +4,7 @@ read-only paths, and /etc/hostname, /etc/hosts, /etc/resolv.conf.
 Targets are paths as the workload sees them (inside `rootfs` when one is set).
 Host paths (`rootfs`, bind sources, overlay layers, /etc file sources) may be
 relative: they resolve against the spec file's directory.  Everything here is
-checked without touching the host; linx_spec/host/mounts.py resolves it.
+checked without touching the host; linx_spec/plan/mounts.py resolves it.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
-from .base import Model
+from .base import ABS_PATH, Model
 from .units import PositiveByteSize
 
 MountFlag = Literal["nosuid", "nodev", "noexec"]
@@ -61,7 +61,7 @@ class _Entry(Model):
     """Fields every mount entry has."""
 
     target: str = Field(description="Mount point, an absolute path as the workload sees it (inside `rootfs`).",
-                        json_schema_extra={"pattern": "^/"})
+                        json_schema_extra={"pattern": ABS_PATH})
     readonly: bool = Field(default=False, description="Mount read-only.")
     flags: list[MountFlag] | None = Field(
         default=None,
@@ -84,7 +84,7 @@ class Bind(_Entry):
     type: Literal["bind"] = Field(description="A bind mount of a host path.")
     source: str = Field(description="Host path to bind (relative: against the spec file's directory).")
     target: str = Field(default="", description="Mount point inside the workload. Default: the source path.",
-                        json_schema_extra={"pattern": "^(/.*)?$"})
+                        json_schema_extra={"pattern": "^(/[^\\u0000]*)?$"})
     recursive: bool = Field(default=True, description="Bind the mounts below the source too (rbind). With "
                             "`readonly`, they become read-only too.")
     optional: bool = Field(default=False, description="Skip this mount when the source does not exist.")
@@ -113,23 +113,23 @@ class Tmpfs(_Entry):
                                           "fail with ENOSPC. Default: the kernel's (half of RAM).")
     mode: Annotated[int | None, Field(ge=0, le=0o7777, description="Permissions of the root directory, e.g. "
                                       "0o1777 (YAML `0o1777`). Default: the kernel's, 1777.")] = None
-    uid: Annotated[int | None, Field(ge=0, lt=2**32 - 1, description="Owner of the root directory (an id "
+    uid: Annotated[int | None, Field(strict=True, ge=0, lt=2**32 - 1, description="Owner of the root directory (an id "
                                      "inside the workload's user namespace).")] = None
-    gid: Annotated[int | None, Field(ge=0, lt=2**32 - 1, description="Group of the root directory.")] = None
+    gid: Annotated[int | None, Field(strict=True, ge=0, lt=2**32 - 1, description="Group of the root directory.")] = None
 
 
 class Proc(_Entry):
     """A fresh procfs for the workload's pid namespace."""
 
     type: Literal["proc"] = Field(description="A fresh proc: it lists the pids of the workload's pid namespace.")
-    target: str = Field(default="/proc", description="Mount point. Default: /proc.", json_schema_extra={"pattern": "^/"})
+    target: str = Field(default="/proc", description="Mount point. Default: /proc.", json_schema_extra={"pattern": ABS_PATH})
 
 
 class Sysfs(_Entry):
     """A fresh sysfs for the workload's network namespace."""
 
     type: Literal["sysfs"] = Field(description="A fresh sysfs (shows the workload's network interfaces).")
-    target: str = Field(default="/sys", description="Mount point. Default: /sys.", json_schema_extra={"pattern": "^/"})
+    target: str = Field(default="/sys", description="Mount point. Default: /sys.", json_schema_extra={"pattern": ABS_PATH})
     readonly: bool = Field(default=True, description="Mount read-only. Default: true (as runc).")
 
 
@@ -137,7 +137,7 @@ class Mqueue(_Entry):
     """A fresh mqueue filesystem for the workload's ipc namespace."""
 
     type: Literal["mqueue"] = Field(description="A fresh POSIX message queue filesystem.")
-    target: str = Field(default="/dev/mqueue", description="Mount point. Default: /dev/mqueue.", json_schema_extra={"pattern": "^/"})
+    target: str = Field(default="/dev/mqueue", description="Mount point. Default: /dev/mqueue.", json_schema_extra={"pattern": ABS_PATH})
 
 
 class Dev(_Entry):
@@ -148,7 +148,7 @@ class Dev(_Entry):
 
     type: Literal["dev"] = Field(description="A minimal /dev (null, zero, full, random, urandom, tty, pts, "
                                  "ptmx, shm, fd links).")
-    target: str = Field(default="/dev", description="Mount point. Default: /dev.", json_schema_extra={"pattern": "^/"})
+    target: str = Field(default="/dev", description="Mount point. Default: /dev.", json_schema_extra={"pattern": ABS_PATH})
     shm_size: PositiveByteSize = Field(default=64 * 2**20, description="Size limit of <target>/shm. Default: 64Mi.")
 
 

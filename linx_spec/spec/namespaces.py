@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BeforeValidator, Discriminator, Field, Tag, field_validator, model_validator
 
-from .base import Model
+from .base import ABS_PATH, Model
 
 NAMESPACE_NAMES = ("user", "pid", "net", "mount", "uts", "ipc", "cgroup", "time")
 NamespaceName = Literal["user", "pid", "net", "mount", "uts", "ipc", "cgroup", "time"]
@@ -20,7 +20,7 @@ class Join(Model):
     """Join an existing namespace instead of creating one."""
 
     join: str = Field(description="Path of the namespace to join: /proc/PID/ns/net, /run/netns/NAME, a bind-mounted ns file.",
-                      json_schema_extra={"pattern": "^/"})
+                      json_schema_extra={"pattern": ABS_PATH})
 
     @field_validator("join")
     @classmethod

@@ -18,7 +18,7 @@
         net.ipv4.ip_unprivileged_port_start: 0
 
 Only shapes are checked here (addresses parse, names fit IFNAMSIZ, one address
-family per route); host/network.py resolves the rest against this host
+family per route); plan/network.py resolves the rest against this host
 (parents exist, gateways are on a declared subnet, root for interfaces).
 """
 

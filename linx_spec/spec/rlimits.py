@@ -10,8 +10,8 @@
       oom_score_adj: 500           # not an rlimit: /proc/PID/oom_score_adj, set the same way
 
 Each limit is set from the host with prlimit(2) while the child is parked (as
-runc does), so lowering works in a user namespace too; host/rlimits.py resolves
-and applies them.
+runc does), so lowering works in a user namespace too; plan/rlimits.py resolves
+them, host/rlimits.py applies them.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Annotated, Any, Callable, Literal
 from pydantic import BeforeValidator, Field, WithJsonSchema, model_validator
 
 from .base import Model
-from .units import DURATION_PATTERN, SIZE_PATTERN, parse_duration, parse_size
+from .units import DURATION_PATTERN, MAX_SECONDS, SIZE_PATTERN, parse_duration, parse_size
 
 UNLIMITED = "unlimited"
 Amount = int | Literal["unlimited"]
@@ -132,11 +132,12 @@ def _limit(kind: str) -> Callable[[object], Any]:
 
 def _schema(kind: str) -> dict[str, Any]:
     if kind == "bytes":
-        one: list[dict[str, Any]] = [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": SIZE_PATTERN}]
+        one: list[dict[str, Any]] = [{"type": "integer", "minimum": 0, "maximum": _TOO_BIG - 1},
+                                     {"type": "string", "pattern": SIZE_PATTERN}]
     elif kind in ("seconds", "microseconds"):
-        one = [{"type": "number", "minimum": 0}, {"type": "string", "pattern": DURATION_PATTERN}]
+        one = [{"type": "number", "minimum": 0, "maximum": MAX_SECONDS}, {"type": "string", "pattern": DURATION_PATTERN}]
     else:
-        one = [{"type": "integer", "minimum": 0, **({"maximum": _MAX[kind]} if kind in _MAX else {})}]
+        one = [{"type": "integer", "minimum": 0, "maximum": _MAX.get(kind, _TOO_BIG - 1)}]
     value = [*one, {"const": UNLIMITED}]
     return {"anyOf": [*value, {"type": "null"}, {
         "type": "object", "additionalProperties": False, "minProperties": 1,
@@ -154,9 +155,16 @@ def _field(name: str) -> Any:
     unit = {"bytes": " Bytes, or a size like 64Mi.", "seconds": " Seconds, or a duration like 1m30s.",
             "microseconds": " A duration (bare numbers are seconds).", "count": "", "nice": "",
             "rtprio": ""}[kind]
+    parse = _limit(kind)
+
+    # One positional parameter: pydantic < 2.8 counts parameters, including defaulted
+    # ones, and would pass ValidationInfo as a second argument.
+    def before(v: object) -> object:
+        return None if v is None else parse(v)
+
     return Annotated[
         Limit | None,
-        BeforeValidator(lambda v, _p=_limit(kind): None if v is None else _p(v)),
+        BeforeValidator(before),
         WithJsonSchema(_schema(kind)),
         Field(default=None, description=f"RLIMIT_{name.upper()}: {what}.{unit} A value sets soft and hard; "
                                         f"`{{soft, hard}}` sets them apart; `unlimited` lifts the limit."),

@@ -45,7 +45,7 @@ Stream = Annotated[
 class Streams(Model):
     """Per-stream form."""
 
-    # YAML reads a bare `null` as None: it means /dev/null here (plan.py).
+    # YAML reads a bare `null` as None: it means /dev/null here (plan/stdio.py).
     stdin: Stream | None = Field(default="inherit", description="Standard input: inherit, null or {file: PATH}.")
     stdout: Stream | None = Field(default="inherit", description="Standard output: inherit, null or {file: PATH, mode: append|truncate}.")
     stderr: Stream | None = Field(default="inherit", description="Standard error: inherit, null or {file: PATH, mode: append|truncate}.")

@@ -7,7 +7,9 @@ Zero and negatives are rejected where they are meaningless (`PositiveByteSize`..
 
 from __future__ import annotations
 
+import math
 import re
+from fractions import Fraction
 from typing import Annotated
 
 from pydantic import BeforeValidator, Field, PlainSerializer, WithJsonSchema
@@ -23,6 +25,16 @@ _SIZE_MUL = {
 }
 SIZE_PATTERN = r"^\s*\d+(\.\d+)?\s*([KMGTPE]i?|ki?|B)?\s*$"
 
+# Bounds at the kernel's own limits (issue 14 item 9).
+# Sizes: the cgroup files, rlimits and tmpfs take a signed 64-bit byte count at most.
+MAX_BYTES = 2**63 - 1
+# Durations: a bound any timer takes (100 years; CLOCK_MONOTONIC's timespec and
+# Python's threading and signal timers hold it), far beyond any real time limit.
+MAX_SECONDS = 100 * 365.25 * 86400
+# CPUs: CONFIG_NR_CPUS is at most 8192 (MAXSMP): no cgroup can use more CPU time.
+MAX_CPUS = 8192
+_DIGITS = 40  # a longer number is no size, duration or CPU amount anyone means
+
 
 def parse_size(value: object) -> int:
     """`64Mi` -> 67108864, `1G` -> 10**9, `4096` -> 4096."""
@@ -31,19 +43,26 @@ def parse_size(value: object) -> int:
     if isinstance(value, int):
         if value < 0:
             raise ValueError(f"size must not be negative, got {value}")
-        return value
+        return _bytes_bounded(value, value)
     if isinstance(value, float):
         raise ValueError("a size must be whole bytes or a string like `1.5Gi`")
     if not isinstance(value, str):
         raise ValueError("a size must be a number of bytes or a string like `64Mi`")
-    m = _SIZE_RE.match(value)
+    m = _SIZE_RE.match(value) if len(value) <= 2 * _DIGITS else None
     if not m:
-        raise ValueError(f"`{value}` is not a size; use bytes or a unit: 512Ki, 64Mi, 1G, 2Gi")
+        raise ValueError(f"`{value[:2 * _DIGITS]}` is not a size; use bytes or a unit: 512Ki, 64Mi, 1G, 2Gi")
     number, unit = m.group(1), m.group(2) or ""
-    result = float(number) * _SIZE_MUL[unit]
-    if result != int(result):
+    result = Fraction(number) * _SIZE_MUL[unit]  # exact: no float rounding of large byte counts
+    if result.denominator != 1:
         raise ValueError(f"`{value}` is not a whole number of bytes")
-    return int(result)
+    return _bytes_bounded(int(result), value)
+
+
+def _bytes_bounded(n: int, value: object) -> int:
+    value = _show(value)
+    if n > MAX_BYTES:
+        raise ValueError(f"`{value}` is too large: more than {MAX_BYTES} bytes (2^63-1, about 8Ei), the most the kernel takes")
+    return n
 
 
 _DUR_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|us|h|m|s)")
@@ -55,20 +74,14 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError("a duration must be seconds or a string like `1m30s`")
     if isinstance(value, (int, float)):
-        if value < 0:
-            raise ValueError(f"duration must not be negative, got {value}")
-        return float(value)
+        return _seconds_bounded(value, value)
     if not isinstance(value, str):
         raise ValueError("a duration must be seconds or a string like `1m30s`")
     text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        pass
-    else:
-        if seconds < 0:
-            raise ValueError(f"duration must not be negative, got {value}")
-        return seconds
+    if len(text) > 4 * _DIGITS:
+        raise ValueError(f"`{text[:40]}...` is not a duration; use e.g. 30s, 1m30s, 250ms, 2h")
+    if re.fullmatch(r"\d+(\.\d+)?", text):  # float() would also take `inf`, `nan`, `1e9`, `١`
+        return _seconds_bounded(float(text), value)
     pos, total = 0, 0.0
     mul = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6}
     for m in _DUR_RE.finditer(text):
@@ -78,7 +91,27 @@ def parse_duration(value: object) -> float:
         pos = m.end()
     if pos != len(text) or not text:
         raise ValueError(f"`{value}` is not a duration; use e.g. 30s, 1m30s, 250ms, 2h")
-    return total
+    return _seconds_bounded(total, value)
+
+
+def _show(value: object) -> str:
+    text = value if isinstance(value, str) else repr(value) if not isinstance(value, int) or value.bit_length() < 200 \
+        else "a number of %d bits" % value.bit_length()
+    return text if len(text) <= 40 else text[:40] + "..."
+
+
+def _seconds_bounded(seconds: float, value: object) -> float:
+    value = _show(value)
+    if isinstance(seconds, int) and not isinstance(seconds, bool) and seconds > MAX_SECONDS:
+        raise ValueError(f"duration {value} is more than 100 years ({MAX_SECONDS:.0f}s)")
+    seconds = float(seconds)
+    if not math.isfinite(seconds):
+        raise ValueError(f"duration must be a finite number of seconds, got {value}")
+    if seconds < 0:
+        raise ValueError(f"duration must not be negative, got {value}")
+    if seconds > MAX_SECONDS:
+        raise ValueError(f"duration {value} is more than 100 years ({MAX_SECONDS:.0f}s)")
+    return seconds
 
 
 CPU_PATTERN = r"^\s*(\d+(\.\d+)?|\d+m)\s*$"
@@ -88,10 +121,14 @@ def parse_cpu(value: object) -> float:
     """`0.5` -> 0.5 CPUs, `500m` -> 0.5 CPUs, `2` -> 2.0 CPUs."""
     if isinstance(value, bool):
         raise ValueError("a CPU amount must be a number like 0.5 or millicores like `500m`")
+    if isinstance(value, int) and value > MAX_CPUS:
+        raise ValueError(f"a CPU amount is at most {MAX_CPUS} (the kernel's most CPUs), got {_show(value)}")
     if isinstance(value, (int, float)):
         cpus = float(value)
     elif isinstance(value, str):
         text = value.strip()
+        if len(text) > _DIGITS:
+            raise ValueError(f"`{text[:_DIGITS]}...` is not a CPU amount; use e.g. 0.5, 2 or 500m")
         if re.fullmatch(r"\d+m", text):
             cpus = int(text[:-1]) / 1000
         elif re.fullmatch(r"\d+(\.\d+)?", text):
@@ -100,8 +137,12 @@ def parse_cpu(value: object) -> float:
             raise ValueError(f"`{value}` is not a CPU amount; use e.g. 0.5, 2 or 500m")
     else:
         raise ValueError("a CPU amount must be a number like 0.5 or millicores like `500m`")
+    if not math.isfinite(cpus):
+        raise ValueError(f"a CPU amount must be a finite number, got {value}")
     if cpus <= 0:
         raise ValueError(f"a CPU amount must be more than zero, got {value}")
+    if cpus > MAX_CPUS:
+        raise ValueError(f"a CPU amount is at most {MAX_CPUS} (the kernel's most CPUs), got {_show(value)}")
     return cpus
 
 
@@ -115,10 +156,15 @@ def _positive(fn):
     return check
 
 
-_size_schema = {"anyOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": SIZE_PATTERN}]}
-_psize_schema = {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": SIZE_PATTERN}]}
-_dur_schema = {"anyOf": [{"type": "number", "minimum": 0}, {"type": "string", "pattern": DURATION_PATTERN}]}
-_cpu_schema = {"anyOf": [{"type": "number", "exclusiveMinimum": 0}, {"type": "string", "pattern": CPU_PATTERN}]}
+# A string pattern cannot bound the number it spells; validate (pydantic) does.
+_size_schema = {"anyOf": [{"type": "integer", "minimum": 0, "maximum": MAX_BYTES},
+                          {"type": "string", "pattern": SIZE_PATTERN}]}
+_psize_schema = {"anyOf": [{"type": "integer", "minimum": 1, "maximum": MAX_BYTES},
+                           {"type": "string", "pattern": SIZE_PATTERN}]}
+_dur_schema = {"anyOf": [{"type": "number", "minimum": 0, "maximum": MAX_SECONDS},
+                         {"type": "string", "pattern": DURATION_PATTERN}]}
+_cpu_schema = {"anyOf": [{"type": "number", "exclusiveMinimum": 0, "maximum": MAX_CPUS},
+                         {"type": "string", "pattern": CPU_PATTERN}]}
 
 ByteSize = Annotated[int, BeforeValidator(parse_size), WithJsonSchema(_size_schema)]
 PositiveByteSize = Annotated[int, BeforeValidator(_positive(parse_size)), WithJsonSchema(_psize_schema)]
@@ -128,5 +174,5 @@ CpuAmount = Annotated[float, BeforeValidator(parse_cpu), WithJsonSchema(_cpu_sch
 
 __all__ = [
     "ByteSize", "PositiveByteSize", "Duration", "PositiveDuration", "CpuAmount",
-    "parse_size", "parse_duration", "parse_cpu", "Field", "PlainSerializer",
+    "parse_size", "parse_duration", "parse_cpu", "Field", "PlainSerializer", "MAX_BYTES", "MAX_SECONDS", "MAX_CPUS",
 ]

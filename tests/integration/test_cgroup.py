@@ -23,10 +23,11 @@ import census
 from conftest import REPO, cli
 from linx_spec import StepError, build_plan, load_text, run
 from linx_spec.host import cgroup as C
+from linx_spec.plan import cgroup as PC
 
 pytestmark = pytest.mark.root
 
-LAYOUT = C.detect(C.HostView.read())
+LAYOUT = PC.detect(PC.HostView.read())
 HAS_V1 = bool(LAYOUT.v1)
 V2_MOUNT = LAYOUT.v2
 
@@ -211,7 +212,7 @@ cgroup:
 
 def test_cpuset_pinning_is_visible_inside(tmp_path):
     need("cpuset")
-    online = C._online("/sys/devices/system/cpu/online")
+    online = PC._online("/sys/devices/system/cpu/online")
     cpu = max(online)
     plan = plan_of(f"""
 namespaces: [pid]
@@ -360,8 +361,8 @@ process:
   command: [/bin/sh, -c, '(sleep 1000 & echo $! > {pidfile}); cat /proc/self/cgroup']
 cgroup: {{}}
 """, name="cgt-v2")
-    only_v2 = C.HostView(tuple(m for m in C.HostView.read().mounts if m[0] == "cgroup2"), (("", "/"),), 0)
-    cg = C.resolve(load_text("version: 1\nname: cgt-v2\nprocess: {command: [/bin/true]}\ncgroup: {}").cgroup,
+    only_v2 = PC.HostView(tuple(m for m in PC.HostView.read().mounts if m[0] == "cgroup2"), (("", "/"),), 0)
+    cg = PC.resolve(load_text("version: 1\nname: cgt-v2\nprocess: {command: [/bin/true]}\ncgroup: {}").cgroup,
                    load_text("version: 1\nname: cgt-v2\nprocess: {command: [/bin/true]}\ncgroup: {}"),
                    host=only_v2)
     assert cg.backend == "v2"

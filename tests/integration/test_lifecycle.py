@@ -272,3 +272,18 @@ process:
         while time.time() < deadline and os.path.exists(f"/proc/{agent}"):
             time.sleep(0.05)
         assert not os.path.exists(f"/proc/{agent}")  # the agent reaped it and left
+
+
+def test_detached_start_failure_reports_like_the_foreground(write_spec, runtime, tmp_path):
+    # The supervisor's start error crosses the process as data: same class, same
+    # message, same exit code as in the foreground; no state is left behind.
+    prog = tmp_path / "not-executable"
+    prog.write_text("#!/bin/sh\n")
+    prog.chmod(0o644)
+    path = write_spec(f"version: 1\nname: lxnoexec\nprocess: {{command: [{prog}]}}\n")
+    fg = cli("apply", str(path))
+    bg = cli("apply", "--detach", str(path))
+    assert fg.returncode == 127, fg.stderr
+    assert (bg.returncode, bg.stderr, bg.stdout) == (127, fg.stderr, "")
+    assert "exec (child)" in bg.stderr and "EACCES" in bg.stderr
+    assert not (runtime / "lxnoexec").exists()

@@ -30,9 +30,10 @@ USR = {"type": "bind", "source": "/usr", "readonly": True}
 OTHERS = ("/run/netns", "/var/run/netns", "/sys/fs/cgroup", "/sys/fs/bpf")
 
 
-def _host_table() -> list[str]:
-    with open("/proc/self/mountinfo") as f:
-        return [line for line in f if not line.split()[4].startswith(OTHERS)]
+def _host_table() -> list:
+    from linx_spec import mountinfo
+
+    return [m for m in mountinfo.read() if not m.mount_point.startswith(OTHERS)]
 
 
 @pytest.fixture(autouse=True)

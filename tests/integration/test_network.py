@@ -30,8 +30,9 @@ pytestmark = pytest.mark.root
 
 
 def _is_mount_point(path: str) -> bool:
-    with open("/proc/self/mountinfo") as f:
-        return any(line.split()[4] == path for line in f)
+    from linx_spec import mountinfo
+
+    return any(m.mount_point == path for m in mountinfo.read())
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -359,7 +359,7 @@ def _prepare_for_nobody(tmp_path):
     import linx_spec.load  # noqa: F401
     import linx_spec.plan  # noqa: F401
     import linx_spec.runner  # noqa: F401
-    import linx_spec.spec.capabilities  # noqa: F401
+    import linx_spec.plan.caps  # noqa: F401
     from linx_spec import build_plan, load_text
 
     build_plan(load_text((REPO / "specs" / "hello.yaml").read_text(), "warm.yaml"))  # lazy imports, regexes

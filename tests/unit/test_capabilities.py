@@ -12,14 +12,14 @@ from hypothesis import strategies as st
 
 from linx_spec import PlanError, SpecError, build_plan, load_text
 from linx_spec.protocol import A, proceed_attrs
-from linx_spec.spec import capabilities as caps_mod
+from linx_spec.plan import caps as caps_mod
+from linx_spec.plan.caps import resolve
 from linx_spec.spec.capabilities import (
     CAPABILITIES,
     DEFAULT_CAPS,
     mask_names,
     names_mask,
     parse_name,
-    resolve,
 )
 from linx_spec.steps import active_steps, child_order
 

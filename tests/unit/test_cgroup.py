@@ -19,8 +19,10 @@ from pathlib import Path
 import pytest
 
 from linx_spec import PlanError, SpecError, StepError, load_text
+from linx_spec.errors import host_errors
 from linx_spec.host import cgroup as C
-from linx_spec.host import cgroup_v1, cgroup_v2
+from linx_spec.plan import cgroup as PC
+from linx_spec.plan import cgroup_v1, cgroup_v2
 from linx_spec.runner import Result
 
 V2_FILES = {
@@ -171,8 +173,8 @@ def v2_tree(tmp_path: Path, root_subtree: str = "cpu io memory pids", available:
     return str(mount), fs
 
 
-def v2_host(mount: str, euid: int = 0, own: str = "/") -> C.HostView:
-    return C.HostView(mounts=(("cgroup2", mount, ("rw", "nosuid")),), self_cgroup=(("", own),), euid=euid)
+def v2_host(mount: str, euid: int = 0, own: str = "/") -> PC.HostView:
+    return PC.HostView(mounts=(("cgroup2", mount, ("rw", "nosuid")),), self_cgroup=(("", own),), euid=euid)
 
 
 def whole_disk() -> str:
@@ -251,9 +253,9 @@ HYBRID_MOUNTS = (
 
 
 def test_detect_hybrid_from_mounts_and_own_cgroup():
-    host = C.HostView(HYBRID_MOUNTS, (("cpu,cpuacct", "/a"), ("memory", "/work/x"), ("name=systemd", "/s"),
+    host = PC.HostView(HYBRID_MOUNTS, (("cpu,cpuacct", "/a"), ("memory", "/work/x"), ("name=systemd", "/s"),
                                       ("", "/u")), 0)
-    lay = C.detect(host)
+    lay = PC.detect(host)
     assert lay.v1["cpu"] == ("/sys/fs/cgroup/cpu,cpuacct", ("cpu", "cpuacct"))
     assert lay.v1["cpuacct"][0] == "/sys/fs/cgroup/cpu,cpuacct"
     assert "name=systemd" not in lay.v1 and "systemd" not in lay.v1
@@ -267,11 +269,11 @@ def test_parent_chain_runs_root_first():
 
 
 def test_mount_point_escapes_are_decoded():
-    assert C._unescape(r"/sys/fs/cgroup/my\040dir") == "/sys/fs/cgroup/my dir"
+    assert PC._unescape(r"/sys/fs/cgroup/my\040dir") == "/sys/fs/cgroup/my dir"
 
 
 def test_this_hosts_layout_is_read_without_writing():
-    lay = C.detect(C.HostView.read())
+    lay = PC.detect(PC.HostView.read())
     assert lay.v1 or lay.v2  # some cgroup filesystem is mounted wherever these tests run
 
 
@@ -285,7 +287,7 @@ def test_v2_writes_the_right_files_with_the_right_values(tmp_path):
     mount, fs = v2_tree(tmp_path)
     dev = whole_disk()
     s = spec(FULL.replace("DEV", dev))
-    plan = C.resolve(s.cgroup, s, host=v2_host(mount))
+    plan = PC.resolve(s.cgroup, s, host=v2_host(mount))
     assert plan.backend == "v2"
     assert "cgroup v2 at" in plan.notes[0] and "parent /linx" in plan.notes[0]
     (h,) = plan.hierarchies
@@ -320,7 +322,7 @@ def test_v2_writes_the_right_files_with_the_right_values(tmp_path):
 def test_v2_describe_is_what_plan_prints(tmp_path):
     mount, _fs = v2_tree(tmp_path)
     s = spec("  memory: {max: 64Mi}\n  cpu: {max: 1.5, period: 50ms}\n")
-    d = C.resolve(s.cgroup, s, host=v2_host(mount)).describe()
+    d = PC.resolve(s.cgroup, s, host=v2_host(mount)).describe()
     assert d["backend"] == "v2"
     assert d["cgroup"] == "/linx/linx-web-<pid>"
     assert d["writes"] == ["memory.max=67108864", "cpu.max=75000 50000"]
@@ -330,7 +332,7 @@ def test_v2_describe_is_what_plan_prints(tmp_path):
 def test_v2_cpuset_copies_nothing_and_writes_what_is_asked(tmp_path):
     mount, fs = v2_tree(tmp_path, root_subtree="cpuset memory pids")
     s = spec("  cpuset: {cpus: '0', mems: '0'}\n")
-    plan = C.resolve(s.cgroup, s, host=v2_host(mount))
+    plan = PC.resolve(s.cgroup, s, host=v2_host(mount))
     C.apply_from_host(plan, FakeCtx(), fs)
     assert Path(mount, "linx/linx-web-4242/cpuset.cpus").read_text() == "0"
     assert Path(mount, "linx/linx-web-4242/cpuset.mems").read_text() == "0"
@@ -340,7 +342,7 @@ def test_v2_controller_withheld_by_a_cgroup_not_ours_is_a_plan_error(tmp_path):
     mount, _fs = v2_tree(tmp_path, root_subtree="memory pids")
     s = spec("  cpuset: {cpus: '0'}\n")
     with pytest.raises(PlanError) as e:
-        C.resolve(s.cgroup, s, host=v2_host(mount))
+        PC.resolve(s.cgroup, s, host=v2_host(mount))
     assert "cpuset controller is not enabled" in e.value.message
     assert f"echo +cpuset > {mount}/cgroup.subtree_control" in e.value.remedy
     assert e.value.field == "cgroup.cpuset"
@@ -350,14 +352,14 @@ def test_v2_controller_missing_from_the_kernel_is_a_plan_error(tmp_path):
     mount, _fs = v2_tree(tmp_path, available="memory pids")
     s = spec("  io: {weight: 100}\n")
     with pytest.raises(PlanError) as e:
-        C.resolve(s.cgroup, s, host=v2_host(mount))
+        PC.resolve(s.cgroup, s, host=v2_host(mount))
     assert "io controller is not available" in str(e.value)
 
 
 def test_v2_accounting_controllers_are_joined_only_when_available(tmp_path):
     mount, _fs = v2_tree(tmp_path, root_subtree="cpu", available="cpu")
     s = spec("  cpu: {weight: 50}\n")
-    (h,) = C.resolve(s.cgroup, s, host=v2_host(mount)).hierarchies
+    (h,) = PC.resolve(s.cgroup, s, host=v2_host(mount)).hierarchies
     assert h.controllers == ("cpu",)
 
 
@@ -366,14 +368,14 @@ def test_v2_existing_parent_not_ours_must_pass_controllers(tmp_path):
     fs.mkdir(f"{mount}/batch")  # someone else's cgroup: its subtree_control is empty
     s = spec("  parent: /batch\n  memory: {max: 1Gi}\n")
     with pytest.raises(PlanError) as e:
-        C.resolve(s.cgroup, s, host=v2_host(mount))
+        PC.resolve(s.cgroup, s, host=v2_host(mount))
     assert f"{mount}/batch" in e.value.message and "memory" in e.value.message
 
 
 def test_default_parent_is_shared_and_the_last_workload_out_removes_it(tmp_path):
     mount, fs = v2_tree(tmp_path)
     s = spec("  pids: {max: 5}\n")
-    plan = C.resolve(s.cgroup, s, host=v2_host(mount))
+    plan = PC.resolve(s.cgroup, s, host=v2_host(mount))
     first, second = FakeCtx(pid=1001), FakeCtx(pid=1002)
     C.apply_from_host(plan, first, fs)  # creates /linx
     C.apply_from_host(plan, second, fs)  # reuses it
@@ -387,7 +389,7 @@ def test_default_parent_is_shared_and_the_last_workload_out_removes_it(tmp_path)
 def test_parent_removed_by_another_workload_midway_is_created_again(tmp_path):
     mount, fs = v2_tree(tmp_path)
     s = spec("  pids: {max: 5}\n")
-    plan = C.resolve(s.cgroup, s, host=v2_host(mount))
+    plan = PC.resolve(s.cgroup, s, host=v2_host(mount))
     real_mkdir = fs.mkdir
     raced = []
 
@@ -410,12 +412,13 @@ def test_parent_removed_by_another_workload_midway_is_created_again(tmp_path):
 def test_missing_mount_is_a_step_error_not_a_traceback(tmp_path):
     mount, fs = v2_tree(tmp_path)
     s = spec("  pids: {max: 5}\n")
-    plan = C.resolve(s.cgroup, s, host=v2_host(mount))
+    plan = PC.resolve(s.cgroup, s, host=v2_host(mount))
     gone = dataclasses.replace(plan, hierarchies=tuple(dataclasses.replace(h, mount=str(tmp_path / "nowhere"))
                                                       for h in plan.hierarchies))
     ctx = FakeCtx()
     with pytest.raises(StepError, match=r"cgroup \(host\): mkdir in .*/nowhere/linx.*: ENOENT"):
-        C.apply_from_host(gone, ctx, fs)
+        with host_errors("cgroup"):  # the runner's boundary of the step
+            C.apply_from_host(gone, ctx, fs)
     ctx.rollback()
 
 
@@ -423,7 +426,7 @@ def test_explicit_parent_not_created_by_us_is_kept(tmp_path):
     mount, fs = v2_tree(tmp_path)
     fs.mkdir(f"{mount}/linx-batch")
     s = spec("  parent: /linx-batch/jobs\n  pids: {max: 5}\n")
-    plan = C.resolve(s.cgroup, s, host=v2_host(mount))
+    plan = PC.resolve(s.cgroup, s, host=v2_host(mount))
     ctx = FakeCtx()
     C.apply_from_host(plan, ctx, fs)
     assert Path(mount, "linx-batch/jobs/linx-web-4242/pids.max").read_text() == "5"
@@ -440,7 +443,7 @@ def test_v2_delegated_cgroup_evacuates_then_enables(tmp_path):
     for pid in (100, 101, 4242):  # the runner, the agent, the parked child
         fs.write(f"{mount}/user.slice/app.scope/cgroup.procs", str(pid))
     s = spec("  memory: {max: 32Mi}\n")
-    plan = C.resolve(s.cgroup, s, host=v2_host(mount, euid=1000, own="/user.slice/app.scope"))
+    plan = PC.resolve(s.cgroup, s, host=v2_host(mount, euid=1000, own="/user.slice/app.scope"))
     (h,) = plan.hierarchies
     assert h.parent == "/user.slice/app.scope" and h.evacuate == "/user.slice/app.scope"
     assert any("delegated cgroup /user.slice/app.scope" in n for n in plan.notes)
@@ -463,7 +466,7 @@ def test_not_root_without_delegation_is_a_plan_error(tmp_path):
     mount, _fs = v2_tree(tmp_path)
     s = spec("  memory: {max: 32Mi}\n")
     with pytest.raises(PlanError) as e:
-        C.resolve(s.cgroup, s, host=v2_host(mount, euid=1000, own="/not/here"))
+        PC.resolve(s.cgroup, s, host=v2_host(mount, euid=1000, own="/not/here"))
     assert "not root and no writable delegated cgroup" in e.value.message
     assert "Delegate=yes" in e.value.remedy
 
@@ -471,11 +474,12 @@ def test_not_root_without_delegation_is_a_plan_error(tmp_path):
 def test_failure_halfway_leaves_nothing_and_says_where(tmp_path):
     mount, fs = v2_tree(tmp_path)
     s = spec("  memory: {max: 64Mi}\n  pids: {max: 10}\n")
-    plan = C.resolve(s.cgroup, s, host=v2_host(mount))
+    plan = PC.resolve(s.cgroup, s, host=v2_host(mount))
     fs.fail["pids.max"] = errno.EINVAL
     ctx = FakeCtx()
     with pytest.raises(StepError) as e:
-        C.apply_from_host(plan, ctx, fs)
+        with host_errors("cgroup"):
+            C.apply_from_host(plan, ctx, fs)
     assert str(e.value) == (f"cgroup (host): write pids.max '10' in {mount}/linx/linx-web-4242: "
                             "EINVAL (Invalid argument)")
     assert not any(p.endswith("cgroup.procs") for p, _ in fs.writes)  # the child never joined
@@ -486,7 +490,7 @@ def test_failure_halfway_leaves_nothing_and_says_where(tmp_path):
 def test_no_cgroup_filesystem_is_a_plan_error():
     s = spec("  pids: {max: 1}\n")
     with pytest.raises(PlanError, match="no cgroup filesystem"):
-        C.resolve(s.cgroup, s, host=C.HostView((), (), 0))
+        PC.resolve(s.cgroup, s, host=PC.HostView((), (), 0))
 
 
 # --- v1 on a fake tree -------------------------------------------------------------
@@ -511,7 +515,7 @@ def v1_tree(tmp_path: Path, hierarchies: dict[str, tuple[str, ...]], memsw: bool
         mounts.append(("cgroup", str(d), ("rw", *ctrls)))
     fs.v2_mount = ""
     own = tuple((",".join(ctrls), "/") for ctrls in hierarchies.values())
-    return fs, C.HostView(tuple(mounts), own, 0)
+    return fs, PC.HostView(tuple(mounts), own, 0)
 
 
 V1_HIERARCHIES = {"memory": ("memory",), "cpu,cpuacct": ("cpu", "cpuacct"), "cpuset": ("cpuset",),
@@ -522,7 +526,7 @@ def test_v1_writes_each_hierarchy_and_copies_cpuset(tmp_path):
     fs, host = v1_tree(tmp_path, V1_HIERARCHIES)
     s = spec("  memory: {max: 64Mi, high: 32Mi, swap_max: 16Mi}\n  cpu: {max: 0.5, weight: 100}\n"
              "  cpuset: {cpus: '1'}\n  pids: {max: 16}\n")
-    plan = C.resolve(s.cgroup, s, host=host)
+    plan = PC.resolve(s.cgroup, s, host=host)
     assert plan.backend == "v1"
     assert plan.notes[0].startswith("cgroup v1 (legacy host: cpu, cpuacct, cpuset, freezer, memory, pids on v1")
     assert any("memory.soft_limit_in_bytes" in n for n in plan.notes)
@@ -562,10 +566,10 @@ def test_v1_swap_needs_memory_max_and_swap_accounting(tmp_path):
     _fs, host = v1_tree(tmp_path, {"memory": ("memory",)}, memsw=False)
     s = spec("  memory: {swap_max: 0}\n")
     with pytest.raises(PlanError, match="needs memory.max"):
-        C.resolve(s.cgroup, s, host=host)
+        PC.resolve(s.cgroup, s, host=host)
     s = spec("  memory: {max: 1Gi, swap_max: 0}\n")
     with pytest.raises(PlanError, match="memory.memsw.limit_in_bytes") as e:
-        C.resolve(s.cgroup, s, host=host)
+        PC.resolve(s.cgroup, s, host=host)
     assert "swapaccount=1" in str(e.value)
 
 
@@ -573,7 +577,7 @@ def test_v1_missing_controller_is_named(tmp_path):
     _fs, host = v1_tree(tmp_path, {"memory": ("memory",)})
     s = spec("  pids: {max: 10}\n")
     with pytest.raises(PlanError) as e:
-        C.resolve(s.cgroup, s, host=host)
+        PC.resolve(s.cgroup, s, host=host)
     assert "the pids controller is not available" in e.value.message
     assert e.value.field == "cgroup.pids"
 
@@ -581,11 +585,12 @@ def test_v1_missing_controller_is_named(tmp_path):
 def test_v1_failed_setup_removes_every_hierarchy(tmp_path):
     fs, host = v1_tree(tmp_path, V1_HIERARCHIES)
     s = spec("  memory: {max: 64Mi}\n  cpuset: {cpus: '1'}\n")
-    plan = C.resolve(s.cgroup, s, host=host)
+    plan = PC.resolve(s.cgroup, s, host=host)
     fs.fail["cpuset.cpus"] = errno.EINVAL
     ctx = FakeCtx()
     with pytest.raises(StepError, match=r"cgroup \(host\): write cpuset.cpus '0-1' in .*/cpuset/linx: EINVAL"):
-        C.apply_from_host(plan, ctx, fs)
+        with host_errors("cgroup"):
+            C.apply_from_host(plan, ctx, fs)
     ctx.rollback()
     for name in V1_HIERARCHIES:
         assert not (tmp_path / name / "linx").exists()
@@ -595,7 +600,7 @@ def test_cpuset_outside_the_online_cpus_is_a_plan_error(tmp_path):
     fs, host = v1_tree(tmp_path, V1_HIERARCHIES)
     s = spec("  cpuset: {cpus: '4095'}\n")
     with pytest.raises(PlanError, match="4095") as e:
-        C.resolve(s.cgroup, s, host=host)
+        PC.resolve(s.cgroup, s, host=host)
     assert e.value.field == "cgroup.cpuset.cpus"
 
 
@@ -603,15 +608,15 @@ def test_io_device_partition_and_missing_are_plan_errors(tmp_path):
     _fs, host = v1_tree(tmp_path, {"blkio": ("blkio",)})
     s = spec("  io: {limits: [{device: '4095:4095', read_bps: 1Mi}]}\n")
     with pytest.raises(PlanError, match="no block device 4095:4095"):
-        C.resolve(s.cgroup, s, host=host)
+        PC.resolve(s.cgroup, s, host=host)
     s = spec("  io: {limits: [{device: /dev/null, read_bps: 1Mi}]}\n")
     with pytest.raises(PlanError, match="not a block device"):
-        C.resolve(s.cgroup, s, host=host)
+        PC.resolve(s.cgroup, s, host=host)
     parts = [d for d in os.listdir("/sys/dev/block") if os.path.exists(f"/sys/dev/block/{d}/partition")]
     if parts:
         s = spec(f"  io: {{limits: [{{device: '{parts[0]}', read_bps: 1Mi}}]}}\n")
         with pytest.raises(PlanError, match="is a partition"):
-            C.resolve(s.cgroup, s, host=host)
+            PC.resolve(s.cgroup, s, host=host)
 
 
 def test_v1_blkio_files(tmp_path):
@@ -619,7 +624,7 @@ def test_v1_blkio_files(tmp_path):
     dev = whole_disk()
     s = spec(f"  io: {{weight: 100, limits: [{{device: '{dev}', read_bps: 1Mi, write_bps: 2Mi, read_iops: 3, "
              "write_iops: 4}]}\n")
-    plan = C.resolve(s.cgroup, s, host=host)
+    plan = PC.resolve(s.cgroup, s, host=host)
     assert plan.hierarchies[0].writes == (
         ("blkio.weight", "19"),
         ("blkio.throttle.read_bps_device", f"{dev} {2**20}"),
@@ -638,7 +643,7 @@ def _result(signal_no=None, code=None):
 def test_v2_usage_and_oom_reason(tmp_path):
     mount, fs = v2_tree(tmp_path)
     s = spec("  memory: {max: 64Mi}\n")
-    plan = C.resolve(s.cgroup, s, host=v2_host(mount))
+    plan = PC.resolve(s.cgroup, s, host=v2_host(mount))
     ctx = FakeCtx()
     C.apply_from_host(plan, ctx, fs)
     leaf = Path(mount, "linx/linx-web-4242")
@@ -662,7 +667,7 @@ def test_v2_usage_and_oom_reason(tmp_path):
 def test_v1_usage_and_reasons(tmp_path):
     fs, host = v1_tree(tmp_path, V1_HIERARCHIES)
     s = spec("  memory: {max: 1Gi}\n")
-    plan = C.resolve(s.cgroup, s, host=host)
+    plan = PC.resolve(s.cgroup, s, host=host)
     ctx = FakeCtx()
     C.apply_from_host(plan, ctx, fs)
     (tmp_path / "memory/linx/linx-web-4242/memory.max_usage_in_bytes").write_text("1048576\n")

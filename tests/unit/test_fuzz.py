@@ -1,6 +1,8 @@
 """Bad input, generated: the spec loader never raises anything but SpecError
-(instances generated from the JSON Schema, and mutated YAML), and the agent
-never crashes on random or mutated frames (run under ASan and UBSan too)."""
+(instances generated from the JSON Schema, mutated YAML, and the hostile classes
+of issue 14: alias bombs, deep nesting, tags, NULs, huge and non-finite numbers,
+random bytes), `validate` and `plan` exit 0/65/66/70 and never print a traceback,
+and the agent never crashes on random or mutated frames (under ASan and UBSan too)."""
 
 from __future__ import annotations
 
@@ -120,6 +122,92 @@ def test_arbitrary_documents_fail_cleanly(doc):
     _load(text)
 
 
+# --- hostile input classes (issue 14 items 8, 9): the loader and the CLI ----------------
+
+NUMERIC_FIELDS = [  # (path to the field, YAML prefix/suffix around the value)
+    "cgroup: {memory: {max: %s}}", "cgroup: {memory: {swap_max: %s}}", "cgroup: {cpu: {max: %s}}",
+    "cgroup: {cpu: {max: 1, period: %s}}", "cgroup: {cpu: {weight: %s}}", "cgroup: {pids: {max: %s}}",
+    "cgroup: {io: {limits: [{device: /dev/vda, read_bps: %s, write_iops: %s}]}}",
+    "lifecycle: {timeout: %s}", "lifecycle: {stop_grace: %s}",
+    "lifecycle: {restart: {policy: always, backoff: %s, max_backoff: %s, max_retries: %s}}",
+    "rlimits: {nofile: %s}", "rlimits: {cpu: %s}", "rlimits: {rttime: %s}", "rlimits: {as: %s}",
+    "rlimits: {stack: {soft: %s}}", "rlimits: {oom_score_adj: %s}", "rlimits: {nice: %s}",
+    "process: {command: [/bin/true], user: {uid: %s, gid: %s, groups: [%s]}, umask: %s}",
+    "idmap: {uid: [{container: %s, host: %s, count: %s}]}",
+    "mounts: {entries: [{type: tmpfs, target: /t, size: %s, mode: %s, uid: %s}]}",
+    "network: {interfaces: [{name: e0, mtu: %s}], routes: [{to: default, via: 10.0.0.1, metric: %s}]}",
+    "seccomp: {default: allow, rules: [{syscalls: [kill], action: errno %s, args: [{index: 0, op: eq, value: %s}]}]}",
+]
+NUMBERS = st.one_of(
+    st.sampled_from([".inf", "-.inf", ".nan", ".NaN", "1e26", "1.0e+26", "-1", "0", "-0.0", "4194305", "2147483648",
+                     "4294967295", "4294967296", "9223372036854775807", "9223372036854775808",
+                     "18446744073709551616", "99999999999999999999999Ei", "99999999999999999999h", "16Ei", "8Ei",
+                     "0x7fffffffffffffff", "0o777", "0o1000", "1_000", "'1000'", "true", "null", "[]", "{}",
+                     "9" * 400, "9" * 5000, "1" + "0" * 30 + "m", "1.5", "500m", "1m30s", "2024-13-45", "~"]),
+    st.integers(-(2**70), 2**70).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(lambda f: repr(f).replace("inf", ".inf").replace("nan", ".nan")),
+)
+
+
+def _alias_bomb(levels: int, width: int) -> str:
+    out = ["a0: &a0 [" + ", ".join(["lol"] * width) + "]"]
+    for i in range(1, levels):
+        out.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * width) + "]")
+    return "\n".join(out) + "\n"
+
+
+HOSTILE = st.one_of(
+    st.builds(lambda lv, w: "version: 1\nprocess: {command: [/bin/true]}\n" + _alias_bomb(lv, w),
+              st.integers(2, 12), st.integers(2, 12)),
+    st.builds(lambda n, o, c: o * n + c * n, st.integers(1, 200_000), st.sampled_from(["[", "{a: ", "- "]),
+              st.sampled_from(["", "]", "}"])),
+    st.builds(lambda tag, where: where % tag,
+              st.sampled_from(["!!python/object/apply:os.system", "!!python/name:os.system", "!foo", "!!binary",
+                               "!!set", "!!omap", "!<tag:example.com,2000:x>", "!", "!!str", "!!int"]),
+              st.sampled_from(["version: 1\nprocess: %s [/bin/true]\n", "version: 1\nprocess: {command: %s [x]}\n",
+                               "version: 1\nprocess: {command: [/bin/true], cwd: %s /}\n",
+                               "version: 1\n%s process: {command: [/bin/true]}\n"])),
+    st.builds(lambda field, pre, post: f"version: 1\nprocess: {{command: [/bin/true]}}\n{field}: \"{pre}\\0{post}\"\n",
+              st.sampled_from(["hostname", "domainname", "name"]), st.text(max_size=5), st.text(max_size=5)),
+    st.builds(lambda where, a, b: 'version: 1\nprocess: {command: ["/bin/true", "%s"], cwd: "%s", env: {A: "%s"}}\n'
+              % ("\\0" if where == 0 else a, "/\\0" if where == 1 else "/", "\\0" if where == 2 else b),
+              st.integers(0, 2), st.text("ab", max_size=3), st.text("ab", max_size=3)),
+    st.builds(lambda tmpl, nums: "version: 1\nprocess: {command: [/bin/true]}\n" * ("process:" not in tmpl)
+              + ("version: 1\n" if "process:" in tmpl else "") + tmpl % tuple(nums[:tmpl.count("%s")]) + "\n",
+              st.sampled_from(NUMERIC_FIELDS), st.lists(NUMBERS, min_size=4, max_size=4)),
+    st.binary(max_size=300).map(lambda b: b.decode("latin-1")),
+    st.text(max_size=300),
+)
+
+
+@FUZZ
+@given(HOSTILE)
+def test_hostile_classes_fail_cleanly_in_the_loader(text):
+    _load(text)
+
+
+def _cli_examples() -> int:
+    return int(os.environ.get("LINX_FUZZ_CLI_EXAMPLES", "12"))
+
+
+@settings(max_examples=_cli_examples(), deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(HOSTILE, min_size=1, max_size=6), st.sampled_from(["validate", "plan"]))
+def test_hostile_classes_never_give_a_traceback_from_the_cli(tmp_path_factory, texts, command):
+    from conftest import cli
+
+    d = tmp_path_factory.mktemp("fuzz")
+    files = []
+    for i, text in enumerate(texts):
+        f = d / f"f{i}.yaml"
+        f.write_bytes(text.encode("utf-8", "surrogatepass"))
+        files.append(str(f))
+    # validate takes them all in one process; plan takes one file (the first).
+    args = [command, *files] if command == "validate" else [command, files[0]]
+    proc = cli(*args, timeout=60)
+    assert proc.returncode in (0, 65, 66, 70), (args, proc.returncode, proc.stderr[-2000:])
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+
+
 def _agents():
     bins = [AGENT_DIR / "linx-agent"]
     asan = AGENT_DIR / "linx-agent-asan"
@@ -167,7 +255,7 @@ def _mutations(rng: random.Random) -> bytes:
 
 
 @pytest.mark.parametrize("agent", AGENTS, ids=lambda p: p.name)
-def test_agent_never_crashes_on_mutated_frames(agent, tmp_path):
+def test_agent_never_crashes_on_mutated_frames(agent, tmp_path, agent_bin):
     rng = random.Random(int(os.environ.get("LINX_FUZZ_SEED", "20261128")))
     runs = int(os.environ.get("LINX_FUZZ_FRAMES", "150"))
     env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0:abort_on_error=0:exitcode=99",

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from linx_spec import load_text
 from linx_spec import protocol as P
 from linx_spec.errors import PlanError, SpecError
-from linx_spec.host import mounts as H
+from linx_spec.plan import mounts as H
 from linx_spec.plan import build_plan
 from linx_spec.spec import Spec
 from linx_spec.spec.mounts import DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, Mounts
@@ -359,7 +359,7 @@ class _Agent:
     ([(P.MA.KIND, 2), (P.MA.TARGET, "/t"), (P.MA.FSTYPE, "tmpfs"), (0x1ff, b"")], "unknown nested attribute"),
     ([(P.MA.KIND, 2), (P.MA.TARGET, "/t"), (P.MA.TARGET, "/u"), (P.MA.FSTYPE, "tmpfs")], "repeated target"),
 ])
-def test_agent_refuses_malformed_mount_entries_before_the_child_runs(nested, why):
+def test_agent_refuses_malformed_mount_entries_before_the_child_runs(nested, why, agent_bin):
     a = _Agent()
     try:
         assert a.request(P.Msg.HELLO, []).type == P.Msg.READY

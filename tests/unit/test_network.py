@@ -14,7 +14,10 @@ from pathlib import Path
 import pytest
 
 from linx_spec import PlanError, SpecError, build_plan, load_text
+from linx_spec.errors import StepError, host_errors
+from linx_spec.host import netlink as NL
 from linx_spec.host import network as N
+from linx_spec.plan import network as PN
 from linx_spec.steps import active_steps
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,7 +31,7 @@ def spec_of(network: str, namespaces: str = ""):
 @pytest.fixture
 def host(monkeypatch, tmp_path):
     """A root runner whose /sys/class/net holds lxpar0 (MTU 1500) and lxnic0."""
-    import linx_spec.spec.capabilities as caps
+    import linx_spec.plan.caps as caps
 
     monkeypatch.setattr(caps.os, "geteuid", lambda: 0)
     monkeypatch.setattr(caps, "own_caps", lambda which="CapEff": (1 << 41) - 1)
@@ -36,11 +39,11 @@ def host(monkeypatch, tmp_path):
     for name in ("lxpar0", "lxnic0", "lxtaken"):
         (net / name).mkdir(parents=True)
         (net / name / "mtu").write_text("1500\n")
-    monkeypatch.setattr(N, "SYS_CLASS_NET", str(net))
+    monkeypatch.setattr(PN, "SYS_CLASS_NET", str(net))
     return monkeypatch
 
 
-def plan_of(network: str, namespaces: str = "") -> N.NetworkPlan:
+def plan_of(network: str, namespaces: str = "") -> PN.NetworkPlan:
     return build_plan(spec_of(network, namespaces)).network
 
 
@@ -197,19 +200,19 @@ def test_what_this_host_cannot_do_is_a_plan_error(host, network, field, message)
 
 
 def test_interfaces_need_root(host):
-    host.setattr(N.os, "geteuid", lambda: 1000)
+    host.setattr(PN.os, "geteuid", lambda: 1000)
     with pytest.raises(PlanError) as err:
-        N.resolve(spec_of("  interfaces: [{name: eth0}]").network, None)
+        PN.resolve(spec_of("  interfaces: [{name: eth0}]").network, None)
     assert "need root" in str(err.value) and err.value.field == "network.interfaces"
     # lo and sysctls need no root: they go through the workload's own user namespace.
-    plan = N.resolve(spec_of("  sysctls: {net.ipv4.ip_forward: 1}").network, None)
+    plan = PN.resolve(spec_of("  sysctls: {net.ipv4.ip_forward: 1}").network, None)
     assert plan.rootless and not plan.needs_netlink
 
 
 # --- the plan: new, joined and shared net namespaces -------------------------------------------
 def test_a_new_net_namespace_gets_lo_up_by_default(host):
     plan = build_plan(load_text("version: 1\nprocess: {command: [/bin/true]}\n"))
-    assert plan.network == N.NetworkPlan(loopback=True, rootless=False)
+    assert plan.network == PN.NetworkPlan(loopback=True, rootless=False)
     assert not plan.network.needs_netlink
     # lo alone is one ioctl in the child (the loopback step), not a host step
     names = [s.name for s in active_steps(plan)]
@@ -243,34 +246,36 @@ def _rtattr(kind: int, payload: bytes) -> bytes:
 def test_an_ack_with_the_kernels_message_is_decoded():
     # struct nlmsgerr {int error; struct nlmsghdr msg;} + capped, then NLMSGERR_ATTR_MSG.
     body = struct.pack("=i", -101) + struct.pack("=IHHII", 40, 24, 0x605, 7, 0) + _rtattr(1, b"Nexthop has invalid gateway\0")
-    err = N._Rtnl._error(N.NLM_F_CAPPED | N.NLM_F_ACK_TLVS, body)
+    err = NL.Rtnl._error(NL.NLM_F_CAPPED | NL.NLM_F_ACK_TLVS, body)
     assert (err.code, err.kernel) == (101, "Nexthop has invalid gateway")
-    assert N._Rtnl._error(0, struct.pack("=i", 0) + b"\0" * 16) is None
-    plain = N._Rtnl._error(0, struct.pack("=i", -17) + b"\0" * 16)
+    assert NL.Rtnl._error(0, struct.pack("=i", 0) + b"\0" * 16) is None
+    plain = NL.Rtnl._error(0, struct.pack("=i", -17) + b"\0" * 16)
     assert (plain.code, plain.kernel) == (17, "")
 
 
 def test_a_link_message_gives_index_and_name():
     body = struct.pack("=BxHiII", 0, 1, 42, 0, 0) + _rtattr(4, struct.pack("=I", 1500)) + _rtattr(3, b"lxweb0\0")
-    assert N._link_index_name(body) == (42, "lxweb0")
+    assert NL.link_index_name(body) == (42, "lxweb0")
 
 
 def test_netlink_failures_become_step_errors_naming_the_object():
     def refuse():
-        raise N._NlError(17, "")
+        raise NL.NetlinkError(17, "")
 
-    with pytest.raises(N._Failed) as failed:
-        N._Setup.nl("create veth lxweb0 (peer eth0 in the workload)", refuse)
-    err = failed.value.step_error()
+    with pytest.raises(StepError) as failed:
+        with host_errors("network"):  # the runner's boundary of the step
+            N._Setup.nl("create veth lxweb0 (peer eth0 in the workload)", refuse)
+    err = failed.value
     assert str(err) == "network (host): create veth lxweb0 (peer eth0 in the workload): EEXIST (File exists)"
     assert (err.step, err.side, err.errno) == ("network", "host", 17)
 
     def unreachable():
-        raise N._NlError(101, "Nexthop has invalid gateway")
+        raise NL.NetlinkError(101, "Nexthop has invalid gateway")
 
-    with pytest.raises(N._Failed) as failed:
-        N._Setup.nl("add route default via 10.0.0.1 dev eth0 (in the workload)", unreachable)
-    assert str(failed.value.step_error()) == ("network (host): add route default via 10.0.0.1 dev eth0 (in the "
+    with pytest.raises(StepError) as failed:
+        with host_errors("network"):
+            N._Setup.nl("add route default via 10.0.0.1 dev eth0 (in the workload)", unreachable)
+    assert str(failed.value) == ("network (host): add route default via 10.0.0.1 dev eth0 (in the "
                                               "workload) (kernel: Nexthop has invalid gateway): ENETUNREACH "
                                               "(Network is unreachable)")
 
@@ -281,7 +286,7 @@ def test_pyroute2_is_not_imported_to_plan_or_for_lo_only():
 import os, sys
 sys.path.insert(0, {str(REPO)!r})
 os.geteuid = lambda: 0
-import linx_spec.spec.capabilities as caps
+import linx_spec.plan.caps as caps
 caps.own_caps = lambda which="CapEff": (1 << 41) - 1
 from linx_spec import build_plan, load_text
 from linx_spec.host import network

@@ -1,4 +1,4 @@
-"""The orchestrator (run.py) with a fake agent and fake host steps that record
+"""The orchestrator (runner.py, lifecycle.py) with a fake agent and fake host steps that record
 the interleaving, and a failure injected at every position: the child never
 runs, and what was created is undone in reverse."""
 

@@ -143,7 +143,7 @@ class RawAgent:
 
 
 @pytest.fixture
-def raw_agent():
+def raw_agent(agent_bin):
     a = RawAgent()
     yield a
     a.close()
@@ -195,7 +195,7 @@ def test_agent_rejects_nul_in_strings_and_malformed_attributes(raw_agent):
     assert raw_agent.recv().type == P.Msg.ABORTED
 
 
-def test_agent_bad_magic_is_an_error_then_a_clean_exit():
+def test_agent_bad_magic_is_an_error_then_a_clean_exit(agent_bin):
     a = RawAgent()
     a.send(b"ZZ" + bytes(10))
     f = a.recv()
@@ -203,7 +203,7 @@ def test_agent_bad_magic_is_an_error_then_a_clean_exit():
     assert a.close() == 0
 
 
-def test_agent_random_garbage_never_crashes():
+def test_agent_random_garbage_never_crashes(agent_bin):
     import random
 
     rng = random.Random(1234)
@@ -224,6 +224,6 @@ def test_agent_random_garbage_never_crashes():
         assert code == 0, (kind, blob.hex())
 
 
-def test_agent_version_flag():
+def test_agent_version_flag(agent_bin):
     out = subprocess.run([str(AGENT_BIN), "--version"], capture_output=True, text=True, check=True).stdout
     assert out.strip() == f"linx-agent protocol {P.VERSION}"

@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 
 from linx_spec import PlanError, SpecError, StepError, build_plan, load_text
-from linx_spec.host import rlimits as host_rlimits
-from linx_spec.host.rlimits import INFINITY, RlimitPlan, RlimitsPlan, apply_from_host, resource_number
+from linx_spec.errors import host_errors
+from linx_spec.host.rlimits import apply_from_host
+from linx_spec.plan import rlimits as plan_rlimits
+from linx_spec.plan.rlimits import INFINITY, RlimitPlan, RlimitsPlan, resource_number
 from linx_spec.spec.rlimits import RLIMITS
 
 HEADER = Path("/usr/include/asm-generic/resource.h")
@@ -32,13 +34,13 @@ def plan_of(rlimits: str):
 @pytest.fixture
 def host(monkeypatch):
     """A root runner with CAP_SYS_RESOURCE whose own limits are nofile 1024:4096, unlimited otherwise."""
-    import linx_spec.spec.capabilities as caps
+    import linx_spec.plan.caps as caps
 
     monkeypatch.setattr(caps.os, "geteuid", lambda: 0)
     monkeypatch.setattr(caps, "own_caps", lambda which="CapEff": (1 << 41) - 1)
     limits = {resource.RLIMIT_NOFILE: (1024, 4096)}
-    monkeypatch.setattr(host_rlimits.resource, "getrlimit", lambda r: limits.get(r, (INFINITY, INFINITY)))
-    monkeypatch.setattr(host_rlimits, "_nr_open", lambda: 1048576)
+    monkeypatch.setattr(plan_rlimits.resource, "getrlimit", lambda r: limits.get(r, (INFINITY, INFINITY)))
+    monkeypatch.setattr(plan_rlimits, "_nr_open", lambda: 1048576)
     return monkeypatch
 
 
@@ -133,7 +135,7 @@ def test_soft_above_the_inherited_hard_fails_at_plan_time(host):
 
 
 def test_raising_a_hard_limit_needs_cap_sys_resource(host):
-    import linx_spec.spec.capabilities as caps
+    import linx_spec.plan.caps as caps
 
     assert plan_of("  nofile: 8192").limits[0].hard == 8192  # privileged: fine
     host.setattr(caps, "own_caps", lambda which="CapEff": 0)
@@ -192,5 +194,6 @@ def test_prlimit_failure_is_a_step_error(child):
     child.wait()
     plan = RlimitsPlan((RlimitPlan("nofile", resource.RLIMIT_NOFILE, 10, 10),))
     with pytest.raises(StepError) as info:
-        apply_from_host(plan, Ctx(child.pid))
+        with host_errors("rlimits"):  # the runner's boundary of the step
+            apply_from_host(plan, Ctx(child.pid))
     assert str(info.value) == f"rlimits (host): prlimit nofile 10:10 in pid {child.pid}: ESRCH (No such process)"

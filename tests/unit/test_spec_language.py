@@ -29,12 +29,21 @@ NOT_IN_SCHEMA = {
     "yaml-unclosed-flow": "not YAML",
     "yaml-bad-indent": "not YAML",
     "yaml-tab": "not YAML",
-    "capabilities-unknown": "names are case-insensitive with CAP_ optional",
     "capabilities-ambient-not-permitted": "a relation between two sets",
     "network-bad-address": "address arithmetic (octets, prefix lengths)",
     "rlimits-soft-above-hard": "a relation between two fields",
     "seccomp-unknown-syscall": "the syscall table is libseccomp's, per architecture",
     "stdio-stdin-mode": "a relation between the stream and its options",
+    # issue 14: a pattern cannot bound the number a string spells, NaN passes every
+    # JSON Schema comparison, and a safe YAML parser cannot even read the hostile files.
+    "cgroup-memory-huge": "a size string's value (a pattern cannot bound it)",
+    "tmpfs-size-huge": "a size string's value (a pattern cannot bound it)",
+    "lifecycle-timeout-huge": "a duration string's value (a pattern cannot bound it)",
+    "cgroup-cpu-nan": "NaN passes every JSON Schema comparison",
+    "lifecycle-backoff-nan": "NaN passes every JSON Schema comparison",
+    "yaml-unknown-tag": "a safe YAML parser refuses the tag before any schema",
+    "yaml-alias-bomb": "expanding it is the attack; the loader refuses it",
+    "yaml-deep-nesting": "nesting depth is the loader's bound",
 }
 
 
@@ -215,7 +224,8 @@ def test_cli_plan_lists_steps_in_checkpoint_order(tmp_path):
     names = [s["step"] for s in plan["steps"]]
     # The default capability set (docker's) brings the bounding and capabilities steps.
     assert [n for n in names if n not in ("network", "cgroupns")] == [
-        "spawn", "idmap", "hostname", "bounding", "user", "capabilities", "cwd", "no_new_privs", "exec"]
+        "spawn", "idmap", "session", "ns_root", "hostname", "bounding", "user", "capabilities", "cwd", "keyring",
+        "signals", "pdeathsig", "close_fds", "no_new_privs", "exec"]
     exec_step = plan["steps"][-1]
     assert exec_step["args"]["path"] in ("/usr/bin/sh", "/bin/sh")  # resolved on PATH
     assert all(s["why"] and s["side"] in ("agent", "host", "child") for s in plan["steps"])

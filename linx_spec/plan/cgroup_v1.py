@@ -1,5 +1,5 @@
 """cgroup v1 (one hierarchy per controller, or a few co-mounted): which files a
-knob becomes, and the usage figures a v1 kernel keeps.
+knob becomes (the usage figures a v1 kernel keeps: host/cgroup_usage.py).
 
 File names and semantics: Documentation/admin-guide/cgroup-v1/ (memory.rst,
 cpusets.rst, pids.rst, blkio-controller.rst, freezer-subsystem.rst) and
@@ -19,7 +19,6 @@ import os
 from typing import TYPE_CHECKING
 
 from ..errors import PlanError
-from .cgroup_v2 import keyed as _keyed  # the same "flat keyed" file format in v1 and v2
 
 if TYPE_CHECKING:
     from ..spec.cgroup import Cgroup
@@ -113,43 +112,3 @@ def writes(cg: "Cgroup", mounts: dict[str, str], devices: dict[str, str],
                     need("blkio", filename, "io.limits", "the kernel lacks CONFIG_BLK_DEV_THROTTLING")
                     w.append((filename, f"{devices[lim.device]} {value}"))
     return {k: v for k, v in out.items() if v}
-
-
-# --- usage after exit ----------------------------------------------------------
-
-def usage(controller_leaves: dict[str, str], read) -> dict[str, int | float]:
-    """Figures from v1 leaves, by controller; files a kernel lacks are skipped."""
-    out: dict[str, int | float] = {}
-
-    def num(leaf: str, name: str) -> int | None:
-        text = read(os.path.join(leaf, name))
-        text = (text or "").strip()
-        return int(text) if text.isdigit() else None
-
-    if (leaf := controller_leaves.get("memory")) is not None:
-        if (v := num(leaf, "memory.max_usage_in_bytes")) is not None:
-            out["memory_peak_bytes"] = v
-        if (v := num(leaf, "memory.failcnt")) is not None:
-            out["memory_limit_hits"] = v
-        ctl = _keyed(read(os.path.join(leaf, "memory.oom_control")))
-        if "oom_kill" in ctl:  # 4.13+
-            out["oom_kills"] = ctl["oom_kill"]
-    if (leaf := controller_leaves.get("cpuacct")) is not None:
-        if (v := num(leaf, "cpuacct.usage")) is not None:
-            out["cpu_seconds"] = v / 1e9
-        user, system = num(leaf, "cpuacct.usage_user"), num(leaf, "cpuacct.usage_sys")
-        if user is not None and system is not None:
-            out["cpu_user_seconds"] = user / 1e9
-            out["cpu_system_seconds"] = system / 1e9
-    if (leaf := controller_leaves.get("cpu")) is not None:
-        stat = _keyed(read(os.path.join(leaf, "cpu.stat")))
-        if "nr_throttled" in stat:
-            out["cpu_throttled_periods"] = stat["nr_throttled"]
-            out["cpu_throttled_seconds"] = stat.get("throttled_time", 0) / 1e9
-    if (leaf := controller_leaves.get("pids")) is not None:
-        if (v := num(leaf, "pids.peak")) is not None:  # recent kernels only
-            out["pids_peak"] = v
-        ev = _keyed(read(os.path.join(leaf, "pids.events")))
-        if "max" in ev:
-            out["pids_limit_hits"] = ev["max"]
-    return out

@@ -1,5 +1,5 @@
 """cgroup v2 (unified hierarchy): which files a knob becomes, where controllers
-may be enabled, and how a cgroup's processes are killed.
+may be enabled (usage: host/cgroup_usage.py; killing: host/cgroup.py).
 
 File names and semantics: Documentation/admin-guide/cgroup-v2.rst.  Rules that
 shape this module:
@@ -144,44 +144,3 @@ def controllers_of(cg: "Cgroup") -> list[str]:
         "io": cg.io is not None and (cg.io.weight is not None or bool(cg.io.limits)),
     }
     return [c for c in KNOB_CONTROLLERS if used[c]]
-
-
-# --- usage after exit ----------------------------------------------------------
-
-def usage(leaf: str, read) -> dict[str, int | float]:
-    """Figures from a v2 leaf; files a kernel lacks are skipped."""
-    out: dict[str, int | float] = {}
-    peak = read(os.path.join(leaf, "memory.peak"))  # 5.19+
-    if peak is not None and peak.strip().isdigit():
-        out["memory_peak_bytes"] = int(peak)
-    events = keyed(read(os.path.join(leaf, "memory.events")))
-    if "oom_kill" in events:
-        out["oom_kills"] = events["oom_kill"]
-    if "max" in events:
-        out["memory_limit_hits"] = events["max"]
-    stat = keyed(read(os.path.join(leaf, "cpu.stat")))  # usage_* is there without the cpu controller
-    if "usage_usec" in stat:
-        out["cpu_seconds"] = stat["usage_usec"] / 1e6
-        out["cpu_user_seconds"] = stat.get("user_usec", 0) / 1e6
-        out["cpu_system_seconds"] = stat.get("system_usec", 0) / 1e6
-    if "nr_throttled" in stat:
-        out["cpu_throttled_periods"] = stat["nr_throttled"]
-        out["cpu_throttled_seconds"] = stat.get("throttled_usec", 0) / 1e6
-    ppeak = read(os.path.join(leaf, "pids.peak"))  # 6.x
-    if ppeak is not None and ppeak.strip().isdigit():
-        out["pids_peak"] = int(ppeak)
-    pev = keyed(read(os.path.join(leaf, "pids.events")))
-    if "max" in pev:
-        out["pids_limit_hits"] = pev["max"]
-    return out
-
-
-def keyed(text: str | None) -> dict[str, int]:
-    """A "flat keyed" cgroup file (`key value` lines, cgroup-v2.rst) -> {key: int}; v1's
-    memory.oom_control, cpu.stat and pids.events have the same format."""
-    out: dict[str, int] = {}
-    for line in (text or "").splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[1].lstrip("-").isdigit():
-            out[parts[0]] = int(parts[1])
-    return out

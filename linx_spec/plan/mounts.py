@@ -121,7 +121,7 @@ class MountsPlan:
     def host_path(self, path: str) -> str | None:
         """Where `path` (as the workload will see it) lives on the host now, with
         symlinks resolved as inside the workload; None when it will only exist
-        once mounted (a tmpfs, a generated file).  plan.py looks the program up
+        once mounted (a tmpfs, a generated file).  plan/process.py looks the program up
         on PATH with it."""
         parts = [p for p in path.split("/") if p and p != "."]
         done: list[str] = []

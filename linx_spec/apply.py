@@ -1,0 +1,78 @@
+"""`apply` once the plan exists, without typer: used by the CLI command
+(commands.py) and by the cached-plan fast path (cli.py -> fastpath.py).
+
+    apply_plan(plan, verbose, pty, detach) -> exit code
+      foreground: run_foreground() (signals forwarded, restarts, the time
+                  limit), the end reported on stderr; the workload's code,
+                  128+N when killed by signal N, 124 when its time limit expired,
+                  130 when interrupted before it ran
+      detached:   detach.start_detached(); its name on stdout; 0
+
+A LinxError propagates: the caller's one handler (errors.report) maps it.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Callable
+
+from .lifecycle import PLAIN, Lifecycle, end_words
+
+if TYPE_CHECKING:
+    from .plan.workload import Plan
+    from .runner import Reporter, Result
+
+TIMED_OUT = 124  # as timeout(1)
+INTERRUPTED = 130  # 128 + SIGINT, as a shell
+
+
+def run_foreground(plan: Plan, *, on_step: Reporter | None = None, timeout: float | None = -1,
+                   pty: bool | None = None, on_restart: Callable[[Result, float], None] | None = None) -> Result:
+    """For the CLI: SIGINT/SIGTERM/SIGHUP go to the workload once it runs; before
+    that they interrupt the setup (KeyboardInterrupt), which rolls back.  A signal
+    received while a restart is pending ends the loop.  pty (default: the plan's
+    `stdio: pty`) proxies the caller's terminal."""
+    from .runner import Workload
+
+    use_pty = plan.stdio.pty if pty is None else pty
+    if use_pty:
+        from .tty import Terminal
+
+        waiter = Terminal()
+    else:
+        waiter = PLAIN
+    lifecycle = Lifecycle(plan, waiter=waiter, timeout=timeout, signals="forward", on_restart=on_restart)
+    return lifecycle.run(lambda: Workload(plan, on_step=on_step, pty=use_pty))
+
+
+def _say(text: str) -> None:
+    print(f"linx-spec: {text}", file=sys.stderr)
+
+
+def apply_plan(plan: Plan, *, verbose: bool = False, pty: bool | None = None, detach: bool = False) -> int:
+    """Run the plan as `linx-spec apply` does; -> the exit code (module docstring)."""
+    if detach:
+        from .detach import start_detached
+
+        name, pid = start_detached(plan)
+        print(name)
+        if verbose:
+            _say(f"{name} runs detached, host pid {pid}")
+        return 0
+
+    def report(step: str, side: str, seconds: float) -> None:
+        _say(f"{step:<13} ({side:<5}) {seconds * 1000:8.3f} ms")
+
+    def restarting(result: Result, delay: float) -> None:
+        _say(f"{result.name}: ended ({end_words(result.exit_code, result.signal)}); restarting in {delay:g}s")
+
+    try:
+        result = run_foreground(plan, on_step=report if verbose else None, pty=pty, on_restart=restarting)
+    except KeyboardInterrupt:
+        _say("interrupted before the workload ran; everything was rolled back")
+        return INTERRUPTED
+    if result.reason:
+        _say(f"{result.name}: {result.reason}")
+    elif result.signal is not None and verbose:
+        _say(f"{result.name}: {end_words(None, result.signal)}")
+    return TIMED_OUT if result.timed_out else result.status

@@ -1,0 +1,83 @@
+"""What a workload's cgroups used, read after it ended (the cgroup step's collector):
+v1 files by controller, v2 files of the leaf; files a kernel lacks are skipped."""
+
+from __future__ import annotations
+
+import os
+
+
+def v1_usage(controller_leaves: dict[str, str], read) -> dict[str, int | float]:
+    """Figures from v1 leaves, by controller; files a kernel lacks are skipped."""
+    out: dict[str, int | float] = {}
+
+    def num(leaf: str, name: str) -> int | None:
+        text = read(os.path.join(leaf, name))
+        text = (text or "").strip()
+        return int(text) if text.isdigit() else None
+
+    if (leaf := controller_leaves.get("memory")) is not None:
+        if (v := num(leaf, "memory.max_usage_in_bytes")) is not None:
+            out["memory_peak_bytes"] = v
+        if (v := num(leaf, "memory.failcnt")) is not None:
+            out["memory_limit_hits"] = v
+        ctl = keyed(read(os.path.join(leaf, "memory.oom_control")))
+        if "oom_kill" in ctl:  # 4.13+
+            out["oom_kills"] = ctl["oom_kill"]
+    if (leaf := controller_leaves.get("cpuacct")) is not None:
+        if (v := num(leaf, "cpuacct.usage")) is not None:
+            out["cpu_seconds"] = v / 1e9
+        user, system = num(leaf, "cpuacct.usage_user"), num(leaf, "cpuacct.usage_sys")
+        if user is not None and system is not None:
+            out["cpu_user_seconds"] = user / 1e9
+            out["cpu_system_seconds"] = system / 1e9
+    if (leaf := controller_leaves.get("cpu")) is not None:
+        stat = keyed(read(os.path.join(leaf, "cpu.stat")))
+        if "nr_throttled" in stat:
+            out["cpu_throttled_periods"] = stat["nr_throttled"]
+            out["cpu_throttled_seconds"] = stat.get("throttled_time", 0) / 1e9
+    if (leaf := controller_leaves.get("pids")) is not None:
+        if (v := num(leaf, "pids.peak")) is not None:  # recent kernels only
+            out["pids_peak"] = v
+        ev = keyed(read(os.path.join(leaf, "pids.events")))
+        if "max" in ev:
+            out["pids_limit_hits"] = ev["max"]
+    return out
+
+
+def v2_usage(leaf: str, read) -> dict[str, int | float]:
+    """Figures from a v2 leaf; files a kernel lacks are skipped."""
+    out: dict[str, int | float] = {}
+    peak = read(os.path.join(leaf, "memory.peak"))  # 5.19+
+    if peak is not None and peak.strip().isdigit():
+        out["memory_peak_bytes"] = int(peak)
+    events = keyed(read(os.path.join(leaf, "memory.events")))
+    if "oom_kill" in events:
+        out["oom_kills"] = events["oom_kill"]
+    if "max" in events:
+        out["memory_limit_hits"] = events["max"]
+    stat = keyed(read(os.path.join(leaf, "cpu.stat")))  # usage_* is there without the cpu controller
+    if "usage_usec" in stat:
+        out["cpu_seconds"] = stat["usage_usec"] / 1e6
+        out["cpu_user_seconds"] = stat.get("user_usec", 0) / 1e6
+        out["cpu_system_seconds"] = stat.get("system_usec", 0) / 1e6
+    if "nr_throttled" in stat:
+        out["cpu_throttled_periods"] = stat["nr_throttled"]
+        out["cpu_throttled_seconds"] = stat.get("throttled_usec", 0) / 1e6
+    ppeak = read(os.path.join(leaf, "pids.peak"))  # 6.x
+    if ppeak is not None and ppeak.strip().isdigit():
+        out["pids_peak"] = int(ppeak)
+    pev = keyed(read(os.path.join(leaf, "pids.events")))
+    if "max" in pev:
+        out["pids_limit_hits"] = pev["max"]
+    return out
+
+
+def keyed(text: str | None) -> dict[str, int]:
+    """A "flat keyed" cgroup file (`key value` lines, cgroup-v2.rst) -> {key: int}; v1's
+    memory.oom_control, cpu.stat and pids.events have the same format."""
+    out: dict[str, int] = {}
+    for line in (text or "").splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].lstrip("-").isdigit():
+            out[parts[0]] = int(parts[1])
+    return out

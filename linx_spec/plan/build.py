@@ -1,0 +1,112 @@
+"""Spec -> Plan: `build_plan` calls each subsystem's resolve() in this package.
+
+A `Plan` is resolved and frozen: numbers instead of names, absolute paths,
+sizes in bytes, compiled seccomp bytes.  Planning may *read* the host (is this
+root, which cgroup hierarchy, does the program exist) but never changes it;
+what the host cannot honour is a `PlanError` with a remedy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import PlanError
+from . import caps, idmap, lifecycle, process, stdio
+from .cgroup import CgroupPlan
+from .idmap import is_root
+from .mounts import MountsPlan
+from .network import NetworkPlan
+from .rlimits import RlimitsPlan
+from .seccomp import SeccompPlan
+from .workload import Plan
+
+if TYPE_CHECKING:
+    from ..spec import Spec
+
+
+def build_plan(spec: Spec, source: str = "<api>", base_dir: str | None = None) -> Plan:
+    """Resolve a validated Spec into a Plan for this host (reads, never writes)."""
+    ns = spec.namespaces
+    ns_new = ns.created()
+    ns_join = list(ns.joined().items())
+    if not is_root() and "user" not in ns_new and (ns_new or ns_join):
+        raise PlanError(
+            "creating or joining namespaces needs root, or a new user namespace",
+            "add `user` to namespaces (your own uid is mapped to 0 inside), or run as root",
+            "namespaces")
+    for name, value in (("hostname", spec.hostname), ("domainname", spec.domainname)):
+        if value is not None and "uts" not in ns_new:
+            raise PlanError(f"`{name}` would change the host's {name}: no new uts namespace",
+                            "add `uts` to namespaces", name)
+    idmap_plan = idmap.resolve(spec, ns_new)
+
+    root = None  # with a rootfs, PATH lookup happens inside it
+    mounts_plan: MountsPlan | None = None
+    if spec.mounts is not None and "mount" in ns_new:
+        from . import mounts
+
+        mounts_plan = mounts.resolve(spec.mounts, spec, base_dir or os.getcwd())
+        root = mounts_plan.rootfs
+    elif spec.mounts is not None:
+        raise PlanError("`mounts` needs a new mount namespace", "add `mount` to namespaces", "mounts")
+    process_plan = process.resolve(spec, idmap_plan, root, mounts_plan.host_path if mounts_plan else None)
+
+    notes: list[str] = []
+    cgroup_plan: CgroupPlan | None = None
+    network_plan: NetworkPlan | None = None
+    rlimits_plan: RlimitsPlan | None = None
+    seccomp_plan: SeccompPlan | None = None
+    if spec.cgroup is not None:
+        from . import cgroup
+
+        cgroup_plan = cgroup.resolve(spec.cgroup, spec)
+        notes.extend(cgroup_plan.notes)
+    # A new net namespace always gets the network step (lo up by default, without
+    # pyroute2); a joined one is used as it is (docs/network.md).
+    if spec.network is not None or "net" in ns_new:
+        if "net" not in ns_new:
+            joined = dict(ns_join).get("net")
+            if joined:
+                raise PlanError(f"`network` configures a new net namespace; the joined one ({joined}) is used "
+                                "as it is", "configure it beforehand (ip netns exec NAME ...), or use `net: new`",
+                                "network")
+            raise PlanError("`network` needs a new net namespace", "add `net` to namespaces", "network")
+        from . import network
+
+        network_plan = network.resolve(spec.network, spec)
+    if spec.rlimits is not None:
+        from . import rlimits
+
+        rlimits_plan = rlimits.resolve(spec.rlimits, spec)
+    # Always: an absent `capabilities:` resolves to the default set (docs/privileges.md).
+    caps_plan = caps.resolve(spec.capabilities, spec)
+    if spec.seccomp is not None:
+        from . import seccomp
+
+        seccomp_plan = seccomp.resolve(spec.seccomp, spec, base_dir or os.getcwd())
+
+    return Plan(
+        name=spec.name or (Path(source).stem if source not in ("-", "<api>") else "workload"),
+        source=source,
+        spec_hash=hashlib.sha256(json.dumps(spec.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16],
+        ns_new=tuple(ns_new),
+        ns_join=tuple(ns_join),
+        process=process_plan,
+        idmap=idmap_plan,
+        hostname=spec.hostname,
+        domainname=spec.domainname,
+        cgroup=cgroup_plan,
+        network=network_plan,
+        rlimits=rlimits_plan,
+        capabilities=caps_plan,
+        no_new_privs=spec.no_new_privs,
+        seccomp=seccomp_plan,
+        mounts=mounts_plan,
+        stdio=stdio.resolve(spec, base_dir or os.getcwd()),
+        lifecycle=lifecycle.resolve(spec),
+        notes=tuple(notes),
+    )

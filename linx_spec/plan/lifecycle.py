@@ -1,0 +1,29 @@
+"""The lifecycle plan: time limit, stop grace, restart policy, what happens to
+the workload when the runner dies.  Seconds as floats; the default retries of
+`on-failure` filled in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..spec import Spec
+
+
+@dataclass(frozen=True)
+class LifecyclePlan:
+    timeout: float | None = None  # seconds
+    stop_grace: float = 5.0
+    restart: str = "no"  # no | on-failure | always
+    max_retries: int | None = None
+    backoff: float = 1.0
+    max_backoff: float = 30.0
+    orphan: str = "stop"  # stop | linger
+
+
+def resolve(spec: Spec) -> LifecyclePlan:
+    lc = spec.lifecycle
+    r = lc.restart
+    retries = r.max_retries if r.max_retries is not None else (3 if r.policy == "on-failure" else None)
+    return LifecyclePlan(lc.timeout, lc.stop_grace, r.policy, retries, r.backoff, r.max_backoff, lc.orphan)

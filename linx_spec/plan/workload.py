@@ -1,0 +1,72 @@
+"""The Plan: what `build_plan` resolved, frozen.  Numbers not names, absolute
+paths, sizes in bytes, compiled seccomp bytes.
+
+The whole workload's plan; each subsystem's part is typed by its own module
+of this package.  Only plain dataclasses, importing nothing heavy: the runner,
+the agent driver and a plan cached by the CLI load it without pydantic
+(plan/build.py builds Plans; linx_spec/spec/ is what the user wrote).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .caps import CapsPlan
+from .cgroup import CgroupPlan, JoinCgroupsPlan
+from .idmap import IdmapPlan
+from .lifecycle import LifecyclePlan
+from .mounts import MountsPlan
+from .network import NetworkPlan
+from .process import ProcessPlan
+from .rlimits import RlimitsPlan
+from .seccomp import SeccompPlan
+from .stdio import StdioPlan
+
+CLONE_FLAGS = {
+    "user": 0x10000000,
+    "pid": 0x20000000,
+    "net": 0x40000000,
+    "mount": 0x00020000,
+    "uts": 0x04000000,
+    "ipc": 0x08000000,
+    "cgroup": 0x02000000,
+    "time": 0x00000080,
+}
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    source: str  # the spec file ("-" for stdin, "<api>" for a Spec built in Python)
+    spec_hash: str
+    ns_new: tuple[str, ...]
+    ns_join: tuple[tuple[str, str], ...]  # (name, path)
+    process: ProcessPlan
+    idmap: IdmapPlan | None = None
+    hostname: str | None = None
+    domainname: str | None = None
+    # JoinCgroupsPlan: `linx-spec exec` joins the running workload's cgroups
+    cgroup: CgroupPlan | JoinCgroupsPlan | None = None
+    network: NetworkPlan | None = None
+    rlimits: RlimitsPlan | None = None
+    capabilities: CapsPlan | None = None
+    no_new_privs: bool = True
+    seccomp: SeccompPlan | None = None  # compiled BPF bytes
+    mounts: MountsPlan | None = None  # agent/lx_mounts.c
+    stdio: StdioPlan = StdioPlan()
+    lifecycle: LifecyclePlan = LifecyclePlan()
+    notes: tuple[str, ...] = field(default=())  # what the plan decided and why
+
+    @property
+    def grace_seconds(self) -> float:
+        return self.lifecycle.stop_grace
+
+    @property
+    def clone_flags(self) -> int:
+        flags = 0
+        for name in self.ns_new:
+            flags |= CLONE_FLAGS[name]
+        return flags
+
+    def has_new(self, ns: str) -> bool:
+        return ns in self.ns_new

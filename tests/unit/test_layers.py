@@ -1,0 +1,169 @@
+"""The stages stay apart (docs/architecture.md): checked on the source, not trusted.
+
+- no import circle in the package through module-level imports, and none at all
+  (imports inside functions included) through the plan stage, host/, steps.py,
+  protocol.py or exec.py;
+- the plan stage imports nothing from host/ (data flows Spec -> Plan -> steps);
+- no Plan field is typed Any, and nothing looks up behaviour on a plan part with getattr.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import importlib
+import typing
+from pathlib import Path
+
+import pytest
+
+PKG = Path(__file__).resolve().parents[2] / "linx_spec"
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in PKG.rglob("*.py"):
+        parts = list(path.relative_to(PKG.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        out[".".join(parts)] = path
+    return out
+
+
+MODULES = _modules()
+
+
+def _imports(module: str, top_only: bool) -> set[str]:
+    """The package's modules `module` imports (TYPE_CHECKING blocks left out)."""
+    path = MODULES[module]
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found: set[str] = set()
+
+    def visit(nodes: list[ast.stmt], in_function: bool) -> None:
+        for node in nodes:
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                continue
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                if not top_only or isinstance(node, ast.ClassDef):
+                    visit(node.body, True)
+                continue
+            if isinstance(node, ast.Import):
+                found.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    target = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    target = node.module or ""
+                for alias in node.names:
+                    sub = f"{target}.{alias.name}"
+                    found.add(sub if sub in MODULES else target)
+            for field in ("body", "orelse", "finalbody", "handlers"):
+                inner = getattr(node, field, None)
+                if isinstance(inner, list):
+                    visit(inner, in_function)
+
+    visit(ast.parse(path.read_text()).body, False)
+    return {m for m in found if m in MODULES and m != module}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[list[str]] = []
+
+    def connect(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph[v]:
+            if w not in index:
+                connect(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            connect(v)
+    return out
+
+
+def _ours(module: str) -> bool:
+    return module.startswith(("linx_spec.plan", "linx_spec.host")) or module in (
+        "linx_spec.steps", "linx_spec.protocol", "linx_spec.exec")
+
+
+def test_the_module_level_import_graph_has_no_circle():
+    assert _cycles({m: _imports(m, top_only=True) for m in MODULES}) == []
+
+
+def test_no_circle_through_the_plan_stage_or_the_host_steps_even_counting_lazy_imports():
+    cycles = _cycles({m: _imports(m, top_only=False) for m in MODULES})
+    assert [c for c in cycles if any(_ours(m) for m in c)] == []
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_the_plan_stage_imports_nothing_from_host():
+    plan_modules = [m for m in MODULES if m == "linx_spec.plan" or m.startswith("linx_spec.plan.")]
+    assert len(plan_modules) >= 12
+    for m in plan_modules:
+        assert not {i for i in _imports(m, top_only=False) if i.startswith("linx_spec.host")}, m
+
+
+def test_spec_holds_models_only():
+    for m in MODULES:
+        if m.startswith("linx_spec.spec"):
+            assert not {i for i in _imports(m, top_only=False)
+                        if i.startswith(("linx_spec.plan", "linx_spec.host"))}, m
+
+
+PLAN_TYPES = ["Plan", "ProcessPlan", "IdmapPlan", "CapsPlan", "CgroupPlan", "JoinCgroupsPlan", "NetworkPlan",
+              "MountsPlan", "RlimitsPlan", "SeccompPlan", "StdioPlan", "StreamPlan", "LifecyclePlan"]
+
+
+@pytest.mark.parametrize("name", PLAN_TYPES)
+def test_plan_fields_are_concretely_typed(name):
+    plan = importlib.import_module("linx_spec.plan")
+    cls = getattr(plan, name)
+    module = importlib.import_module(cls.__module__)
+    hints = typing.get_type_hints(cls, vars(module))
+    seen: set[type] = set()
+
+    def check(tp, where: str) -> None:
+        assert tp is not typing.Any, where
+        for arg in typing.get_args(tp):
+            check(arg, where)
+        if dataclasses.is_dataclass(tp) and tp not in seen:
+            seen.add(tp)
+            sub = typing.get_type_hints(tp, vars(importlib.import_module(tp.__module__)))
+            for f in dataclasses.fields(tp):
+                check(sub[f.name], f"{where} -> {tp.__name__}.{f.name}")
+
+    for f in dataclasses.fields(cls):
+        check(hints[f.name], f"{name}.{f.name}")
+
+
+def test_no_getattr_on_a_plan_part():
+    files = [p for m, p in MODULES.items() if _ours(m) or m == "linx_spec.runner"]
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("getattr",
+                                                                                                   "hasattr"):
+                assert "plan" not in ast.unparse(node.args[0]).lower(), f"{path.name}: {ast.unparse(node)}"
