@@ -32,6 +32,22 @@ FLAG_OPTIONS = ("nosuid", "nodev", "noexec")
 _SIZE_RE = re.compile(r"^(\d+)([kmg]?)$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+# Why well-known OCI fields have no counterpart (by JSON path prefix); anything else left over
+# is "no linx-spec counterpart".
+REASONS = {
+    "hooks": "linx-spec runs no OCI hooks",
+    "linux.devices": "extra device nodes: linx-spec's `dev` holds a fixed minimal set",
+    "linux.resources.devices": "device cgroup rules: linx-spec sets none",
+    "process.apparmorProfile": "AppArmor profiles: linx-spec does not apply LSM labels",
+    "process.selinuxLabel": "SELinux labels: linx-spec does not apply LSM labels",
+    "linux.mountLabel": "SELinux mount labels: linx-spec does not apply LSM labels",
+    "annotations": "annotations other than linx-spec's own have no place in a spec",
+    "process.user.username": "a user name: a spec gives numeric ids",
+    "linux.intelRdt": "Intel RDT: linx-spec does not set it",
+    "linux.personality": "personality(2): linx-spec does not set it",
+    "linux.timeOffsets": "time namespace offsets: linx-spec creates the namespace without offsets",
+    "process.consoleSize": "the terminal size is the caller's (`apply -t`)",
+}
 
 
 @dataclass
@@ -113,7 +129,9 @@ class _Importer:
         self._sysctl(linux)
         self._seccomp(linux, caps_bounding)
         for where, value in _leftovers(c, ""):
-            self.lose(where, "no linx-spec counterpart")
+            why = next((r for k, r in REASONS.items() if where == k or where.startswith(k + ".")),
+                       "no linx-spec counterpart")
+            self.lose(where, why)
         return Imported(self.spec, self.losses)
 
     # -- namespaces and ids -------------------------------------------------
