@@ -245,6 +245,11 @@ from .seccomp.cli import app as _seccomp_app  # noqa: E402 - `linx-spec seccomp 
 
 app.add_typer(_seccomp_app, name="seccomp")
 
+from .oci.cli import export_app as _export_app, import_app as _import_app  # noqa: E402 - `export oci`, `import oci`
+
+app.add_typer(_export_app, name="export")
+app.add_typer(_import_app, name="import")
+
 
 @app.command()
 def gc(dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Only list what would be removed."),
