@@ -102,6 +102,9 @@ class FakeCgroupFs(C.CgroupFs):
                     procs.write_text("".join(p + "\n" for p in pids))
             with open(path, "a") as f:
                 f.write(f"{pid}\n")
+        elif name == "cgroup.freeze":
+            Path(path).write_text(text)
+            Path(d, "cgroup.events").write_text(f"populated {int(bool(self.procs(d)))}\nfrozen {text}\n")
         elif name == "cgroup.kill":
             self.killed |= self.procs(d)
             Path(d, "cgroup.procs").write_text("")
@@ -736,7 +739,8 @@ def test_v2_usage_and_oom_reason(tmp_path):
     result = _result(signal_no=signal.SIGKILL)
     for fn in ctx.after:
         fn(result)
-    assert result.usage == {"memory_peak_bytes": 67108864, "oom_kills": 1, "memory_limit_hits": 12,
+    assert result.usage == {"memory_peak_bytes": 67108864, "oom_kills": 1, "ooms": 1, "memory_high_hits": 0,
+                            "memory_limit_hits": 12,
                             "cpu_seconds": 1.5, "cpu_user_seconds": 1.0, "cpu_system_seconds": 0.5,
                             "cpu_throttled_periods": 9, "cpu_throttled_seconds": 0.4,
                             "pids_peak": 3, "pids_limit_hits": 2}
@@ -769,3 +773,22 @@ def test_v1_usage_and_reasons(tmp_path):
     ctx.after[0](clean)
     assert clean.reason == ""  # it ended on its own terms
     ctx.rollback()
+
+
+def test_freeze_and_thaw_through_cgroup_freeze_or_the_v1_freezer(tmp_path):
+    mount, fs = v2_tree(tmp_path)
+    s = spec("  pids: {max: 5}\n")
+    ctx = FakeCtx()
+    live = C.apply_from_host(C.resolve(s.cgroup, s, host=v2_host(mount)), ctx, fs)
+    leaf = Path(mount, "linx/linx-web-4242")
+    live.freeze(True)
+    assert (leaf / "cgroup.freeze").read_text() == "1" and "frozen 1" in (leaf / "cgroup.events").read_text()
+    live.freeze(False)
+    assert "frozen 0" in (leaf / "cgroup.events").read_text()
+    fs.write = lambda path, text: Path(path).write_text(text)  # a kernel that never reports frozen
+    with pytest.raises(StepError, match=r"cgroup \(host\): wait for cgroup.events to say 'frozen 1' in .*: ETIMEDOUT"):
+        live.freeze(True, timeout=0.01)
+    ctx.rollback()
+    live.leaves.clear()
+    with pytest.raises(StepError, match="no v2 leaf and no v1 freezer"):
+        live.freeze(True)
