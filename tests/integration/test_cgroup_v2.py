@@ -22,9 +22,10 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, cli
-from linx_spec import build_plan, load_text, run
 from linx_spec.host import cgroup as C
 from linx_spec.host import cgroup_v2
+
+from .test_cgroup import plan_of, run_plan
 
 pytestmark = [pytest.mark.root, pytest.mark.v2guest]
 
@@ -35,17 +36,6 @@ USER = 4321  # a throwaway uid with no passwd entry: owns nothing but what a tes
 
 def root_passes() -> frozenset[str]:
     return cgroup_v2.read_set(ROOT_STC)
-
-
-def plan_of(text: str, name: str = "cgt2"):
-    return build_plan(load_text(f"version: 1\nname: {name}\n" + text, "t.yaml"), source="t.yaml")
-
-
-def run_plan(plan, tmp_path: Path):
-    out, err = tmp_path / "out", tmp_path / "err"
-    with open(out, "wb") as fo, open(err, "wb") as fe:
-        result = run(plan, stdout=fo.fileno(), stderr=fe.fileno())
-    return result, out.read_text(), err.read_text()
 
 
 def own_files(*names: str) -> str:
@@ -301,6 +291,7 @@ def test_rootless_limits_in_a_delegated_subtree(user_dir):
     spec.write_text("""
 version: 1
 name: cgt2-user
+namespaces: [user]
 process:
   command: [/bin/sh, -c, '%s; grep -E "^(Uid|CapEff)" /proc/self/status']
 cgroup:
@@ -336,7 +327,8 @@ cgroup:
 
 def test_rootless_without_delegation_names_the_remedy(user_dir):
     spec = user_dir / "spec.yaml"
-    spec.write_text("version: 1\nname: cgt2-nodeleg\nprocess: {command: [/bin/true]}\ncgroup: {memory: {max: 48Mi}}\n")
+    spec.write_text("version: 1\nname: cgt2-nodeleg\nnamespaces: [user]\nprocess: {command: [/bin/true]}\n"
+                    "cgroup: {memory: {max: 48Mi}}\n")
     os.chown(spec, USER, USER)
     proc = _as_user(["apply", str(spec)], None, user_dir)
     assert proc.returncode == 66, (proc.stdout, proc.stderr)
