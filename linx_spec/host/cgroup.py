@@ -20,7 +20,7 @@ import os
 import signal
 import time
 
-from ..errors import touching
+from ..errors import touched, touching
 from ..plan.cgroup import RUNNER_LEAF, CgroupPlan, Hierarchy, JoinCgroupsPlan
 from ..plan.cgroup_v2 import chain
 from .cgroup_usage import v1_usage, v2_usage
@@ -135,7 +135,8 @@ class Live:
 
     def _enable(self, h: Hierarchy, d: str, path: str) -> None:
         have = set((self.fs.read(os.path.join(d, "cgroup.subtree_control")) or "").split())
-        missing = [c for c in h.controllers if c not in have]
+        wanted = h.enable_root if path == "/" and h.enable_root else h.controllers
+        missing = [c for c in wanted if c not in have]
         if missing and h.evacuate == path:
             self._evacuate(h, d)
         for c in missing:  # one at a time: the error then names the controller
@@ -265,6 +266,24 @@ class Live:
                 return
             self.fs.kill(pids, paths)
             self.fs.sleep(0.01)
+
+    def freeze(self, frozen: bool, timeout: float = 5.0) -> None:
+        """Freeze (or thaw) every process of the workload at once through its
+        v2 leaf's cgroup.freeze (5.2+), waiting until cgroup.events says so;
+        v1's freezer.state where there is no v2 leaf.  The backend of pause/resume."""
+        v2 = [leaf for h, leaf in self.leaves if h.version == 2]
+        v1 = [leaf for h, leaf in self.leaves if h.version == 1 and "freezer" in h.controllers]
+        if v2:
+            value = str(int(frozen))
+            leaf, name, state, want = v2[0], "cgroup.freeze", "cgroup.events", f"frozen {value}"
+        elif v1:
+            value = "FROZEN" if frozen else "THAWED"
+            leaf, name, state, want = v1[0], "freezer.state", "freezer.state", value
+        else:
+            raise touched(errno.EOPNOTSUPP, "freeze: no v2 leaf and no v1 freezer", self.plan.name or "")
+        self._write(leaf, name, value)
+        if not self._wait_for(lambda: want in (self.fs.read(os.path.join(leaf, state)) or "").splitlines(), timeout):
+            raise touched(errno.ETIMEDOUT, f"wait for {state} to say {want!r}", leaf)
 
     def _all_procs(self, paths: list[str]) -> set[int]:
         out: set[int] = set()

@@ -53,6 +53,10 @@ def v2_usage(leaf: str, read) -> dict[str, int | float]:
     events = keyed(read(os.path.join(leaf, "memory.events")))
     if "oom_kill" in events:
         out["oom_kills"] = events["oom_kill"]
+    if "oom" in events:
+        out["ooms"] = events["oom"]  # times the limit was hit and reclaim failed: the OOM killer was invoked
+    if "high" in events:
+        out["memory_high_hits"] = events["high"]  # times memory.high was exceeded: throttled and reclaimed
     if "max" in events:
         out["memory_limit_hits"] = events["max"]
     stat = keyed(read(os.path.join(leaf, "cpu.stat")))  # usage_* is there without the cpu controller

@@ -145,6 +145,7 @@ class Hierarchy:
     enable_in: tuple[str, ...] = ()  # v2: cgroup paths, top-down, whose subtree_control passes controllers down
     copy_cpuset: bool = False  # v1: cpuset co-mounted here; copy unset cpus/mems from the parent
     evacuate: str | None = None  # v2: delegated cgroup whose processes move to RUNNER_LEAF first
+    enable_root: tuple[str, ...] = ()  # v2, host without systemd: what we enable in the root (only these)
     default_parent: bool = False  # parent is linx-spec's own /linx: removed when its last workload ends
 
     @property
@@ -320,13 +321,21 @@ def resolve(cg: "Cgroup", spec: "Spec", host: HostView | None = None) -> CgroupP
                             f"your cgroup {lay.own_v2 or '?'})", _NOT_ROOT_REMEDY, "cgroup")
         if usable:
             acct = [c for c in cgroup_v2.ACCOUNTING if c in lay.v2_controllers and c not in v1_use]
-            ctrls, enable_in = cgroup_v2.enable_path(mount, parent, v2_need, acct, delegated)
+            # A host without systemd: root enables what the knobs need in the real root, as runc does.
+            bare = root and delegated is None and cgroup_v2.is_real_root(mount)
+            ctrls, enable_in = cgroup_v2.enable_path(mount, parent, v2_need, acct, delegated, enable_root=bare)
             evacuate = delegated if delegated is not None and delegated in enable_in and ctrls else None
+            enable_root = cgroup_v2.root_additions(mount, v2_need) if bare and "/" in enable_in else ()
             hierarchies.append(Hierarchy(
                 version=2, mount=mount, controllers=tuple(ctrls), parent=parent,
                 writes=tuple(cgroup_v2.writes(cg, devices, set(v2_need))),
-                enable_in=enable_in if ctrls else (), evacuate=evacuate,
+                enable_in=enable_in if ctrls else (), evacuate=evacuate, enable_root=enable_root,
                 default_parent=cg.parent is None and parent == DEFAULT_PARENT))
+            if enable_root:
+                notes.append(f"cgroup v2: enables {' '.join(enable_root)} in "
+                             f"{os.path.join(mount, 'cgroup.subtree_control')} (the root passes no such "
+                             "controller down: a host without systemd); only what the spec needs, left enabled "
+                             "afterwards as runc does (others' cgroups may rely on it)")
             if evacuate:
                 notes.append(f"cgroup v2: delegated cgroup {evacuate}: its processes (the runner's) move to "
                              f"{evacuate.rstrip('/')}/{RUNNER_LEAF} so that controllers can be enabled for "

@@ -10,8 +10,17 @@ shape this module:
 - "no internal processes": a non-root cgroup with processes cannot enable
   domain controllers for its children, hence the evacuation of a delegated
   cgroup into a leaf before anything is enabled there;
-- the root cgroup and directories we did not create (and that are not named
-  `linx*`) are never written: a controller missing there is a plan error.
+- directories we did not create (and that are not named `linx*`) are never
+  written: a controller missing there is a plan error;
+- the hierarchy's real root is written only on a host without systemd (root
+  cgroup.subtree_control empty), only by root, and only with the controllers
+  the spec's knobs need, as runc and crun do (libcontainer/cgroups/fs2
+  `enableControllers`).  They stay enabled afterwards, as with runc: a cgroup
+  created by someone else since may rely on them, and disabling a controller
+  in a parent silently removes it (and its limits) from every child;
+- the root of a cgroup namespace is not the real root: the no-internal-process
+  rule applies to it, so a controller can be enabled there only while it has
+  no processes (else a plan error with the remedy).
 """
 
 from __future__ import annotations
@@ -50,17 +59,61 @@ def chain(parent: str) -> list[str]:
     return ["/"] + ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
 
 
+def procs_of(d: str) -> list[int]:
+    try:
+        with open(os.path.join(d, "cgroup.procs")) as f:
+            return [int(x) for x in f.read().split() if x.isdigit()]
+    except OSError:
+        return []
+
+
+def root_additions(mount: str, wanted: list[str]) -> tuple[str, ...]:
+    """The wanted controllers the hierarchy root does not pass down yet: what
+    linx-spec enables there on a host without systemd."""
+    stc = read_set(os.path.join(mount, "cgroup.subtree_control"))
+    return tuple(c for c in wanted if c not in stc)
+
+
+def _internal_processes(d: str, c: str, pids: list[int]) -> PlanError:
+    shown = " ".join(map(str, pids[:5])) + (" ..." if len(pids) > 5 else "")
+    leaf = os.path.join(d, "init")
+    return PlanError(
+        f"the {c} controller is not enabled for the children of {d}, the root of this cgroup namespace, and "
+        f"cannot be: it has processes ({shown}) and cgroup v2 forbids controllers for the children of a "
+        "non-root cgroup with processes (no internal processes)",
+        f"move its processes into a leaf first, as container entrypoints do: mkdir {leaf}; for p in $(cat "
+        f"{d}/cgroup.procs); do echo $p > {leaf}/cgroup.procs; done; then echo +{c} > "
+        f"{os.path.join(d, 'cgroup.subtree_control')}",
+        f"cgroup.{c}")
+
+
 def enable_path(mount: str, parent: str, wanted: list[str], accounting: list[str],
-                delegated: str | None) -> tuple[list[str], tuple[str, ...]]:
+                delegated: str | None, enable_root: bool = False) -> tuple[list[str], tuple[str, ...]]:
     """Walk from the hierarchy root to `parent`: every directory must pass the
     wanted controllers down.  Returns (controllers for the leaf, the cgroup paths
     whose subtree_control we enable them in).  Raises PlanError naming the
-    controller and the directory that withholds it."""
+    controller and the directory that withholds it.  `enable_root`: root on a
+    host without systemd may enable the wanted controllers (never the
+    accounting ones) in the real root, see root_additions()."""
     acct = [c for c in accounting if c not in wanted]
     enable_in: list[str] = []
     passed: frozenset[str] | None = None  # what a directory we create would get
     real_root = is_real_root(mount)
     for path in chain(parent):
+        if path == "/" and enable_root and real_root:
+            ctrl = read_set(os.path.join(mount, "cgroup.controllers"))
+            stc = read_set(os.path.join(mount, "cgroup.subtree_control"))
+            for c in wanted:
+                if c not in ctrl:
+                    raise PlanError(
+                        f"the {c} controller is not available in {mount} (its cgroup.controllers: "
+                        f"{' '.join(sorted(ctrl)) or 'none'})",
+                        f"enable {c} in the kernel (cgroup_enable={c}), or drop `cgroup.{c}`", f"cgroup.{c}")
+            if any(c not in stc for c in wanted):
+                enable_in.append(path)
+            acct = [c for c in acct if c in stc]  # accounting alone never changes the host's root
+            passed = frozenset(wanted) | frozenset(acct)
+            continue
         d = mount if path == "/" else mount + path
         exists = os.path.isdir(d)
         if exists:
@@ -71,6 +124,8 @@ def enable_path(mount: str, parent: str, wanted: list[str], accounting: list[str
         name = path.rsplit("/", 1)[-1]
         ours = (not exists or (path != "/" and name.startswith("linx"))
                 or (path == delegated and (path != "/" or not real_root)))
+        # A cgroup namespace's root with processes cannot pass controllers down.
+        internal = ours and exists and path == "/" and not real_root and bool(procs_of(d))
         for c in wanted:
             if c in stc:
                 continue
@@ -80,6 +135,8 @@ def enable_path(mount: str, parent: str, wanted: list[str], accounting: list[str
                     f"{' '.join(sorted(ctrl)) or 'none'})",
                     f"enable {c} in the parent's cgroup.subtree_control, or drop `cgroup.{c}`",
                     f"cgroup.{c}")
+            if internal:
+                raise _internal_processes(d, c, procs_of(d))
             if not ours:
                 raise PlanError(
                     f"the {c} controller is not enabled for the children of {d}, a cgroup linx-spec does not "
@@ -87,7 +144,7 @@ def enable_path(mount: str, parent: str, wanted: list[str], accounting: list[str
                     f"enable it: echo +{c} > {os.path.join(d, 'cgroup.subtree_control')} (or choose another "
                     "cgroup.parent)",
                     f"cgroup.{c}")
-        acct = [c for c in acct if c in stc or (ours and c in ctrl)]
+        acct = [c for c in acct if c in stc or (ours and not internal and c in ctrl)]
         if ours:
             enable_in.append(path)
         passed = frozenset(wanted) | frozenset(acct)

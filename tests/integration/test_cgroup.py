@@ -156,11 +156,13 @@ cgroup:
 
 def test_workload_reads_its_own_limit_files(tmp_path):
     need("memory", "pids")
-    if "memory" not in LAYOUT.v1:
-        pytest.skip("v1 file names below")
-    script = ('p=$(sed -n "s/^[0-9]*:memory://p" /proc/self/cgroup); '
-              'cat /sys/fs/cgroup/memory$p/memory.limit_in_bytes; '
-              'q=$(sed -n "s/^[0-9]*:pids://p" /proc/self/cgroup); cat /sys/fs/cgroup/pids$q/pids.max')
+    if "memory" in LAYOUT.v1:
+        script = ('p=$(sed -n "s/^[0-9]*:memory://p" /proc/self/cgroup); '
+                  'cat /sys/fs/cgroup/memory$p/memory.limit_in_bytes; '
+                  'q=$(sed -n "s/^[0-9]*:pids://p" /proc/self/cgroup); cat /sys/fs/cgroup/pids$q/pids.max')
+    else:  # pure v2: one directory, v2 file names
+        script = ('p=$(sed -n "s/^0:://p" /proc/self/cgroup); '
+                  f'cat {V2_MOUNT}$p/memory.max {V2_MOUNT}$p/pids.max')
     plan = plan_of(f"""
 namespaces: [pid]
 process:
@@ -313,7 +315,7 @@ def _family():
                             start_new_session=True)
 
 
-@pytest.mark.parametrize("which", ["v2", "v1-freezer"])
+@pytest.mark.parametrize("which", ["v2", pytest.param("v1-freezer", marks=pytest.mark.v1host)])
 def test_undo_kills_every_process_in_the_cgroup_and_removes_it(tmp_path, which):
     if which == "v2":
         if V2_MOUNT is None:

@@ -211,7 +211,8 @@ process:
     assert lines[0] == "detached-box"
     assert lines[1] == os.readlink(f"/proc/{host_pid}/ns/pid")
     workload_cgroups = open(f"/proc/{host_pid}/cgroup").read().splitlines()
-    pids_line = next(line for line in workload_cgroups if ":pids:" in line)
+    # v1: the pids hierarchy's line; pure v2 (the guest): the one unified line `0::/path`.
+    pids_line = next(line for line in workload_cgroups if ":pids:" in line or line.startswith("0::"))
     assert pids_line.split(":", 2)[2] in ex.stdout  # same pids cgroup (cgroup ns shows it as /)
     assert cli("exec", "lxdet", "--", "sh", "-c", "exit 9").returncode == 9
     assert cli("kill", "lxdet", "USR2").returncode == 0  # pid 1 ignores it: still running
@@ -247,7 +248,7 @@ version: 1
 namespaces: [pid]
 lifecycle: {{orphan: {orphan}, stop_grace: 500ms}}
 process:
-  command: [/bin/sh, -c, 'echo ready; i=0; while [ $i -lt 60 ]; do date +%s.%N > {marker}; sleep 0.05; i=$((i+1)); done']
+  command: [/bin/sh, -c, 'echo ready; i=0; while [ $i -lt 60 ]; do date +%s.%N > {marker}.new; mv {marker}.new {marker}; sleep 0.05; i=$((i+1)); done']
 """)
     proc = start_cli("apply", str(path), stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "ready"

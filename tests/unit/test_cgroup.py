@@ -104,6 +104,9 @@ class FakeCgroupFs(C.CgroupFs):
                     procs.write_text("".join(p + "\n" for p in pids))
             with open(path, "a") as f:
                 f.write(f"{pid}\n")
+        elif name == "cgroup.freeze":
+            Path(path).write_text(text)
+            Path(d, "cgroup.events").write_text(f"populated {int(bool(self.procs(d)))}\nfrozen {text}\n")
         elif name == "cgroup.kill":
             self.killed |= self.procs(d)
             Path(d, "cgroup.procs").write_text("")
@@ -339,13 +342,98 @@ def test_v2_cpuset_copies_nothing_and_writes_what_is_asked(tmp_path):
 
 
 def test_v2_controller_withheld_by_a_cgroup_not_ours_is_a_plan_error(tmp_path):
-    mount, _fs = v2_tree(tmp_path, root_subtree="memory pids")
-    s = spec("  cpuset: {cpus: '0'}\n")
+    mount, fs = v2_tree(tmp_path, root_subtree="cpuset memory pids")
+    fs.mkdir(f"{mount}/batch")  # someone else's cgroup, passing nothing down
+    s = spec("  parent: /batch/jobs\n  cpuset: {cpus: '0'}\n")
     with pytest.raises(PlanError) as e:
         PC.resolve(s.cgroup, s, host=v2_host(mount))
     assert "cpuset controller is not enabled" in e.value.message
-    assert f"echo +cpuset > {mount}/cgroup.subtree_control" in e.value.remedy
+    assert f"echo +cpuset > {mount}/batch/cgroup.subtree_control" in e.value.remedy
     assert e.value.field == "cgroup.cpuset"
+
+
+# --- a v2 host without systemd: the root passes nothing down ---------------------
+
+def test_v2_bare_host_root_enables_exactly_what_the_spec_needs_and_leaves_it(tmp_path):
+    mount, fs = v2_tree(tmp_path, root_subtree="io")  # io: enabled by someone else
+    s = spec("  memory: {max: 32Mi}\n  cpu: {weight: 50}\n")
+    plan = C.resolve(s.cgroup, s, host=v2_host(mount))
+    (h,) = plan.hierarchies
+    assert h.enable_root == ("memory", "cpu") and h.enable_in == ("/", "/linx")
+    assert h.controllers == ("memory", "cpu")  # pids (accounting only) is not the spec's: not enabled
+    note = next(n for n in plan.notes if "enables memory cpu in" in n)
+    assert f"{mount}/cgroup.subtree_control" in note and "left enabled" in note
+    ctx = FakeCtx()
+    C.apply_from_host(plan, ctx, fs)
+    root_writes = [t for p, t in fs.writes if p == f"{mount}/cgroup.subtree_control"]
+    assert root_writes == ["+memory", "+cpu"]  # one controller per write, nothing else
+    assert Path(mount, "cgroup.subtree_control").read_text().split() == ["cpu", "io", "memory"]
+    assert Path(mount, "linx/linx-web-4242/memory.max").read_text() == str(32 * 2**20)
+    assert Path(mount, "linx/linx-web-4242/cpu.weight").read_text() == "50"
+    ctx.rollback()
+    assert tree(mount) == set()
+    # Never disabled (ours or not): a cgroup made since may rely on it, as with runc.
+    assert not any(t.startswith("-") for _p, t in fs.writes)
+    assert Path(mount, "cgroup.subtree_control").read_text().split() == ["cpu", "io", "memory"]
+
+
+def test_v2_bare_host_enables_nothing_already_enabled_and_nothing_for_accounting(tmp_path):
+    mount, fs = v2_tree(tmp_path, root_subtree="")
+    s = spec("  {}\n")
+    plan = C.resolve(s.cgroup, s, host=v2_host(mount))
+    (h,) = plan.hierarchies
+    assert h.enable_root == () and h.controllers == () and "/" not in h.enable_in
+    ctx = FakeCtx()
+    C.apply_from_host(plan, ctx, fs)
+    assert not any(p == f"{mount}/cgroup.subtree_control" for p, _t in fs.writes)
+    ctx.rollback()
+    (tmp_path / "b").mkdir()
+    mount2, _fs2 = v2_tree(tmp_path / "b", root_subtree="pids memory")
+    s = spec("  pids: {max: 9}\n")
+    (h,) = C.resolve(s.cgroup, s, host=v2_host(mount2)).hierarchies
+    assert h.enable_root == () and "/" not in h.enable_in and h.controllers == ("pids", "memory")
+
+
+def test_v2_bare_host_not_root_may_not_enable_in_the_root(tmp_path):
+    mount, _fs = v2_tree(tmp_path, root_subtree="")
+    Path(mount, "cgroup.procs").chmod(0o444)
+    s = spec("  memory: {max: 32Mi}\n")
+    with pytest.raises(PlanError) as e:
+        C.resolve(s.cgroup, s, host=v2_host(mount, euid=1000, own="/user.slice"))
+    assert "Delegate=yes" in e.value.remedy
+
+
+def _cgroupns_root(tmp_path: Path, procs: str) -> tuple[str, FakeCgroupFs]:
+    mount, fs = v2_tree(tmp_path, root_subtree="")
+    Path(mount, "cgroup.type").write_text("domain\n")  # only a non-root cgroup has it
+    Path(mount, "cgroup.procs").write_text(procs)
+    return mount, fs
+
+
+def test_v2_cgroupns_root_with_processes_is_a_plan_error_with_the_remedy(tmp_path):
+    mount, _fs = _cgroupns_root(tmp_path, "1\n57\n")
+    s = spec("  memory: {max: 32Mi}\n")
+    with pytest.raises(PlanError) as e:
+        C.resolve(s.cgroup, s, host=v2_host(mount))
+    assert "no internal processes" in e.value.message and "(1 57)" in e.value.message
+    assert f"mkdir {mount}/init" in e.value.remedy and f"echo +memory > {mount}/cgroup.subtree_control" \
+        in e.value.remedy
+    assert e.value.field == "cgroup.memory"
+    # Without limits nothing needs enabling there: tracking works as it is.
+    s = spec("  {}\n")
+    (h,) = C.resolve(s.cgroup, s, host=v2_host(mount)).hierarchies
+    assert h.controllers == () and h.evacuate is None
+
+
+def test_v2_cgroupns_root_without_processes_passes_controllers_down(tmp_path):
+    mount, fs = _cgroupns_root(tmp_path, "")
+    s = spec("  memory: {max: 32Mi}\n")
+    plan = C.resolve(s.cgroup, s, host=v2_host(mount))
+    ctx = FakeCtx()
+    C.apply_from_host(plan, ctx, fs)
+    assert Path(mount, "linx/linx-web-4242/memory.max").read_text() == str(32 * 2**20)
+    ctx.rollback()
+    assert tree(mount) == set()
 
 
 def test_v2_controller_missing_from_the_kernel_is_a_plan_error(tmp_path):
@@ -656,7 +744,8 @@ def test_v2_usage_and_oom_reason(tmp_path):
     result = _result(signal_no=signal.SIGKILL)
     for fn in ctx.after:
         fn(result)
-    assert result.usage == {"memory_peak_bytes": 67108864, "oom_kills": 1, "memory_limit_hits": 12,
+    assert result.usage == {"memory_peak_bytes": 67108864, "oom_kills": 1, "ooms": 1, "memory_high_hits": 0,
+                            "memory_limit_hits": 12,
                             "cpu_seconds": 1.5, "cpu_user_seconds": 1.0, "cpu_system_seconds": 0.5,
                             "cpu_throttled_periods": 9, "cpu_throttled_seconds": 0.4,
                             "pids_peak": 3, "pids_limit_hits": 2}
@@ -689,3 +778,22 @@ def test_v1_usage_and_reasons(tmp_path):
     ctx.after[0](clean)
     assert clean.reason == ""  # it ended on its own terms
     ctx.rollback()
+
+
+def test_freeze_and_thaw_through_cgroup_freeze_or_the_v1_freezer(tmp_path):
+    mount, fs = v2_tree(tmp_path)
+    s = spec("  pids: {max: 5}\n")
+    ctx = FakeCtx()
+    live = C.apply_from_host(C.resolve(s.cgroup, s, host=v2_host(mount)), ctx, fs)
+    leaf = Path(mount, "linx/linx-web-4242")
+    live.freeze(True)
+    assert (leaf / "cgroup.freeze").read_text() == "1" and "frozen 1" in (leaf / "cgroup.events").read_text()
+    live.freeze(False)
+    assert "frozen 0" in (leaf / "cgroup.events").read_text()
+    fs.write = lambda path, text: Path(path).write_text(text)  # a kernel that never reports frozen
+    with pytest.raises(StepError, match=r"cgroup \(host\): wait for cgroup.events to say 'frozen 1' in .*: ETIMEDOUT"):
+        live.freeze(True, timeout=0.01)
+    ctx.rollback()
+    live.leaves.clear()
+    with pytest.raises(StepError, match="no v2 leaf and no v1 freezer"):
+        live.freeze(True)
