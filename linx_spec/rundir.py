@@ -70,20 +70,31 @@ def open_root(create: bool = True) -> int | None:
     if create:
         parent = os.path.dirname(path.rstrip("/")) or "/"
         os.makedirs(parent, mode=0o755, exist_ok=True)
+    return _open_checked(path, None, create, f"runtime directory {path}", path)
+
+
+def open_subdir(parent_fd: int, name: str, create: bool, where: str) -> int | None:
+    """A subdirectory of a checked directory, itself checked the same way."""
+    return _open_checked(name, parent_fd, create, where, where)
+
+
+def _open_checked(name: str, dir_fd: int | None, create: bool, label: str, path: str) -> int | None:
+    """mkdir 0700 (when create), open with O_NOFOLLOW, check_dir_fd; None when absent."""
+    if create:
         try:
-            os.mkdir(path, 0o700)
+            os.mkdir(name, 0o700, dir_fd=dir_fd)
         except FileExistsError:
             pass
     try:
-        fd = os.open(path, _DIR_FLAGS)
+        fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
     except FileNotFoundError:
         if create:
-            raise _refused(path, f"runtime directory {path} vanished while being made") from None
+            raise _refused(path, f"{label} vanished while being made") from None
         return None
     except OSError as exc:
-        if os.path.islink(path):  # ELOOP or ENOTDIR: a symlink where our directory should be
-            raise _refused(path, f"runtime directory {path} is a symlink") from None
-        raise _refused(path, f"runtime directory {path}: {os.strerror(exc.errno or 0)}") from None
+        if _is_link(name, dir_fd):  # ELOOP or ENOTDIR: a symlink where our directory should be
+            raise _refused(path, f"{label} is a symlink") from None
+        raise _refused(path, f"{label}: {os.strerror(exc.errno or 0)}") from None
     try:
         check_dir_fd(fd, path)
     except BaseException:
@@ -92,25 +103,11 @@ def open_root(create: bool = True) -> int | None:
     return fd
 
 
-def open_subdir(parent_fd: int, name: str, create: bool, where: str) -> int | None:
-    """A subdirectory of a checked directory, itself checked the same way."""
-    if create:
-        try:
-            os.mkdir(name, 0o700, dir_fd=parent_fd)
-        except FileExistsError:
-            pass
+def _is_link(name: str, dir_fd: int | None) -> bool:
     try:
-        fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise _refused(where, f"{where}: {os.strerror(exc.errno or 0)}") from None
-    try:
-        check_dir_fd(fd, where)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+        return stat.S_ISLNK(os.lstat(name, dir_fd=dir_fd).st_mode)
+    except OSError:
+        return False
 
 
 def write_file(dir_fd: int, name: str, data: bytes, mode: int = 0o600) -> None:

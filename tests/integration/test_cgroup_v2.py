@@ -23,7 +23,8 @@ import pytest
 
 from conftest import REPO, cli
 from linx_spec.host import cgroup as C
-from linx_spec.host import cgroup_v2
+from linx_spec.plan import cgroup as PC
+from linx_spec.plan import cgroup_v2
 
 from .test_cgroup import plan_of, run_plan
 
@@ -45,7 +46,7 @@ def own_files(*names: str) -> str:
 
 @pytest.fixture(autouse=True)
 def pure_v2():
-    lay = C.detect(C.HostView.read())
+    lay = PC.detect(PC.HostView.read())
     assert not lay.v1 and lay.v2 == MOUNT, "the v2 guest must have every controller on cgroup v2"
     assert {"cpu", "cpuset", "io", "memory", "pids"} <= lay.v2_controllers
     yield

@@ -13,93 +13,11 @@ import ast
 import dataclasses
 import importlib
 import typing
-from pathlib import Path
 
 import pytest
 
-PKG = Path(__file__).resolve().parents[2] / "linx_spec"
-
-
-def _modules() -> dict[str, Path]:
-    out = {}
-    for path in PKG.rglob("*.py"):
-        parts = list(path.relative_to(PKG.parent).with_suffix("").parts)
-        if parts[-1] == "__init__":
-            parts.pop()
-        out[".".join(parts)] = path
-    return out
-
-
-MODULES = _modules()
-
-
-def _imports(module: str, top_only: bool) -> set[str]:
-    """The package's modules `module` imports (TYPE_CHECKING blocks left out)."""
-    path = MODULES[module]
-    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    found: set[str] = set()
-
-    def visit(nodes: list[ast.stmt], in_function: bool) -> None:
-        for node in nodes:
-            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-                continue
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                if not top_only or isinstance(node, ast.ClassDef):
-                    visit(node.body, True)
-                continue
-            if isinstance(node, ast.Import):
-                found.update(a.name for a in node.names)
-            elif isinstance(node, ast.ImportFrom):
-                if node.level:
-                    base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                    target = ".".join(base + ([node.module] if node.module else []))
-                else:
-                    target = node.module or ""
-                for alias in node.names:
-                    sub = f"{target}.{alias.name}"
-                    found.add(sub if sub in MODULES else target)
-            for field in ("body", "orelse", "finalbody", "handlers"):
-                inner = getattr(node, field, None)
-                if isinstance(inner, list):
-                    visit(inner, in_function)
-
-    visit(ast.parse(path.read_text()).body, False)
-    return {m for m in found if m in MODULES and m != module}
-
-
-def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """Strongly connected components with more than one module (Tarjan)."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    out: list[list[str]] = []
-
-    def connect(v: str) -> None:
-        index[v] = low[v] = len(index)
-        stack.append(v)
-        on_stack.add(v)
-        for w in graph[v]:
-            if w not in index:
-                connect(w)
-                low[v] = min(low[v], low[w])
-            elif w in on_stack:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            comp = []
-            while True:
-                w = stack.pop()
-                on_stack.discard(w)
-                comp.append(w)
-                if w == v:
-                    break
-            if len(comp) > 1:
-                out.append(sorted(comp))
-
-    for v in sorted(graph):
-        if v not in index:
-            connect(v)
-    return out
+from importgraph import MODULES, cycles
+from importgraph import imports as _imports
 
 
 def _ours(module: str) -> bool:
@@ -108,16 +26,16 @@ def _ours(module: str) -> bool:
 
 
 def test_the_module_level_import_graph_has_no_circle():
-    assert _cycles({m: _imports(m, top_only=True) for m in MODULES}) == []
+    assert cycles({m: _imports(m, top_only=True) for m in MODULES}) == []
 
 
 def test_no_circle_through_the_plan_stage_or_the_host_steps_even_counting_lazy_imports():
-    cycles = _cycles({m: _imports(m, top_only=False) for m in MODULES})
-    assert [c for c in cycles if any(_ours(m) for m in c)] == []
+    found = cycles({m: _imports(m, top_only=False) for m in MODULES})
+    assert [c for c in found if any(_ours(m) for m in c)] == []
 
 
 def test_the_cycle_finder_finds_a_cycle():
-    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
 def test_the_plan_stage_imports_nothing_from_host():
