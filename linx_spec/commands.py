@@ -39,7 +39,7 @@ app = typer.Typer(cls=_Group, add_completion=False, no_args_is_help=True,
                   help="Declarative runner for isolated Linux workloads. " + EXIT_HELP, pretty_exceptions_enable=False)
 
 
-def _load_and_plan(spec_file: str, overrides: list[str], cache: bool = False):
+def _load_and_plan(spec_file: str, overrides: list[str], cache: bool = False, verbose: bool = False):
     from .load import load_file
     from .plan.build import build_plan
 
@@ -51,7 +51,9 @@ def _load_and_plan(spec_file: str, overrides: list[str], cache: bool = False):
     if cache and not overrides and spec_file != "-":
         from .fastpath import store
 
-        store(spec_file, plan)
+        stored = store(spec_file, plan)
+        if verbose:
+            print(f"linx-spec: plan cache: {stored}", file=sys.stderr)
     return plan
 
 
@@ -82,7 +84,7 @@ def apply(
 ) -> None:
     """Run the workload in the foreground, with inherited stdio; exit with its exit code."""
     limit = _parse_duration(timeout)
-    plan = _load_and_plan(spec_file, set_ or [], cache=True)
+    plan = _load_and_plan(spec_file, set_ or [], cache=True, verbose=verbose)
     if limit is not None:
         import dataclasses
 
