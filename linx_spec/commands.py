@@ -40,21 +40,9 @@ app = typer.Typer(cls=_Group, add_completion=False, no_args_is_help=True,
 
 
 def _load_and_plan(spec_file: str, overrides: list[str], cache: bool = False, verbose: bool = False):
-    from .load import load_file
-    from .plan.build import build_plan
+    from .fastpath import load_and_plan
 
-    spec = load_file(spec_file, overrides=overrides)
-    import os
-
-    base = os.path.dirname(os.path.abspath(spec_file)) if spec_file != "-" else os.getcwd()
-    plan = build_plan(spec, source=spec_file, base_dir=base)
-    if cache and not overrides and spec_file != "-":
-        from .fastpath import store
-
-        stored = store(spec_file, plan)
-        if verbose:
-            print(f"linx-spec: plan cache: {stored}", file=sys.stderr)
-    return plan
+    return load_and_plan(spec_file, overrides, cache=cache, verbose=verbose)
 
 
 SetOpt = typer.Option(None, "--set", help="Override a field: path.to.field=value (validated like the file).")

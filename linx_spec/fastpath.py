@@ -298,6 +298,22 @@ def load(path: str):
     return lookup(path)[0]
 
 
+def load_and_plan(spec_file: str, overrides: list[str], cache: bool = False, verbose: bool = False):
+    """SPEC (a file or - for stdin) -> Plan, the normal path; with cache, a plain
+    file's plan is stored for the next apply."""
+    from .load import load_file
+    from .plan.build import build_plan
+
+    spec = load_file(spec_file, overrides=overrides)
+    base = os.path.dirname(os.path.abspath(spec_file)) if spec_file != "-" else os.getcwd()
+    plan = build_plan(spec, source=spec_file, base_dir=base)
+    if cache and not overrides and spec_file != "-":
+        result = store(spec_file, plan)
+        if verbose:
+            _say(result)
+    return plan
+
+
 def _say(text: str) -> None:
     import sys
 
@@ -305,7 +321,8 @@ def _say(text: str) -> None:
 
 
 def try_apply(args: list[str]) -> int | None:
-    """`apply FILE [-v]` from the cache; None sends the command to the normal path.
+    """`apply FILE [-v]`: the cached plan, or on a miss the plan made here (and
+    stored); None sends any other form of the command to typer (commands.py).
     With -v it says hit or miss, and why.  A LinxError propagates to cli.main,
     which maps it as the commands do."""
     verbose = any(a in ("-v", "--verbose") for a in args)
@@ -323,8 +340,8 @@ def try_apply(args: list[str]) -> int | None:
     plan, why = lookup(files[0])
     if verbose:
         _say(why if plan is not None else f"miss: {why}")
-    if plan is None:
-        return None
+    if plan is None:  # validate and plan here too: typer is for the rest of the CLI surface
+        plan = load_and_plan(files[0], [], cache=True, verbose=verbose)
     from .apply import apply_plan
 
     return apply_plan(plan, verbose=verbose)
