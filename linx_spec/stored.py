@@ -75,6 +75,11 @@ def _field_type(cls: type, name: str, annotation: Any) -> Any:
     return eval(annotation, vars(module) if module else {}, _ModuleNames(module))  # noqa: S307 - our own source
 
 
+def field_types(cls: type) -> dict[str, Any]:
+    """Every init field's type, evaluated (importing what the module names lazily)."""
+    return {name: _field_type(cls, name, annotation) for name, annotation, _r in _hints(cls)}
+
+
 @lru_cache(maxsize=None)
 def _allows_none(annotation: Any) -> bool:
     """`X | None` written as text: None is allowed without evaluating X."""
