@@ -180,8 +180,10 @@ def dependencies(plan) -> list[tuple[str, str]]:
     if "/" not in argv0:  # looked up on PATH: every earlier candidate must stay what it was
         env = dict(e.split("=", 1) for e in plan.process.env)
         for d in env.get("PATH", "").split(":"):
+            if not d.startswith("/"):
+                continue  # skipped by the lookup too (plan/process.py)
             candidate = os.path.join(d, argv0)
-            if not d.startswith("/") or candidate == exe:
+            if candidate == exe:
                 break
             on_host = host(candidate)
             if on_host:

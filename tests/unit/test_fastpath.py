@@ -70,7 +70,7 @@ def test_the_spec_text_and_its_variables_are_the_key(tmp_path, monkeypatch):
 
 def test_the_program_and_earlier_path_candidates(tmp_path):
     late = _program(tmp_path / "b" / "prog")
-    spec = _spec(tmp_path, f"process: {{command: [prog], env: {{PATH: '{tmp_path}/a:{tmp_path}/b'}}}}\n")
+    spec = _spec(tmp_path, f"process: {{command: [prog], env: {{PATH: 'rel:{tmp_path}/a:{tmp_path}/b'}}}}\n")
     _store(spec)
     assert _hits(spec)[0]
     _program(late, "#!/bin/sh\nexit 1\n")  # rewritten: another size and mtime
