@@ -1,8 +1,9 @@
 """The `linx-spec` entry point.
 
-A plain `linx-spec apply FILE [-v]` whose plan is cached (fastpath.py) runs it
-straight away: no typer, no pydantic, no yaml, only the runner.  Everything
-else goes to the typer commands in commands.py.  Errors become exit codes in one
+A plain `linx-spec apply FILE [-v]` is handled by fastpath.py without typer:
+a cached plan runs straight away (no pydantic, no yaml either, only the
+runner); on a miss it validates, plans and stores first.  Everything else goes
+to the typer commands in commands.py.  Errors become exit codes in one
 function, errors.report(), called here for the fast path and by the commands'
 group for everything else.
 """
@@ -22,6 +23,10 @@ def main() -> None:
             code = try_apply(argv[1:])
         except LinxError as exc:
             code = report(exc)
+        except KeyboardInterrupt:
+            from .apply import INTERRUPTED
+
+            code = INTERRUPTED
         if code is not None:
             sys.exit(code)
     from .commands import main as commands_main

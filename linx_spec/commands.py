@@ -39,20 +39,10 @@ app = typer.Typer(cls=_Group, add_completion=False, no_args_is_help=True,
                   help="Declarative runner for isolated Linux workloads. " + EXIT_HELP, pretty_exceptions_enable=False)
 
 
-def _load_and_plan(spec_file: str, overrides: list[str], cache: bool = False):
-    from .load import load_file
-    from .plan.build import build_plan
+def _load_and_plan(spec_file: str, overrides: list[str], cache: bool = False, verbose: bool = False):
+    from .fastpath import load_and_plan
 
-    spec = load_file(spec_file, overrides=overrides)
-    import os
-
-    base = os.path.dirname(os.path.abspath(spec_file)) if spec_file != "-" else os.getcwd()
-    plan = build_plan(spec, source=spec_file, base_dir=base)
-    if cache and not overrides and spec_file != "-":
-        from .fastpath import store
-
-        store(spec_file, plan)
-    return plan
+    return load_and_plan(spec_file, overrides, cache=cache, verbose=verbose)
 
 
 SetOpt = typer.Option(None, "--set", help="Override a field: path.to.field=value (validated like the file).")
@@ -82,7 +72,7 @@ def apply(
 ) -> None:
     """Run the workload in the foreground, with inherited stdio; exit with its exit code."""
     limit = _parse_duration(timeout)
-    plan = _load_and_plan(spec_file, set_ or [], cache=True)
+    plan = _load_and_plan(spec_file, set_ or [], cache=True, verbose=verbose)
     if limit is not None:
         import dataclasses
 

@@ -42,16 +42,58 @@ class BadData(ValueError):
 
 @lru_cache(maxsize=None)
 def _hints(cls: type) -> tuple[tuple[str, Any, bool], ...]:
-    """(name, type, required) for every init field of a dataclass."""
-    module = sys.modules.get(cls.__module__)
-    hints = typing.get_type_hints(cls, vars(module) if module else None)
+    """(name, annotation, required) for every init field of a dataclass.  The
+    annotation is evaluated only when a value of that field is read (_field_type):
+    a cached plan without a network does not import the network plan's module."""
     out = []
     for f in dataclasses.fields(cls):
         if not f.init:
             continue
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        out.append((f.name, hints[f.name], required))
+        out.append((f.name, f.type, required))
     return tuple(out)
+
+
+class _ModuleNames:
+    """A module's names for eval(), its PEP 562 __getattr__ (lazy imports) included."""
+
+    def __init__(self, module: Any):
+        self.module = module
+
+    def __getitem__(self, name: str) -> Any:
+        try:
+            return getattr(self.module, name)
+        except AttributeError:
+            raise KeyError(name) from None
+
+
+@lru_cache(maxsize=None)
+def _field_type(cls: type, name: str, annotation: Any) -> Any:
+    if not isinstance(annotation, str):
+        return annotation
+    module = sys.modules.get(cls.__module__)
+    return eval(annotation, vars(module) if module else {}, _ModuleNames(module))  # noqa: S307 - our own source
+
+
+def field_types(cls: type) -> dict[str, Any]:
+    """Every init field's type, evaluated (importing what the module names lazily)."""
+    return {name: _field_type(cls, name, annotation) for name, annotation, _r in _hints(cls)}
+
+
+@lru_cache(maxsize=None)
+def _allows_none(annotation: Any) -> bool:
+    """`X | None` written as text: None is allowed without evaluating X."""
+    if not isinstance(annotation, str):
+        return False
+    depth, parts, start = 0, [], 0
+    for i, c in enumerate(annotation):
+        depth += c == "["
+        depth -= c == "]"
+        if c == "|" and depth == 0:
+            parts.append(annotation[start:i])
+            start = i + 1
+    parts.append(annotation[start:])
+    return "None" in (p.strip() for p in parts)
 
 
 def to_data(obj: Any) -> Any:
@@ -86,9 +128,13 @@ def from_data(tp: Any, data: Any, where: str = "") -> Any:
         if extra:
             raise BadData(where, f"unknown field(s) {sorted(extra)}")
         kwargs = {}
-        for name, ftype, required in fields:
+        for name, annotation, required in fields:
             if name in data:
-                kwargs[name] = from_data(ftype, data[name], f"{where}.{name}" if where else name)
+                if data[name] is None and _allows_none(annotation):
+                    kwargs[name] = None
+                    continue
+                kwargs[name] = from_data(_field_type(tp, name, annotation), data[name],
+                                         f"{where}.{name}" if where else name)
             elif required:
                 raise BadData(where, f"missing field `{name}`")
         return tp(**kwargs)

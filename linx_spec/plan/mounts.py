@@ -98,6 +98,7 @@ class MountsPlan:
     rootfs_readonly: bool
     entries: tuple[MountEntry, ...]
     root_layers: tuple[str, ...] = ()  # host dirs making up the root, topmost first
+    absent: tuple[str, ...] = ()  # optional bind sources left out as missing (the plan cache watches them)
 
     def describe(self) -> dict:
         return {
@@ -288,6 +289,7 @@ def resolve(spec_mounts: Mounts, spec, base_dir: str) -> MountsPlan:
     # the host's own directories.  Inside a fresh filesystem declared earlier
     # (a tmpfs, /dev, an overlay) they may be.
     fresh: list[str] = []
+    absent: list[str] = []
 
     def create_flag(target: str) -> int:
         if rootfs is not None or any(target.startswith(f + "/") for f in fresh):
@@ -312,6 +314,7 @@ def resolve(spec_mounts: Mounts, spec, base_dir: str) -> MountsPlan:
                 if not e.optional:
                     raise PlanError(f"bind source `{source}` does not exist", "create it, fix the path, or set "
                                     "`optional: true`", current_field + ".source")
+                absent.append(source)
                 continue
             flags |= int(MF.OPTIONAL) if e.optional else 0
             entry = MountEntry(MK.BIND, e.target, flags | create_flag(e.target), source=source)
@@ -355,4 +358,4 @@ def resolve(spec_mounts: Mounts, spec, base_dir: str) -> MountsPlan:
         raise PlanError(f"mounts need Linux {MIN_KERNEL[0]}.{MIN_KERNEL[1]} or newer (mount_setattr, openat2); "
                         f"this is {os.uname().release}", "upgrade the kernel, or drop `mounts`", "mounts")
     return MountsPlan(rootfs=rootfs, propagation=m.propagation, rootfs_readonly=m.rootfs_readonly,
-                      entries=tuple(entries), root_layers=layers)
+                      entries=tuple(entries), root_layers=layers, absent=tuple(absent))

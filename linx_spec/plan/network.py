@@ -283,6 +283,8 @@ def refuse_in_use(state: DeviceState, itf: InterfacePlan, field: str) -> None:
 
 # --- resolve: Spec -> NetworkPlan (reads the host, never writes) ---------------------------------
 def _address(text: str) -> AddressPlan:
+    import ipaddress  # here, not at the top: a cached plan is read back without it
+
     iface = ipaddress.ip_interface(text)
     net = iface.network
     if iface.version == 4:
@@ -400,6 +402,8 @@ def _resolve_interface(itf, field: str, host_names: set[str], notes: list[str]) 
 
 
 def _resolve_route(r, field: str, interfaces: list[InterfacePlan], loopback: bool) -> RoutePlan:
+    import ipaddress
+
     names = [i.name for i in interfaces] + (["lo"] if loopback else [])
     if r.dev is not None and r.dev not in names:
         raise PlanError(f"route to {r.to}: `{r.dev}` is not an interface of the workload "

@@ -10,17 +10,37 @@ the agent driver and a plan cached by the CLI load it without pydantic
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from .caps import CapsPlan
-from .cgroup import CgroupPlan, JoinCgroupsPlan
-from .idmap import IdmapPlan
+from .._lazy import lazy_exports
 from .lifecycle import LifecyclePlan
-from .mounts import MountsPlan
-from .network import NetworkPlan
-from .process import ProcessPlan
-from .rlimits import RlimitsPlan
-from .seccomp import SeccompPlan
 from .stdio import StdioPlan
+
+# The other parts' types are imported when first named (PEP 562): a cached
+# plan without a network or cgroup is read back (stored.py evaluates a field's
+# type only for a value that is not null) without importing those modules.
+_PARTS = {
+    "CapsPlan": "caps",
+    "CgroupPlan": "cgroup",
+    "JoinCgroupsPlan": "cgroup",
+    "IdmapPlan": "idmap",
+    "MountsPlan": "mounts",
+    "NetworkPlan": "network",
+    "ProcessPlan": "process",
+    "RlimitsPlan": "rlimits",
+    "SeccompPlan": "seccomp",
+}
+__getattr__, _dir = lazy_exports(__package__, _PARTS, globals())
+
+if TYPE_CHECKING:
+    from .caps import CapsPlan
+    from .cgroup import CgroupPlan, JoinCgroupsPlan
+    from .idmap import IdmapPlan
+    from .mounts import MountsPlan
+    from .network import NetworkPlan
+    from .process import ProcessPlan
+    from .rlimits import RlimitsPlan
+    from .seccomp import SeccompPlan
 
 CLONE_FLAGS = {
     "user": 0x10000000,

@@ -1,0 +1,203 @@
+"""The plan cache's keys and dependencies (linx_spec/fastpath.py), without root
+and without running anything: a plan is built and stored as `apply` would,
+then each class of dependency is changed and must turn the hit into a miss
+that names it; what the plan does not depend on must not."""
+
+from __future__ import annotations
+
+import os
+import resource
+import stat
+
+import pytest
+
+from linx_spec import fastpath, mountinfo
+from linx_spec.load import load_file
+from linx_spec.plan.build import build_plan
+
+
+@pytest.fixture(autouse=True)
+def runtime(tmp_path, monkeypatch):
+    monkeypatch.setenv("LINX_RUNTIME_DIR", str(tmp_path / "run"))
+    return tmp_path / "run"
+
+
+def _store(spec) -> str:
+    plan = build_plan(load_file(spec), source=str(spec), base_dir=str(spec.parent))
+    return fastpath.store(str(spec), plan)
+
+
+def _hits(spec) -> tuple[bool, str]:
+    plan, why = fastpath.lookup(str(spec))
+    return plan is not None, why
+
+
+def _program(path, text="#!/bin/sh\nexit 0\n"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(0o755)
+    return path
+
+
+def _spec(tmp_path, body: str):
+    spec = tmp_path / "s.yaml"
+    spec.write_text("version: 1\n" + body)
+    return spec
+
+
+def test_a_path_inside_shell_text_is_not_a_dependency(tmp_path):
+    # The workload reads it when it runs; the plan is the same whatever it holds.
+    data = tmp_path / "data.txt"
+    data.write_text("one")
+    spec = _spec(tmp_path, f"process: {{command: [/bin/sh, -c, 'cat {data} /proc/self/ns/net']}}\n")
+    assert _store(spec).startswith("stored")
+    data.write_text("two and more")
+    assert _hits(spec) == (True, "hit (2 dependencies unchanged)")
+
+
+def test_the_spec_text_and_its_variables_are_the_key(tmp_path, monkeypatch):
+    spec = _spec(tmp_path, "process: {command: [/bin/true], env: {A: '${LX_TEST_A:-x}'}}\n")
+    _store(spec)
+    assert _hits(spec)[0]
+    monkeypatch.setenv("LX_TEST_A", "y")
+    hit, why = _hits(spec)
+    assert not hit and why.startswith("no entry")
+    monkeypatch.delenv("LX_TEST_A")
+    assert _hits(spec)[0]
+    spec.write_text(spec.read_text() + "# a comment\n")
+    assert not _hits(spec)[0]
+
+
+def test_the_program_and_earlier_path_candidates(tmp_path):
+    late = _program(tmp_path / "b" / "prog")
+    spec = _spec(tmp_path, f"process: {{command: [prog], env: {{PATH: 'rel:{tmp_path}/a:{tmp_path}/b'}}}}\n")
+    _store(spec)
+    assert _hits(spec)[0]
+    _program(late, "#!/bin/sh\nexit 1\n")  # rewritten: another size and mtime
+    hit, why = _hits(spec)
+    assert not hit and why.startswith(f"path {late} changed")
+    _store(spec)
+    _program(tmp_path / "a" / "prog")  # now found earlier on PATH: another plan
+    hit, why = _hits(spec)
+    assert not hit and why.startswith(f"path {tmp_path}/a/prog changed (- ->")
+
+
+def test_rootfs_binds_and_absent_optional_binds(tmp_path):
+    root = tmp_path / "root"
+    _program(root / "bin" / "prog")
+    src = tmp_path / "src"
+    src.mkdir()
+    spec = _spec(tmp_path, "namespaces: [user, mount]\nprocess: {command: [/bin/prog]}\n"
+                 "mounts: {rootfs: ./root, entries: [{type: bind, source: ./src, target: /src},"
+                 " {type: bind, source: ./later, target: /later, optional: true}]}\n")
+    _store(spec)
+    assert _hits(spec)[0]
+    (root / "newfile").write_text("")  # a workload writing into its root changes nothing the plan holds
+    (src / "newfile").write_text("")
+    assert _hits(spec)[0]
+    (tmp_path / "later").mkdir()  # the optional source appears: the plan would bind it now
+    hit, why = _hits(spec)
+    assert not hit and why.startswith(f"path {tmp_path}/later changed (- -> d ")
+    _store(spec)
+    src.rename(tmp_path / "old")
+    src.mkdir()  # another directory under the same name
+    hit, why = _hits(spec)
+    assert not hit and why.startswith(f"path {src} changed")
+    _store(spec)
+    root.rename(tmp_path / "oldroot")
+    hit, why = _hits(spec)
+    assert not hit and why.startswith(f"path {root} changed")
+
+
+def test_seccomp_profile(tmp_path):
+    profile = tmp_path / "p.json"
+    profile.write_text('{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": []}')
+    spec = _spec(tmp_path, "process: {command: [/bin/true]}\nseccomp: {profile: p.json}\n")
+    _store(spec)
+    assert _hits(spec)[0]
+    profile.write_text('{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mbind"], '
+                       '"action": "SCMP_ACT_ERRNO"}]}')
+    hit, why = _hits(spec)
+    assert not hit and why.startswith(f"path {profile} changed")
+
+
+def test_cgroup_hierarchies_and_no_other_mount(tmp_path, monkeypatch):
+    spec = _spec(tmp_path, "process: {command: [/bin/true]}\ncgroup: {pids: {max: 10}}\n")
+    try:
+        _store(spec)
+    except Exception as exc:  # noqa: BLE001 - a host without a pids controller plans nothing
+        pytest.skip(f"no cgroup plan on this host: {exc}")
+    assert _hits(spec)[0]
+    real = mountinfo.read()
+    other = "999 1 0:99 / /mnt/elsewhere rw - tmpfs tmpfs rw"
+    monkeypatch.setattr(mountinfo, "read", lambda pid="self": real + mountinfo.parse(other))
+    assert _hits(spec)[0]  # a mount the plan does not depend on
+    cg = "998 1 0:98 / /sys/fs/cgroup/extra rw - cgroup cgroup rw,freezer"
+    monkeypatch.setattr(mountinfo, "read", lambda pid="self": real + mountinfo.parse(cg))
+    hit, why = _hits(spec)
+    assert not hit and why.startswith("cgroup mounts")
+
+
+def test_caller_rlimits(tmp_path):
+    spec = _spec(tmp_path, "process: {command: [/bin/true]}\nrlimits: {nofile: {soft: 64}}\n")
+    _store(spec)
+    assert _hits(spec)[0]
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft - 1, hard))
+    try:
+        hit, why = _hits(spec)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert not hit and why.startswith("caller rlimits")
+
+
+def test_network_interfaces_named(tmp_path, monkeypatch):
+    net = tmp_path / "net"
+    (net / "parent0").mkdir(parents=True)
+    (net / "parent0" / "mtu").write_text("1500\n")
+    monkeypatch.setattr("linx_spec.plan.network.SYS_CLASS_NET", str(net))
+    monkeypatch.setattr(fastpath, "_SYS_CLASS_NET", str(net))
+    if os.geteuid() != 0:
+        monkeypatch.setattr("os.geteuid", lambda: 0)
+    spec = _spec(tmp_path, "namespaces: [net]\nprocess: {command: [/bin/true]}\nnetwork: {interfaces: ["
+                 "{type: macvlan, name: m0, parent: parent0}, {type: veth, name: eth0, host: {name: lxfp0}}]}\n")
+    _store(spec)
+    assert _hits(spec)[0]
+    (net / "parent0" / "mtu").write_text("1400\n")
+    hit, why = _hits(spec)
+    assert not hit and why == "interface parent0 changed (mtu 1500 -> mtu 1400)"
+    _store(spec)
+    (net / "lxfp0").mkdir()  # the veth's host name is taken now: planning again says so
+    hit, why = _hits(spec)
+    assert not hit and why == "interface lxfp0 changed (- -> present)"
+
+
+def test_bounded_least_recently_used_first(tmp_path, monkeypatch, runtime):
+    monkeypatch.setattr(fastpath, "MAX_ENTRIES", 3)
+    specs = []
+    for n in range(4):
+        spec = tmp_path / f"s{n}.yaml"
+        spec.write_text(f"version: 1\nprocess: {{command: [/bin/true, '{n}']}}\n")
+        specs.append(spec)
+    for n, spec in enumerate(specs[:3]):
+        _store(spec)
+        os.utime(runtime / ".plans" / fastpath._key(str(spec), spec.read_bytes()), ns=(n * 10**9, n * 10**9))
+    assert _hits(specs[0])[0]  # a hit makes s0 the most recently used
+    _store(specs[3])
+    assert [_hits(s)[0] for s in specs] == [True, False, True, True]
+    assert len(os.listdir(runtime / ".plans")) == 3
+
+
+def test_an_entry_too_large_is_not_stored(tmp_path, monkeypatch, runtime):
+    monkeypatch.setattr(fastpath, "MAX_ENTRY_BYTES", 100)
+    spec = _spec(tmp_path, "process: {command: [/bin/true]}\n")
+    assert _store(spec).startswith("not stored: the plan takes")
+    assert not _hits(spec)[0]
+
+
+def test_cache_directory_is_private(tmp_path, runtime):
+    spec = _spec(tmp_path, "process: {command: [/bin/true]}\n")
+    _store(spec)
+    assert stat.S_IMODE((runtime / ".plans").stat().st_mode) == 0o700
+    for entry in (runtime / ".plans").iterdir():
+        assert stat.S_IMODE(entry.stat().st_mode) == 0o600
