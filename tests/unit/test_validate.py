@@ -95,8 +95,9 @@ def test_pre_commit_hook_entry_passes_the_examples_and_fails_a_bad_spec(tmp_path
 
     import yaml
 
-    (hook,) = yaml.safe_load((REPO / ".pre-commit-hooks.yaml").read_text())
-    assert hook["id"] == "linx-spec-validate" and hook["language"] == "python"
+    hooks = {h["id"]: h for h in yaml.safe_load((REPO / ".pre-commit-hooks.yaml").read_text())}
+    hook = hooks["linx-spec-validate"]
+    assert hook["language"] == "python"
     program, *args = hook["entry"].split()
     assert program == "linx-spec"  # the console script of pyproject's [project.scripts]
     tracked = subprocess.run(["git", "-C", str(REPO), "ls-files"], capture_output=True, text=True).stdout.split()
@@ -112,3 +113,14 @@ def test_pre_commit_hook_entry_passes_the_examples_and_fails_a_bad_spec(tmp_path
     bad.write_text(BAD)
     proc = subprocess.run([*entry, "specs/bad.yaml"], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert proc.returncode == 65 and "specs/bad.yaml:3:20: process.command" in proc.stderr
+    # The audit hook: the examples pass its default threshold; a wide-open spec does not.
+    audit = hooks["linx-spec-audit"]
+    program, *args = audit["entry"].split()
+    assert program == "linx-spec" and audit["files"] == hook["files"]
+    entry = [sys.executable, "-m", "linx_spec.cli", *args]
+    assert subprocess.run([*entry, *files], cwd=REPO, env=env, capture_output=True).returncode == 0
+    wide = tmp_path / "specs" / "wide.yaml"
+    wide.write_text("version: 1\nname: wide\nnamespaces: []\ncapabilities: {keep: [all]}\nno_new_privs: false\n"
+                    "process: {command: [/bin/true]}\n")
+    proc = subprocess.run([*entry, "specs/wide.yaml"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
