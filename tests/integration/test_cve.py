@@ -315,8 +315,11 @@ def test_cve_2019_5736_proc_self_exe_not_writable(helper_attack):
 # when joining namespaces, both of these failed on most runs.
 def test_cve_2019_5736_no_handle_on_the_host_binary(helper_attack):
     """Even a read-only handle on the agent binary is one step from CVE-2019-5736
-    (it only takes the binary not being busy when the handle is reopened)."""
-    assert helper_attack["exe_handle"] == [], helper_attack
+    (it only takes the binary not being busy when the handle is reopened).  A handle
+    on what the helper runs *after* its execve (the program `exec` was asked for,
+    here /usr/bin/true) is the workload's own business, not the host's binary."""
+    agent = [h for h in helper_attack["exe_handle"] if h.endswith("linx-agent")]
+    assert agent == [], helper_attack
 
 
 def test_cve_2016_9962_exec_helper_not_ptraceable(helper_attack):
