@@ -89,8 +89,10 @@ def _supervise(plan: Plan, sd: StateDir, ready_fd: int) -> int:
 
     def new() -> Workload:
         fds[:] = [_stream_fd(sd, plan, i) for i in range(3)]
-        return Workload(plan, stdin=fds[0][0], stdout=fds[1][0], stderr=fds[2][0], session=True,
-                        linger_path=linger)
+        # A restart runs the plan as last converged live (live.py saves it), so
+        # limits changed by `apply` survive the restart policy.
+        return Workload(_current_plan(sd, plan), stdin=fds[0][0], stdout=fds[1][0], stderr=fds[2][0],
+                        session=True, linger_path=linger)
 
     def start(w: Workload) -> None:
         try:
@@ -128,6 +130,14 @@ def _supervise(plan: Plan, sd: StateDir, ready_fd: int) -> int:
     return 0
 
 
+def _current_plan(sd: StateDir, plan: Plan) -> Plan:
+    try:
+        saved = sd.load_plan()
+    except StateError:
+        return plan
+    return saved if saved.spec_hash != plan.spec_hash else plan
+
+
 # --- commands ------------------------------------------------------------------
 
 def format_ps(views: list[View]) -> str:
@@ -162,6 +172,10 @@ def stop(name: str, grace: float | None = None) -> str:
     st = view.state
     plan = sd.load_plan()
     grace = plan.lifecycle.stop_grace if grace is None else grace
+    if st.get("paused"):
+        from .live import resume
+
+        resume(name)  # a frozen task cannot act on SIGTERM
     if alive(st.get("supervisor_pid"), st.get("supervisor_pid_start")):
         os.kill(st["supervisor_pid"], signal.SIGTERM)
     else:
@@ -210,7 +224,25 @@ def status_text(name: str) -> str:
         lines.append(f"started:  {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(st['started']))}")
     if st.get("usage"):
         lines.append(f"usage:    {st['usage']}")
+    if view.status == "running":
+        if st.get("paused"):
+            lines.append("paused:   yes (linx-spec resume NAME)")
+        lines += _drift(name)
     return "\n".join(lines)
+
+
+def _drift(name: str) -> list[str]:
+    """The limits the kernel holds now that differ from the plan last applied."""
+    from .live import diff
+
+    try:
+        report = diff(name, StateDir.open(name).load_plan())
+    except LinxError as exc:
+        return [f"drift:    unknown ({exc})"]
+    found = [c for c in report.changes if c.how == "live"]
+    if not found:
+        return ["drift:    none"]
+    return [f"drift:    {c.field}: kernel has {c.observed}, applied {c.wanted} ({c.target})" for c in found]
 
 
 __all__ = ["start_detached", "all_views", "format_ps", "kill", "stop", "logs", "delete", "status_text"]

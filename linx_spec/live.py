@@ -172,11 +172,15 @@ def restart_fields(old: Plan, new: Plan) -> list[str]:
     if isinstance(oc, CgroupPlan) != isinstance(nc, CgroupPlan):
         out.append("cgroup")
     elif isinstance(oc, CgroupPlan) and isinstance(nc, CgroupPlan):
-        def shape(cg: CgroupPlan) -> list[tuple]:
-            return [(h.version, h.mount, h.controllers, h.parent) for h in cg.hierarchies]
-
-        if shape(oc) != shape(nc):
-            out.append("cgroup (hierarchies or controllers: a controller the running cgroup lacks)")
+        # Live only within the cgroups that exist: every hierarchy of the new plan
+        # must be one the workload is in (same parent), and on v2 its controllers
+        # already enabled for the leaf.  On v1 a co-mounted hierarchy's leaf has
+        # every file of its controllers, whichever the plan lists.
+        have = {(h.version, h.mount, h.parent): set(h.controllers) for h in oc.hierarchies}
+        for h in nc.hierarchies:
+            ctrls = have.get((h.version, h.mount, h.parent))
+            if ctrls is None or (h.version == 2 and not set(h.controllers) <= ctrls):
+                out.append(f"cgroup ({h.label} at {h.mount}: a cgroup or controller the running workload lacks)")
     return out
 
 
