@@ -21,6 +21,8 @@
 #include <unistd.h>
 
 #include "lx_child.h"
+#include "lx_fail.h"
+#include "lx_fault.h"
 #include "lx_proto.h"
 #include "lx_settings.h"
 #include "lx_steps.h"
@@ -328,6 +330,9 @@ static void do_spawn(uint32_t seq, const uint8_t *payload, uint32_t len)
 	}
 	if (r < 0)
 		return send_error(seq, LX_STEP_PROTOCOL, EINVAL, "SPAWN: truncated attribute", NULL);
+	struct lx_err fault;
+	if (lx_fault_at(LX_STEP_SPAWN, A.ctl, &fault) < 0)
+		return send_error(seq, fault.step, fault.err, fault.detail, NULL);
 
 	/* Every namespace fd is opened before the first setns: after joining a
 	 * mount or user namespace, the paths may resolve elsewhere or not at all. */
@@ -340,6 +345,20 @@ static void do_spawn(uint32_t seq, const uint8_t *payload, uint32_t len)
 			snprintf(detail, sizeof(detail), "open %s namespace", ns_name(joins[i].type));
 			return send_error(seq, LX_STEP_SPAWN, err, detail, joins[i].path);
 		}
+	}
+	/* Non-dumpable before joining anything (as runc's nsexec): a process of the
+	 * workload (same uid, inside the namespaces we join) could otherwise
+	 * ptrace the child between setns and execve, or open the agent binary
+	 * through /proc/PID/exe (CVE-2016-9962, CVE-2019-5736).  The child inherits
+	 * it; execve of the workload's program makes it dumpable again.  Left
+	 * dumpable only when a non-root runner must still write the uid/gid maps
+	 * of a new user namespace (/proc/PID/uid_map of a non-dumpable child is
+	 * owned by root). */
+	if (njoins > 0 && (!(flags & CLONE_NEWUSER) || geteuid() == 0) && prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
+		int err = errno;
+		for (size_t j = 0; j < njoins; j++)
+			close(joins[j].fd);
+		return send_error(seq, LX_STEP_SPAWN, err, "prctl(PR_SET_DUMPABLE, 0)", NULL);
 	}
 	/* The user namespace first (its capabilities allow the rest), as nsenter. */
 	for (int pass = 0; pass < 2; pass++) {
@@ -648,12 +667,7 @@ int main(int argc, char **argv)
 	A.ctl = 3;
 	A.settings_w = A.status_r = -1;
 	A.grace_ms = 2000;
-	const char *fault = getenv("LINX_FAULT");
-	if (fault && (strncmp(fault, "fail:", 5) == 0 || strncmp(fault, "pause:", 6) == 0)) {
-		const char *id = strchr(fault, ':') + 1;
-		lx_fault_pause = fault[0] == 'p';
-		lx_fault_step = (*id >= '0' && *id <= '9') ? atoi(id) : -1;
-	}
+	lx_fault_init(getenv("LINX_FAULT"));
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--fd") == 0 && i + 1 < argc)
 			A.ctl = atoi(argv[++i]);

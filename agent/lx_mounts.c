@@ -24,7 +24,7 @@
  * reading statvfs flags back into its MS_REMOUNT -- and a recursive bind is
  * read-only all the way down, which MS_REMOUNT cannot do. */
 #define _GNU_SOURCE
-#include "lx_mounts.h"
+#include "lx_steps.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -36,121 +36,13 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "lx_child.h"
-#include "lx_steps.h"
+#include "lx_fail.h"
+#include "lx_mount_entry.h"
+#include "lx_settings.h"
 
 #ifndef AT_RECURSIVE
 #define AT_RECURSIVE 0x8000
 #endif
-
-/* --- decoding one entry (agent and child) ------------------------------- */
-
-static int copy_str(const struct lx_attrv *a, char *dst, size_t cap, const char **why, const char *what)
-{
-	if (dst[0]) {
-		*why = what;
-		return -1;
-	}
-	if (lx_attr_str(a, dst, cap) < 0 || !dst[0]) {
-		*why = "a string is empty, too long or holds a NUL";
-		return -1;
-	}
-	return 0;
-}
-
-int lx_mount_parse(const struct lx_attrv *a, struct lx_mount *m, const char **why)
-{
-	struct lx_attr_it it = { a->val, a->len };
-	struct lx_attrv n;
-	size_t optlen = 0;
-	int r, has_kind = 0;
-
-	memset(m, 0, sizeof(*m));
-	m->mode = 0644;
-	while ((r = lx_attr_next(&it, &n)) > 0) {
-		switch (n.type) {
-		case LX_MA_KIND:
-			if (has_kind++ || lx_attr_u32(&n, &m->kind) < 0 || m->kind < LX_MK_BIND || m->kind > LX_MK_FILE) {
-				*why = "bad or repeated kind";
-				return -1;
-			}
-			break;
-		case LX_MA_FLAGS:
-			if (lx_attr_u32(&n, &m->flags) < 0 || m->flags >= 2 * LX_MF_ROOT) {
-				*why = "bad flags";
-				return -1;
-			}
-			break;
-		case LX_MA_MODE:
-			if (lx_attr_u32(&n, &m->mode) < 0 || m->mode > 07777) {
-				*why = "bad mode";
-				return -1;
-			}
-			break;
-		case LX_MA_TARGET:
-			if (copy_str(&n, m->target, sizeof(m->target), why, "repeated target") < 0)
-				return -1;
-			break;
-		case LX_MA_SOURCE:
-			if (copy_str(&n, m->source, sizeof(m->source), why, "repeated source") < 0)
-				return -1;
-			break;
-		case LX_MA_FSTYPE:
-			if (copy_str(&n, m->fstype, sizeof(m->fstype), why, "repeated fstype") < 0)
-				return -1;
-			break;
-		case LX_MA_OPTION:
-			if (m->noptions >= LX_MOUNT_MAX_OPTIONS || n.len == 0 || optlen + n.len + 1 > sizeof(m->optbuf) ||
-			    lx_attr_str(&n, m->optbuf + optlen, sizeof(m->optbuf) - optlen) < 0) {
-				*why = "too many, empty or too long options";
-				return -1;
-			}
-			m->options[m->noptions++] = m->optbuf + optlen;
-			optlen += n.len + 1;
-			break;
-		case LX_MA_CONTENT:
-			m->content = n.val;
-			m->content_len = n.len;
-			break;
-		default:
-			*why = "unknown nested attribute";
-			return -1;
-		}
-	}
-	if (r < 0) {
-		*why = "truncated nested attribute";
-		return -1;
-	}
-	if (!has_kind) {
-		*why = "no kind";
-		return -1;
-	}
-	if (!(m->flags & LX_MF_ROOT) && m->target[0] != '/') {
-		*why = "target missing or not absolute";
-		return -1;
-	}
-	if ((m->flags & LX_MF_ROOT) && m->kind != LX_MK_FS) {
-		*why = "only a fresh filesystem can be the root";
-		return -1;
-	}
-	if (m->kind == LX_MK_BIND && m->source[0] != '/') {
-		*why = "bind source missing or not absolute";
-		return -1;
-	}
-	if (m->kind == LX_MK_FS && !m->fstype[0]) {
-		*why = "fstype missing";
-		return -1;
-	}
-	return 0;
-}
-
-int lx_mount_check(const struct lx_attrv *a, const char **why)
-{
-	struct lx_mount m;
-	return lx_mount_parse(a, &m, why);
-}
-
-/* --- the step, in the child ---------------------------------------------- */
 
 struct lx_mctx {
 	int root; /* O_PATH fd of the directory targets resolve in */

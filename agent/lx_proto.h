@@ -106,7 +106,7 @@ enum lx_attr {
 	LX_A_MOUNT = 48,           /* bytes: nested attributes, one mount (lx_mounts.c) */
 	LX_A_ROOTFS = 49,          /* str */
 	LX_A_MOUNT_OPT = 50,       /* u32 flags for the mounts step (lx_mounts.c) */
-	LX_A_SESSION = 51,         /* u32: 1 setsid, 2 setsid + fd 0 as controlling tty */
+	LX_A_SESSION = 51,         /* u32: 2 = fd 0 becomes the controlling tty (every child gets setsid) */
 	LX_A_REMOVE_ONLY = 52,     /* u32 on TRACK_CGROUP: rmdir it if empty, never kill in it */
 };
 

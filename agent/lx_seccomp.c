@@ -8,7 +8,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "lx_child.h"
+#include "lx_fail.h"
+#include "lx_settings.h"
 #include "lx_steps.h"
 
 int lx_seccomp_in_child(const struct lx_settings *s, struct lx_err *e)

@@ -1,24 +1,12 @@
+/* Decodes the PROCEED payload into struct lx_settings (see lx_settings.h). */
 #include "lx_settings.h"
 
 #include <errno.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "lx_mounts.h"
+#include "lx_mount_entry.h"
 #include "lx_steps.h"
-
-int lx_fail(struct lx_err *e, int step, int err, const char *fmt, ...)
-{
-	va_list ap;
-	e->step = step;
-	e->err = err;
-	va_start(ap, fmt);
-	vsnprintf(e->detail, sizeof(e->detail), fmt, ap);
-	va_end(ap);
-	return -1;
-}
 
 static char *take_str(const struct lx_attrv *a, char **arena)
 {

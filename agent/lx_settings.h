@@ -7,16 +7,11 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "lx_fail.h"
 #include "lx_proto.h"
 
 #define LX_MAX_ORDER 32
 #define LX_MAX_MOUNTS 256
-
-struct lx_err {
-	int step;
-	int err;
-	char detail[512];
-};
 
 struct lx_settings {
 	uint16_t order[LX_MAX_ORDER];
@@ -44,7 +39,7 @@ struct lx_settings {
 	size_t nmounts;
 	char *rootfs;
 	uint32_t mount_opt;
-	uint32_t session;
+	uint32_t session; /* LX_A_SESSION: 2 = fd 0 becomes the controlling tty */
 	/* storage */
 	char *arena;
 };
@@ -52,8 +47,5 @@ struct lx_settings {
 /* 0 on success; -1 with e filled (step protocol, EINVAL, what was wrong). */
 int lx_settings_parse(const uint8_t *payload, size_t len, struct lx_settings *s, struct lx_err *e);
 void lx_settings_free(struct lx_settings *s);
-
-int lx_fail(struct lx_err *e, int step, int err, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
 
 #endif

@@ -9,7 +9,8 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
-#include "lx_child.h"
+#include "lx_fail.h"
+#include "lx_settings.h"
 #include "lx_steps.h"
 
 int lx_user_in_child(const struct lx_settings *s, struct lx_err *e)

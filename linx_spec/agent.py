@@ -287,14 +287,16 @@ class Agent:
 
 
 def _fault_env(env) -> dict:
-    """LINX_FAULT=fail:STEP / pause:STEP (tests only): the agent takes child
-    step ids; host steps are the runner's business (runner.py)."""
+    """LINX_FAULT=fail:STEP / pause:STEP (tests only): the agent takes the ids
+    of its own steps (spawn and the child's) and injects the fault where the
+    step runs, in the normal frame sequence; host steps are the runner's
+    (runner._fault)."""
     from .steps import STEP_BY_NAME
 
     env = dict(env)
     kind, _, name = env.get("LINX_FAULT", "").partition(":")
     step = STEP_BY_NAME.get(name)
-    if step is not None and step.side == "child":
+    if step is not None and step.side in ("agent", "child"):
         env["LINX_FAULT"] = f"{kind}:{step.id}"
     else:
         env.pop("LINX_FAULT", None)

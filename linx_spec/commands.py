@@ -142,6 +142,10 @@ def plan(
     from .steps import active_steps
 
     p = _load_and_plan(spec_file, set_ or [])
+    from .audit import joined_host_namespaces
+
+    for warning in joined_host_namespaces(p.ns_join):  # issue 14 item 10: never silent
+        print(f"linx-spec: warning: {warning}", file=sys.stderr)
     steps = [{"step": s.name, "side": s.side, "args": s.args(p), "why": s.reason} for s in active_steps(p)]
     if as_json:
         print(json.dumps({"name": p.name, "spec_hash": p.spec_hash, "notes": list(p.notes), "steps": steps}, indent=2))
@@ -160,12 +164,27 @@ def validate(
     files: List[str] = typer.Argument(..., metavar="FILE|DIR|GLOB...", help="Spec files, directories (*.yaml, *.yml inside) or globs."),
     set_: Optional[List[str]] = SetOpt,
     fmt: str = typer.Option("text", "--format", help="text, json, or github (::error annotations)."),
+    exclude: Optional[List[str]] = typer.Option(None, "--exclude", help="Skip paths matching this glob in directories and globs (repeatable); .git, .venv, node_modules and git-ignored files are always skipped."),
 ) -> None:
-    """Check specs without root and without touching any kernel object; exit 0 only if all are valid."""
+    """Check specs without root and without touching any kernel object; exit 0 only if all are valid (65 if any is not, or nothing was found)."""
     from .validate import validate_paths
 
-    code = validate_paths(files, set_ or [], fmt)
+    code = validate_paths(files, set_ or [], fmt, exclude or [])
     raise typer.Exit(code)
+
+
+@app.command(epilog=EXIT_HELP + " audit: 3 when a score is above --threshold.")
+def audit(
+    files: List[str] = typer.Argument(..., metavar="SPEC.yaml...", help="Spec files."),
+    set_: Optional[List[str]] = SetOpt,
+    fmt: str = typer.Option("text", "--format", help="text, json, or github (::notice/::error annotations)."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", min=0, max=10,
+                                              help="Exit 3 when a spec's score is above this (0-10)."),
+) -> None:
+    """Score how exposed the host is to each workload, 0 (closed) to 10 (most exposed), one line per check."""
+    from .audit import audit_files
+
+    raise typer.Exit(audit_files(files, set_ or [], fmt, threshold))
 
 
 @app.command()
@@ -267,6 +286,11 @@ def exec_(name: str = typer.Argument(...), command: List[str] = typer.Argument(.
 from .seccomp.cli import app as _seccomp_app  # noqa: E402 - `linx-spec seccomp export|explain|groups`
 
 app.add_typer(_seccomp_app, name="seccomp")
+
+from .oci.cli import export_app as _export_app, import_app as _import_app  # noqa: E402 - `export oci`, `import oci`
+
+app.add_typer(_export_app, name="export")
+app.add_typer(_import_app, name="import")
 
 
 @app.command()

@@ -114,7 +114,9 @@ Reporter = Callable[[str, str, float], None]
 def _fault(step: str, side: str, agent: Agent | None) -> None:
     """LINX_FAULT=fail:STEP or pause:STEP, for the reliability tests: fail the
     host-side step with EIO, or stop before it (saying so on stderr) until the
-    agent goes away or the runner is killed.  Child steps are the agent's."""
+    agent goes away or the runner is killed.  Spawn and the child steps are
+    the agent's (agent._fault_env): every fault acts inside the normal frame
+    sequence."""
     spec = os.environ.get("LINX_FAULT")
     if not spec:
         return
@@ -275,12 +277,7 @@ class Workload:
                 os.close(fd)
         try:
             joins = [(CLONE_FLAGS[n], path) for n, path in self.plan.ns_join]
-            if os.environ.get("LINX_FAULT"):
-                self.agent.hello()
-                _fault("spawn", "agent", self.agent)
-                self.pid = self.agent.spawn(self.plan.clone_flags, joins, int(self.plan.grace_seconds * 1000))
-            else:
-                self.pid = self.agent.hello_spawn(self.plan.clone_flags, joins, int(self.plan.grace_seconds * 1000))
+            self.pid = self.agent.hello_spawn(self.plan.clone_flags, joins, int(self.plan.grace_seconds * 1000))
             if self.plan.lifecycle.orphan == "linger" or self._linger_path:
                 self.agent.linger(self._linger_path)
         except BaseException:

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from .spec import Spec
 
 SCHEMA_ID = "https://linx-spec.dev/schema/linx-spec.schema.json"
+# The same document as a file: shipped inside the installed package (setup.py
+# copies it there), or the checked-in schema/ of a source checkout.  Point an
+# editor's `# yaml-language-server: $schema=` modeline at it (docs/ci.md).
+_PACKAGED = Path(__file__).with_name("linx-spec.schema.json")
+SCHEMA_FILE = _PACKAGED if _PACKAGED.is_file() else Path(__file__).resolve().parent.parent / "schema" / "linx-spec.schema.json"
 
 
 def _hoist_descriptions(node: object) -> None:

@@ -120,6 +120,8 @@ def _exec_args(plan: "Plan") -> dict[str, Any]:
     return {"path": p.exec_path, "argv": list(p.argv), "env": list(p.env)}
 
 
+# The child does nothing between PROCEED and execve that is not listed here;
+# child step X is `lx_X_in_child()` in agent/lx_X.c (tests/unit/test_agent_layout.py).
 STEPS: list[Step] = [
     Step(1, "spawn", "agent",
          "first: clone into the new namespaces (joined ones entered before clone) and park the child "
@@ -141,6 +143,14 @@ STEPS: list[Step] = [
          "prlimit (and oom_score_adj) from the host: raising a hard limit is impossible from inside a user "
          "namespace (as runc)",
          lambda p: p.rlimits is not None, _rlimits_args, _rlimits_apply),
+    Step(29, "session", "child",
+         "first in the child: a session of its own (setsid, as runc), so the caller's terminal is never its "
+         "controlling tty (TIOCSTI); with -t the pty becomes it",
+         _always, lambda p: {}),
+    Step(30, "ns_root", "child",
+         "before the privileged steps: uid/gid 0 of a new user namespace (as runc's nsexec), so the files "
+         "they create are owned by a mapped id",
+         _always, lambda p: {}),
     Step(18, "loopback", "child",
          "lo up with one ioctl when there is no other network work (needs CAP_NET_ADMIN in the netns: "
          "before the identity switch); otherwise the network step does it",
@@ -170,6 +180,22 @@ STEPS: list[Step] = [
     Step(25, "cwd", "child",
          "chdir (and umask) as the final identity, so permission checks are the workload's own",
          _always, lambda p: {"cwd": p.process.cwd, "umask": p.process.umask}),
+    Step(31, "keyring", "child",
+         "a fresh session keyring (as runc): after the identity switch, so the workload owns it; before "
+         "seccomp, which often forbids keyctl",
+         _always, lambda p: {}),
+    Step(32, "signals", "child",
+         "every disposition default and the mask empty (raw rt_sigaction: 32 and 33 too): they survive execve; "
+         "before seccomp, which may forbid rt_sigaction",
+         _always, lambda p: {}),
+    Step(33, "pdeathsig", "child",
+         "arm PR_SET_PDEATHSIG again: the identity switch and the capability sets clear it; before seccomp, "
+         "which may forbid prctl",
+         _always, lambda p: {}),
+    Step(34, "close_fds", "child",
+         "every fd but 0-2 close-on-exec (close_range): late, so the steps above keep theirs; the status "
+         "pipe stays open until execve",
+         _always, lambda p: {}),
     Step(26, "no_new_privs", "child",
          "before seccomp: an unprivileged filter install requires it; nothing after it needs privileges",
          lambda p: p.no_new_privs, lambda p: {}),

@@ -356,19 +356,16 @@ def apply_from_host(plan: CgroupPlan | JoinCgroupsPlan, ctx, fs: CgroupFs | None
 
 def _cgroup_mounts() -> dict[str, str]:
     """hierarchy key ("0" for cgroup2, else the sorted controller list) -> mount point."""
+    from .. import mountinfo
+
+    generic = {"rw", "ro", "relatime", "nosuid", "nodev", "noexec", "clone_children", "xattr"}
     out: dict[str, str] = {}
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            left, _, right = line.partition(" - ")
-            fstype, _src, opts = right.split()[:3]
-            mnt = left.split()[4]
-            if fstype == "cgroup2":
-                out.setdefault("0", mnt)
-            elif fstype == "cgroup":
-                names = sorted(o for o in opts.split(",") if o not in ("rw", "ro", "relatime", "nosuid", "nodev",
-                                                                        "noexec", "clone_children", "xattr")
-                               and not o.startswith("release_agent"))
-                out.setdefault(",".join(names), mnt)
+    for m in mountinfo.cgroup_mounts():
+        if m.fstype == "cgroup2":
+            out.setdefault("0", m.mount_point)
+        else:
+            names = sorted(o for o in m.super_options if o not in generic and not o.startswith("release_agent"))
+            out.setdefault(",".join(names), m.mount_point)
     return out
 
 

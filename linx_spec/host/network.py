@@ -27,7 +27,9 @@ lo up and maybe sysctls, uses an ioctl and plain files.
 What remains after the workload: nothing of ours.  Deleting the host end of a
 veth deletes the pair; macvlan/ipvlan die with the netns; an `existing` device
 is moved back to the runner's netns under its own name (we hold the child's
-netns open until then).  Should the runner be killed first, the kernel decides
+netns open until then) and given back the MTU, addresses, up state and routes
+it had before it was taken (observed just before the move; one in use is only
+taken with `in_use: take`).  Should the runner be killed first, the kernel decides
 when the netns dies: virtual devices (veth, ifb, dummy: rtnl_link_ops without
 netns_refund) are destroyed, physical ones return to the init netns.
 """
@@ -42,7 +44,8 @@ import struct
 from typing import Any, Callable
 
 from ..errors import touched, touching
-from ..plan.network import AddressPlan, InterfacePlan, NetworkPlan, RoutePlan, SysctlPlan
+from ..plan.network import (IFAPROT_KERNEL, AddressPlan, AddressState, DeviceState, InterfacePlan, NetworkPlan,
+                            RoutePlan, RouteState, SysctlPlan, observe_device, refuse_in_use)
 from .netlink import (IFA_ADDRESS, IFA_LOCAL, IFF_UP, NLM_F_CREATE, NLM_F_EXCL, RT_TABLE_MAIN, RTM_DELLINK,
                       RTM_GETADDR, RTM_GETLINK, RTM_NEWADDR, RTM_NEWLINK, RTM_NEWROUTE, RTN_UNICAST, RTPROT_BOOT,
                       NetlinkError, Rtnl, link_index_name, link_msg, lookup, name_of, netlink_socket, rtattrs)
@@ -200,10 +203,15 @@ class _Setup:
                     link_msg(up=itf.up, attrs=attrs, kind=itf.kind, data=[(mode, itf.mode)]), RTM_NEWLINK, new)
         else:
             what = f"find host interface {itf.device}"
-            idx = self.nl(what, lookup, host, itf.device)
-            if idx is None:
+            # What it carries now, as it will be given back; in use and not to be
+            # taken is refused here too: a cached plan may be older than the use.
+            with touching(f"read the state of host interface {itf.device}", itf.device):
+                before = observe_device(itf.device)
+            if before is None:
                 raise touched(errno.ENODEV, what, itf.device)
-            mover = _MoveBack(pid, itf.device, itf.name)  # holds both netns open until undo
+            refuse_in_use(before, itf, f"network.interfaces.{n}.device")
+            idx = before.index
+            mover = _MoveBack(pid, itf.name, before, restore_mac=itf.mac is not None)  # holds both netns open
             try:
                 # Moved and renamed in one request (do_setlink: netns first, then the name).
                 self.nl(f"move {itf.device} into the workload as {itf.name}", host.request,
@@ -306,16 +314,22 @@ def _delete_link(idx: int, name: str) -> None:
 
 
 class _MoveBack:
-    """Undo of an `existing` device: move it from the workload's netns back to ours.
+    """Undo of an `existing` device: move it from the workload's netns back to ours,
+    then give it back what it carried before it was taken (`before`).
 
     Holding the child's netns fd keeps the netns alive after the workload ends,
     so the device is still there to fetch (otherwise the kernel would destroy a
     virtual device, or send a physical one to the init netns, when it dies).
+    A move between namespaces takes the device down and drops its addresses and
+    routes on the way out (dev_close, NETDEV_UNREGISTER in the old netns) and
+    keeps what the workload set (MTU, MAC): `restore` puts the host's back.
     """
 
-    def __init__(self, pid: int, device: str, inside_name: str):
-        self.device = device
+    def __init__(self, pid: int, inside_name: str, before: DeviceState, restore_mac: bool = False):
+        self.device = before.name
         self.inside_name = inside_name
+        self.before = before
+        self.restore_mac = restore_mac  # the spec set a MAC inside: set the host's again
         self.inside_index: int | None = None  # known once listed inside; else found by name
         self.child_fd = open_ns(pid, "net")
         self.where = f"/proc/{pid}/ns/net"
@@ -338,11 +352,88 @@ class _MoveBack:
             with touching(f"move {self.device} back to the host"), \
                     Rtnl(in_thread(self.child_fd, netlink_socket, self.where)) as nl:
                 idx = self.inside_index if self.inside_index is not None else lookup(nl, self.inside_name)
-                if idx is not None:
-                    nl.request(link_msg(idx, attrs=[("IFLA_NET_NS_FD", self.home_fd),
-                                                    ("IFLA_IFNAME", self.device)]), RTM_NEWLINK)
+                if idx is None:
+                    return
+                nl.request(link_msg(idx, attrs=[("IFLA_NET_NS_FD", self.home_fd),
+                                                ("IFLA_IFNAME", self.device)]), RTM_NEWLINK)
         except NetlinkError as exc:
             if exc.code != errno.ENODEV:
                 raise
+            return
         finally:
             self.close()
+        self.restore()
+
+    def restore(self) -> None:
+        """MTU (and MAC), addresses, up, then routes (a gateway needs its subnet's
+        address on an interface that is up).  Each item is tried; the first
+        refusal is raised once all were tried, naming what did not come back."""
+        b = self.device
+        failed: list[OSError] = []
+
+        def attempt(what: str, fn: Callable[..., Any], *args) -> None:
+            try:
+                with touching(what, b):
+                    fn(*args)
+            except NetlinkError as exc:
+                if exc.code != errno.EEXIST:  # the kernel made it again itself
+                    failed.append(exc)
+
+        with touching(f"find {b} back on the host", b), Rtnl.here() as nl:
+            idx = lookup(nl, b)  # its ifindex may have been given to another meanwhile
+            if idx is None:
+                return
+            state = self.before
+            attrs: list = [("IFLA_MTU", state.mtu)]
+            if self.restore_mac and state.mac:
+                attrs.append(("IFLA_ADDRESS", state.mac))
+            attempt(f"restore the MTU {state.mtu} of {b}", nl.request, link_msg(idx, attrs=attrs), RTM_NEWLINK)
+            for a in state.addresses:
+                if a.proto in IFAPROT_KERNEL and state.up:
+                    continue  # link-local or from a router advertisement: made again once up
+                attempt(f"restore address {a} of {b}", nl.request, _address_msg(idx, a), RTM_NEWADDR,
+                        NLM_F_CREATE | NLM_F_EXCL)
+            if state.up:
+                attempt(f"bring {b} up again", nl.request, link_msg(idx, up=True), RTM_NEWLINK)
+            for r in state.routes:
+                attempt(f"restore route {r} of {b}", nl.request, _route_msg(idx, r), RTM_NEWROUTE,
+                        NLM_F_CREATE | NLM_F_EXCL)
+        if failed:
+            raise failed[0]
+
+
+# Flags of an address that a request may set (net/ipv6/addrconf.c, net/ipv4/devinet.c); the
+# others (secondary, tentative, permanent, deprecated...) are the kernel's state.
+IFA_F_SETTABLE = 0x02 | 0x04 | 0x10 | 0x100 | 0x200 | 0x400 | 0x800
+
+
+def _address_msg(idx: int, a: AddressState):
+    from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+
+    msg = ifaddrmsg()
+    msg["family"] = a.family
+    msg["prefixlen"] = a.prefixlen
+    msg["scope"] = a.scope
+    msg["index"] = idx
+    attrs: list = [("IFA_ADDRESS", a.address), ("IFA_FLAGS", a.flags & IFA_F_SETTABLE)]
+    for name, value in (("IFA_LOCAL", a.local), ("IFA_BROADCAST", a.broadcast), ("IFA_LABEL", a.label)):
+        if value is not None:
+            attrs.append((name, value))
+    msg["attrs"] = attrs
+    return msg
+
+
+def _route_msg(idx: int, r: RouteState):
+    from pyroute2.netlink.rtnl.rtmsg import rtmsg
+
+    msg = rtmsg()
+    msg["family"], msg["dst_len"], msg["tos"] = r.family, r.dst_len, r.tos
+    msg["proto"], msg["scope"], msg["type"], msg["flags"] = r.proto, r.scope, r.type, r.flags
+    msg["table"] = r.table if r.table < 256 else 252  # RT_TABLE_COMPAT; RTA_TABLE says which
+    attrs: list = [("RTA_TABLE", r.table), ("RTA_OIF", idx)]
+    for name, value in (("RTA_DST", r.dst), ("RTA_GATEWAY", r.gateway), ("RTA_PRIORITY", r.priority),
+                        ("RTA_PREFSRC", r.prefsrc), ("RTA_PREF", r.pref)):
+        if value is not None:
+            attrs.append((name, value))
+    msg["attrs"] = attrs
+    return msg

@@ -78,6 +78,7 @@ def build_plan(spec: Spec, source: str = "<api>", base_dir: str | None = None) -
         from . import network
 
         network_plan = network.resolve(spec.network, spec)
+        notes.extend(network_plan.notes)
     if spec.rlimits is not None:
         from . import rlimits
 

@@ -182,6 +182,18 @@ def _dir(path: str, field: str, what: str) -> str:
     return path
 
 
+def _refuse_host_root(path: str, what: str, field: str) -> None:
+    """Refuse a root that is the host's own `/`: mount points would be created
+    in the host's directories.  Identity is device and inode (os.stat follows
+    symlinks), never the string: `//`, `/./`, `/..`, a symlink to `/`,
+    /proc/1/root and a bind mount of `/` elsewhere all name the same directory."""
+    st, host_root = os.stat(path), os.stat("/")
+    if (st.st_dev, st.st_ino) == (host_root.st_dev, host_root.st_ino):
+        raise PlanError(f"{what} `{path}` is the host's root directory (same device and inode as `/`)",
+                        "omit rootfs to keep the host's root, or point it at a directory holding the "
+                        "workload's own root", field)
+
+
 def _flags(entry, default_kind: str) -> int:
     names = entry.flags if entry.flags is not None else _DEFAULT_FLAGS[default_kind]
     bits = MF(0)
@@ -258,16 +270,17 @@ def resolve(spec_mounts: Mounts, spec, base_dir: str) -> MountsPlan:
 
     if isinstance(m.rootfs, str):
         rootfs = _dir(_host(base_dir, m.rootfs), "mounts.rootfs", "rootfs")
-        if rootfs == "/":
-            raise PlanError("rootfs `/` is the host's root", "omit rootfs to keep the host's root", "mounts.rootfs")
+        _refuse_host_root(rootfs, "rootfs", "mounts.rootfs")
         layers = (rootfs,)
     elif isinstance(m.rootfs, RootOverlay):
         opts = _overlay_options(m.rootfs.lower, m.rootfs.upper, m.rootfs.work, base_dir, "mounts.rootfs")
         lowers = opts[0][len("lowerdir="):].split(":")
         upper = opts[1][len("upperdir="):] if len(opts) > 1 else None
         # Mounted onto its top lower layer: a directory that surely exists, and
-        # covering it is harmless (the mount lives in the workload's namespace).
+        # covering it is harmless (the mount lives in the workload's namespace)
+        # unless it is the host's `/`.  Lower layers below the top may be `/`.
         rootfs = lowers[0]
+        _refuse_host_root(rootfs, "the overlay root's top lower layer", "mounts.rootfs.lower.0")
         layers = tuple(([upper] if upper else []) + lowers)
         entries.append(MountEntry(MK.FS, "", int(MF.ROOT), fstype="overlay", options=opts))
 

@@ -1,7 +1,8 @@
 """The network plan: loopback, interfaces, addresses, routes and net.* sysctls of
 the workload's new net namespace, as numbers.
 
-`resolve` is pure (it reads /sys/class/net, never writes) and turns the spec into
+`resolve` is pure (it reads /sys/class/net, and for an `existing` interface what
+it carries over netlink; it never writes) and turns the spec into
 numbers: address families and prefix lengths, macvlan/ipvlan mode values, the
 interface each route leaves by.  The step that applies it against the parked
 child is host/network.py.
@@ -9,6 +10,7 @@ child is host/network.py.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import socket
@@ -20,6 +22,7 @@ from ..errors import PlanError
 MACVLAN_MODE = {"private": 1, "vepa": 2, "bridge": 4, "passthru": 8}  # if_link.h enum macvlan_mode
 IPVLAN_MODE = {"l2": 0, "l3": 1, "l3s": 2}  # if_link.h enum ipvlan_mode
 SYS_CLASS_NET = "/sys/class/net"
+IFF_UP = 0x1
 
 
 # --- the plan ---------------------------------------------------------------------------------
@@ -58,6 +61,7 @@ class InterfacePlan:
     parent: str | None = None  # macvlan, ipvlan: looked up by name when applied
     mode: int | None = None  # IFLA_MACVLAN_MODE / IFLA_IPVLAN_MODE value
     device: str | None = None  # existing
+    take_in_use: bool = False  # existing: `in_use: take`, move it even when it is up, addressed or routed
 
 
 @dataclass(frozen=True)
@@ -70,13 +74,19 @@ class RoutePlan:
     metric: int | None
 
     def __str__(self) -> str:
-        text = f"{self.dst}/{self.dst_len}" if self.dst is not None else "default"
-        if self.gateway:
-            text += f" via {self.gateway}"
-        text += f" dev {self.dev}"
-        if self.metric is not None:
-            text += f" metric {self.metric}"
-        return text
+        return _route_text(self.dst, self.dst_len, self.gateway, f"dev {self.dev}", self.metric)
+
+
+def _route_text(dst: str | None, dst_len: int, gateway: str | None, where: str, metric: int | None) -> str:
+    """As `ip route` prints it: `10.1.0.0/16 via 10.0.0.1 dev eth0 metric 5`, `default via ...`."""
+    words = [f"{dst}/{dst_len}" if dst is not None else "default"]
+    if gateway:
+        words.append(f"via {gateway}")
+    if where:
+        words.append(where)
+    if metric is not None:
+        words.append(f"metric {metric}")
+    return " ".join(words)
 
 
 @dataclass(frozen=True)
@@ -98,6 +108,7 @@ class NetworkPlan:
     routes: tuple[RoutePlan, ...] = ()
     sysctls: tuple[SysctlPlan, ...] = ()
     rootless: bool = False  # enter the netns through the child's user namespace (forked helper)
+    notes: tuple[str, ...] = ()  # what `plan` says besides the steps: the host interfaces it takes
 
     @property
     def needs_netlink(self) -> bool:
@@ -121,6 +132,8 @@ def _describe_interface(i: InterfacePlan, n: int) -> dict[str, Any]:
         d["mode"] = i.mode
     if i.device:
         d["device"] = i.device
+        if i.take_in_use:
+            d["in_use"] = "take"
     d["addresses"] = [str(a) for a in i.addresses]
     if i.mtu is not None:
         d["mtu"] = i.mtu
@@ -132,6 +145,140 @@ def _describe_interface(i: InterfacePlan, n: int) -> dict[str, Any]:
         d["host"] = {"name": h.name or f"lx<pid>v{n}", "addresses": [str(a) for a in h.addresses],
                      "mtu": h.mtu, "mac": h.mac, "up": h.up}
     return d
+
+
+# --- a host interface as it is now (what an `existing` one carries) ------------------------------
+RTPROT_KERNEL = 2  # routes the kernel makes from addresses; they come back with them
+RT_TABLE_LOCAL = 255  # the kernel's own (local and broadcast addresses)
+IFAPROT_KERNEL = (1, 2, 3)  # IFA_PROTO: lo, link-local, RA: made again by the kernel once up
+
+
+@dataclass(frozen=True)
+class AddressState:
+    family: int
+    prefixlen: int
+    address: str  # IFA_ADDRESS (the peer for a point-to-point IPv4 address)
+    local: str | None  # IFA_LOCAL (IPv4)
+    broadcast: str | None
+    scope: int
+    flags: int  # IFA_FLAGS (or ifa_flags)
+    label: str | None
+    proto: int = 0  # IFA_PROTO: 0 set by someone, else made by the kernel
+
+    def __str__(self) -> str:
+        return f"{self.local or self.address}/{self.prefixlen}"
+
+
+@dataclass(frozen=True)
+class RouteState:
+    family: int
+    table: int
+    proto: int
+    scope: int
+    type: int
+    flags: int  # rtm_flags (RTNH_F_ONLINK...)
+    tos: int
+    dst: str | None  # None: the default route
+    dst_len: int
+    gateway: str | None
+    priority: int | None
+    prefsrc: str | None
+    pref: int | None = None  # RTA_PREF (IPv6 router preference)
+
+    def __str__(self) -> str:
+        return _route_text(self.dst, self.dst_len, self.gateway,
+                           f"table {self.table}" if self.table != 254 else "", self.priority)  # 254: RT_TABLE_MAIN
+
+
+@dataclass(frozen=True)
+class DeviceState:
+    """A host interface as observed before it is taken: what comes back with it."""
+
+    name: str
+    index: int
+    up: bool
+    mtu: int
+    mac: str | None
+    addresses: tuple[AddressState, ...]  # in the kernel's order (IPv4 primaries before secondaries)
+    routes: tuple[RouteState, ...]  # through it alone; not the kernel's own (they follow the addresses)
+    multipath: tuple[str, ...] = ()  # multipath routes with a hop through it: kept from the refusal's view only
+
+    def in_use(self) -> list[str]:
+        """What it carries, in words; empty when taking it disturbs nothing on the host."""
+        out = []
+        if self.up:
+            out.append("up")
+        if self.addresses:
+            out.append("addresses " + ", ".join(map(str, self.addresses)))
+        default = [str(r) for r in self.routes if r.dst_len == 0]
+        if default:
+            out.append("the default route (" + ", ".join(default) + ")")
+        others = [str(r) for r in self.routes if r.dst_len != 0] + list(self.multipath)
+        if others:
+            out.append("routes " + ", ".join(others))
+        return out
+
+    def describe(self) -> str:
+        carries = self.in_use()
+        if not carries:
+            return f"down, mtu {self.mtu}, no addresses or routes"
+        if not self.up:
+            carries.insert(0, "down")
+        return "; ".join(carries) + f"; mtu {self.mtu}"
+
+
+def observe_device(name: str) -> DeviceState | None:
+    """The interface `name` of the calling thread's netns, read with pyroute2
+    (None when there is none).  Read only.  OSError when netlink fails."""
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    try:
+        with IPRoute() as ipr:
+            try:
+                links = ipr.get_links(ifname=name)
+            except NetlinkError as exc:
+                if exc.code == errno.ENODEV:
+                    return None
+                raise
+            if len(links) != 1:
+                return None
+            link = links[0]
+            index = link["index"]
+            addresses = tuple(AddressState(
+                a["family"], a["prefixlen"], a.get_attr("IFA_ADDRESS"), a.get_attr("IFA_LOCAL"),
+                a.get_attr("IFA_BROADCAST"), a["scope"], a.get_attr("IFA_FLAGS") or a["flags"],
+                a.get_attr("IFA_LABEL"), a.get_attr("IFA_PROTO") or 0) for a in ipr.get_addr(index=index))
+            routes: list[RouteState] = []
+            multipath: list[str] = []
+            for family in (socket.AF_INET, socket.AF_INET6):
+                for r in ipr.get_routes(family=family):
+                    table = r.get_attr("RTA_TABLE") or r["table"]
+                    if table == RT_TABLE_LOCAL or r["proto"] == RTPROT_KERNEL:
+                        continue
+                    hops = r.get_attr("RTA_MULTIPATH") or []
+                    dst = r.get_attr("RTA_DST") if r["dst_len"] else None
+                    if r.get_attr("RTA_OIF") == index:
+                        routes.append(RouteState(
+                            family, table, r["proto"], r["scope"], r["type"], r["flags"], r["tos"], dst,
+                            r["dst_len"], r.get_attr("RTA_GATEWAY"), r.get_attr("RTA_PRIORITY"),
+                            r.get_attr("RTA_PREFSRC"), r.get_attr("RTA_PREF")))
+                    elif any(h.get("oif") == index for h in hops):
+                        multipath.append(f"{dst or 'default'}{'/' + str(r['dst_len']) if dst else ''} (multipath)")
+    except NetlinkError as exc:
+        raise OSError(exc.code, os.strerror(exc.code)) from None
+    return DeviceState(name, index, bool(link["flags"] & IFF_UP), link.get_attr("IFLA_MTU"),
+                       link.get_attr("IFLA_ADDRESS"), addresses, tuple(routes), tuple(multipath))
+
+
+def refuse_in_use(state: DeviceState, itf: InterfacePlan, field: str) -> None:
+    """PlanError for a host interface in use, unless the spec says `in_use: take`.
+    At plan time and again when it is taken (a cached plan may be older than its use)."""
+    carries = state.in_use()
+    if carries and not itf.take_in_use:
+        raise PlanError(f"host interface `{state.name}` is in use: " + "; ".join(carries),
+                        "free it first (ip link set down, flush its addresses and routes), or set `in_use: take` "
+                        "on this interface to take it anyway (it comes back as it was)", field)
 
 
 # --- resolve: Spec -> NetworkPlan (reads the host, never writes) ---------------------------------
@@ -175,9 +322,10 @@ def resolve(net, spec) -> NetworkPlan:
                         "network.interfaces" if net.interfaces else "network.routes")
     interfaces: list[InterfacePlan] = []
     host_names: set[str] = set()
+    notes: list[str] = []
     for n, itf in enumerate(net.interfaces):
         field = f"network.interfaces.{n}"
-        interfaces.append(_resolve_interface(itf, field, host_names))
+        interfaces.append(_resolve_interface(itf, field, host_names, notes))
 
     routes = tuple(_resolve_route(r, f"network.routes.{n}", interfaces, net.loopback)
                    for n, r in enumerate(net.routes))
@@ -189,10 +337,10 @@ def resolve(net, spec) -> NetworkPlan:
                             "remove it, or give it another metric", f"network.routes.{n}")
         seen.add(key)
     sysctls = tuple(SysctlPlan(k, _sysctl_path(k), v) for k, v in net.sysctls.items())
-    return NetworkPlan(net.loopback, tuple(interfaces), routes, sysctls, rootless=not root)
+    return NetworkPlan(net.loopback, tuple(interfaces), routes, sysctls, rootless=not root, notes=tuple(notes))
 
 
-def _resolve_interface(itf, field: str, host_names: set[str]) -> InterfacePlan:
+def _resolve_interface(itf, field: str, host_names: set[str], notes: list[str]) -> InterfacePlan:
     addresses = tuple(_address(a) for a in itf.addresses)
     kind = itf.type
     if kind == "veth":
@@ -235,7 +383,20 @@ def _resolve_interface(itf, field: str, host_names: set[str]) -> InterfacePlan:
                         "name an existing interface of this host (ip link)", f"{field}.device")
     if device in host_names:
         raise PlanError(f"`{device}` is both a veth host end and a device to move", "rename one", f"{field}.device")
-    return InterfacePlan("existing", itf.inside, addresses, itf.mtu, itf.mac, itf.up, device=device)
+    plan = InterfacePlan("existing", itf.inside, addresses, itf.mtu, itf.mac, itf.up, device=device,
+                         take_in_use=itf.in_use == "take")
+    try:
+        state = observe_device(device)
+    except OSError as exc:
+        raise PlanError(f"cannot read the state of host interface `{device}`: {exc.strerror}",
+                        "check it with `ip addr show` and `ip route show table all`", f"{field}.device") from None
+    if state is None:
+        raise PlanError(f"host interface `{device}` does not exist", "name an existing interface of this host "
+                        "(ip link)", f"{field}.device")
+    refuse_in_use(state, plan, f"{field}.device")
+    notes.append(f"network: takes host interface `{device}` ({state.describe()}) into the workload as "
+                 f"`{plan.name}`; it comes back with its name, state, MTU, addresses and routes")
+    return plan
 
 
 def _resolve_route(r, field: str, interfaces: list[InterfacePlan], loopback: bool) -> RoutePlan:

@@ -26,9 +26,10 @@ against the meaning above; any difference is a PlanError, never a filter
 that does something else than the spec says.
 
 Safety checks: the child still runs a few syscalls after the filter is
-installed (agent/lx_child.c: prctl(PR_SET_PDEATHSIG), close_range, write to
-the status pipe, execve); a filter that stops any of them is a PlanError
-that says which rule does it.
+installed (steps.py: the seccomp step is the last before exec; after it
+come only a write to the status pipe, clock_gettime and execve; PDEATHSIG
+and close-on-exec are steps of their own before it); a filter that stops
+any of them is a PlanError that says which rule does it.
 """
 
 from __future__ import annotations
@@ -612,8 +613,6 @@ def _fmt_args(args: tuple[int, ...]) -> str:
 
 # The syscalls the child makes after installing the filter (agent/lx_child.c, after
 # lx_seccomp_in_child): (name, arguments or None for "any", what a refusal breaks).
-PDEATHSIG = (1, 9)  # prctl(PR_SET_PDEATHSIG, SIGKILL)
-CLOSE_RANGE = (3, 0xFFFFFFFF, 4)  # close_range(3, ~0U, CLOSE_RANGE_CLOEXEC)
 _OK = ("allow", "log")
 _FATAL = ("kill", "kill_thread", "trap")
 
@@ -645,23 +644,6 @@ def check_child_needs(c: Compiled) -> None:
         if action not in _OK:
             fail(f"the filter answers write(fd {fd}) with `{action}`: the child reports to the runner "
                  "through a pipe after the filter is installed", origin, "allow write")
-    action, origin = answer("prctl", PDEATHSIG)
-    if action not in _OK:
-        fail(f"the filter answers prctl(PR_SET_PDEATHSIG, SIGKILL) with `{action}`: without it the "
-             "workload would outlive a dying runner", origin,
-             "allow prctl, or at least {syscalls: [prctl], action: allow, "
-             "args: [{index: 0, op: eq, value: PR_SET_PDEATHSIG}]}")
-    action, origin = answer("close_range", CLOSE_RANGE)
-    if action in _FATAL:
-        fail(f"the filter answers close_range with `{action}`: the child marks its descriptors "
-             "close-on-exec with it after the filter is installed", origin, "allow close_range (or deny it with errno)")
-    if action not in _OK:
-        # lx_child.c falls back to close(fd) for every fd; those must then work.
-        for fd in range(3, 16):
-            a2, o2 = answer("close", (fd,))
-            if a2 not in _OK:
-                fail(f"the filter refuses both close_range and close(fd {fd}) (`{a2}`): descriptors of the "
-                     "runner would leak into the workload", o2, "allow close_range or close")
     action, origin = answer("clock_gettime", (1, 0x7F0000000000))
     if action in _FATAL:
         fail(f"the filter answers clock_gettime with `{action}`: the child times its last step with it",

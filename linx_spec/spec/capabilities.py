@@ -111,9 +111,12 @@ def parse_name(value: object) -> str:
 CapName = Annotated[
     str,
     BeforeValidator(parse_name),
+    # An enum so that editors complete the names: the four usual spellings of each
+    # (net_admin, NET_ADMIN, cap_net_admin, CAP_NET_ADMIN); mixed case passes only pydantic.
     WithJsonSchema({
         "type": "string",
-        "pattern": r"^\s*[A-Za-z_]+\s*$",
+        "enum": sorted({form for cap in CAPABILITIES for form in (cap[4:].lower(), cap[4:], cap.lower(), cap)}) + [
+            "all", "ALL"],
         "description": "A capability name, case-insensitive, `CAP_` optional (`net_bind_service`, "
                        "`CAP_CHOWN`), or `all`.",
         "examples": ["net_bind_service", "CAP_CHOWN", "all"],

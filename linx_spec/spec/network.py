@@ -10,7 +10,8 @@
           mac: 02:00:0a:0a:00:02
           host: {name: lxweb0, addresses: [10.10.0.1/24, fd00:10::1/64]}
         - {name: mv0, type: macvlan, parent: lxpar0, mode: bridge, addresses: [10.20.0.5/24]}
-        - {name: eth1, type: existing, device: lxnic1}
+        - {name: eth1, type: existing, device: lxnic1}   # refused while lxnic1 is in use,
+                                                         # unless `in_use: take`
       routes:
         - {to: default, via: 10.10.0.1}
         - {to: "::/0", via: "fd00:10::1"}
@@ -174,6 +175,12 @@ class Interface(Model):
         description="macvlan: private, vepa, bridge (default) or passthru. ipvlan: l2 (default), l3 or l3s.")
     device: IfName | None = Field(
         default=None, description="existing only: the host interface moved into the workload.")
+    in_use: Literal["refuse", "take"] = Field(
+        default="refuse",
+        description="existing only: what to do when `device` is in use on the host (up, with addresses, or "
+        "in routes, the default route among them). `refuse` (default): a plan error naming what it carries. "
+        "`take`: move it anyway; when the workload ends (or the start fails) it comes back with the name, "
+        "up/down state, MTU, addresses and routes it had before it was taken.")
 
     @model_validator(mode="after")
     def _check(self) -> "Interface":
@@ -194,6 +201,8 @@ class Interface(Model):
                 raise ValueError("`mode` is only for macvlan and ipvlan interfaces")
             if self.mode not in modes:
                 raise ValueError(f"{t} mode `{self.mode}` is not one of {', '.join(modes)}")
+        if self.in_use != "refuse" and t != "existing":
+            raise ValueError("`in_use` is only for existing interfaces (a host interface moved in)")
         if (self.device is None) == (t == "existing"):
             raise ValueError("`device` names the host interface of an `existing` interface (and only there)")
         if t == "ipvlan" and self.mac is not None:

@@ -155,9 +155,16 @@ def _field(name: str) -> Any:
     unit = {"bytes": " Bytes, or a size like 64Mi.", "seconds": " Seconds, or a duration like 1m30s.",
             "microseconds": " A duration (bare numbers are seconds).", "count": "", "nice": "",
             "rtprio": ""}[kind]
+    parse = _limit(kind)
+
+    # One positional parameter: pydantic < 2.8 counts parameters, including defaulted
+    # ones, and would pass ValidationInfo as a second argument.
+    def before(v: object) -> object:
+        return None if v is None else parse(v)
+
     return Annotated[
         Limit | None,
-        BeforeValidator(lambda v, _p=_limit(kind): None if v is None else _p(v)),
+        BeforeValidator(before),
         WithJsonSchema(_schema(kind)),
         Field(default=None, description=f"RLIMIT_{name.upper()}: {what}.{unit} A value sets soft and hard; "
                                         f"`{{soft, hard}}` sets them apart; `unlimited` lifts the limit."),

@@ -80,8 +80,9 @@ def parse_action(value: object) -> str:
 
 _ACTION_SCHEMA = {
     "anyOf": [
-        {"type": "string",
-         "pattern": r"^\s*(allow|log|trap|kill|kill_process|kill_thread|errno(\s+([A-Za-z0-9]+))?)\s*$"},
+        # The keywords as an enum (editors complete them), then `errno NAME|NUMBER`.
+        {"type": "string", "enum": [*_KEYWORDS, "errno", "errno EPERM", "errno ENOSYS", "errno EACCES"]},
+        {"type": "string", "pattern": r"^\s*errno\s+([A-Za-z][A-Za-z0-9]*|[0-9]+)\s*$"},
         {"type": "object",
          "properties": {"errno": {"anyOf": [{"type": "string"}, {"type": "integer", "minimum": 0, "maximum": MAX_ERRNO}],
                                   "description": "The error the call fails with: a name like EPERM, or a number."}},

@@ -17,13 +17,13 @@ DEAD_PID = 4194303  # above any pid this machine hands out (pid_max is at most 2
 
 
 def _pids_mount() -> str:
-    with open("/proc/self/mounts") as f:
-        for line in f:
-            dev, mnt, fstype, opts = line.split()[:4]
-            if fstype == "cgroup" and "pids" in opts.split(","):
-                return mnt
-            if fstype == "cgroup2" and mnt == "/sys/fs/cgroup":
-                return mnt
+    from linx_spec import mountinfo
+
+    for m in mountinfo.cgroup_mounts():
+        if m.fstype == "cgroup" and "pids" in m.super_options:
+            return m.mount_point
+        if m.fstype == "cgroup2" and m.mount_point == "/sys/fs/cgroup":
+            return m.mount_point
     pytest.fail("no cgroup hierarchy to test gc on")
 
 

@@ -30,9 +30,10 @@ USR = {"type": "bind", "source": "/usr", "readonly": True}
 OTHERS = ("/run/netns", "/var/run/netns", "/sys/fs/cgroup", "/sys/fs/bpf")
 
 
-def _host_table() -> list[str]:
-    with open("/proc/self/mountinfo") as f:
-        return [line for line in f if not line.split()[4].startswith(OTHERS)]
+def _host_table() -> list:
+    from linx_spec import mountinfo
+
+    return [m for m in mountinfo.read() if not m.mount_point.startswith(OTHERS)]
 
 
 @pytest.fixture(autouse=True)
@@ -291,3 +292,45 @@ def test_a_failed_mount_is_a_step_error_and_leaves_nothing(run_spec, tmp_path):
     e = info.value
     assert (e.step, e.side, e.errno) == ("mounts", "child", 22)
     assert str(e) == "mounts (child): tmpfs for /t: option uid=4242: tmpfs: Invalid uid '4242': EINVAL (Invalid argument)"
+
+
+# --- issue 14 item 5: the host's root as rootfs, whatever its spelling ------------------------------
+def test_the_hosts_root_as_rootfs_is_refused_before_anything_is_created(tmp_path):
+    """`rootfs: "//"` passed the old string comparison with "/"; the mount point of
+    the tmpfs below was then created in the host's own root directory."""
+    from conftest import cli
+
+    canary = Path("/lx-rootfs-canary")
+    spec = tmp_path / "root.yaml"
+    spec.write_text(yaml.safe_dump({"version": 1, "namespaces": NAMESPACES, "process": {"command": ["/bin/true"]},
+                                    "mounts": {"rootfs": "//", "entries": [{"type": "tmpfs",
+                                                                            "target": str(canary)}]}}))
+    try:
+        done = cli("apply", str(spec))
+        assert done.returncode == 66, done.stderr
+        assert "host's root directory" in done.stderr and "Traceback" not in done.stderr
+        assert not canary.exists()
+    finally:
+        if canary.is_dir():
+            canary.rmdir()
+
+
+def test_a_bind_mount_of_the_hosts_root_is_refused_as_rootfs(tmp_path):
+    """A bind mount of / elsewhere has the root's device and inode: refused as well
+    (in a private mount namespace of the test's own, gone when it exits)."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    where = tmp_path / "hostroot"
+    where.mkdir()
+    spec = tmp_path / "bound.yaml"
+    spec.write_text(yaml.safe_dump({"version": 1, "namespaces": NAMESPACES, "process": {"command": ["/bin/true"]},
+                                    "mounts": {"rootfs": str(where)}}))
+    done = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                           f'mount --bind / "$1" && exec "$2" -m linx_spec.cli plan "$3"', "-",
+                           str(where), sys.executable, str(spec)],
+                          capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=60)
+    assert done.returncode == 66, done.stderr
+    assert f"rootfs `{where}` is the host's root directory" in done.stderr

@@ -30,8 +30,9 @@ pytestmark = pytest.mark.root
 
 
 def _is_mount_point(path: str) -> bool:
-    with open("/proc/self/mountinfo") as f:
-        return any(line.split()[4] == path for line in f)
+    from linx_spec import mountinfo
+
+    return any(m.mount_point == path for m in mountinfo.read())
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -448,10 +449,10 @@ network:
         assert "reply hello-moved" in out.read_text() and "ifaces ['eth5', 'lo']" in out.read_text()
         assert seen == [("10.231.6.2", "moved")]
         assert during == {"on host": False}
-        # Back under its own name, with its ifindex; addresses set inside went with the move.
+        # Back under its own name, with its ifindex and its own MTU; addresses set inside went with the move.
         assert Path("/sys/class/net/lxnmv0").exists()
         assert int(Path("/sys/class/net/lxnmv0/ifindex").read_text()) == ifindex
-        assert int(Path("/sys/class/net/lxnmv0/mtu").read_text()) == 1300
+        assert int(Path("/sys/class/net/lxnmv0/mtu").read_text()) == 1500
         assert "10.231.6.2" not in subprocess.run(["ip", "-o", "addr", "show", "lxnmv0"], capture_output=True,
                                                   text=True).stdout
     finally:
@@ -471,6 +472,160 @@ def test_a_moved_interface_comes_back_when_a_later_step_fails(tmp_path, no_leaks
         assert lx_links() == before  # lxnmb0 is back on the host, under its own name
     finally:
         delete_link("lxnmb0")
+
+
+# --- an existing host interface in use (issue 14 item 6) ---------------------------------------------
+def busy_pair(a: str, b: str) -> None:
+    """a veth end the host uses: up, MTU 1400, IPv4 and IPv6 addresses, a route of each
+    family through it, and a default route (in a table of its own: the host's real
+    default route is never touched)."""
+    veth_pair(a, b)
+    sh(f"ip link set {a} mtu 1400 && ip link set {b} up && ip link set {a} up"
+       f" && ip addr add 10.231.12.1/24 dev {a} && ip addr add 10.231.12.7/24 dev {a}"
+       f" && ip -6 addr add fd00:231:12::1/64 dev {a} nodad"
+       f" && ip route add 10.231.13.0/24 via 10.231.12.9 dev {a}"
+       f" && ip -6 route add fd00:231:13::/64 via fd00:231:12::9 dev {a}"
+       f" && ip route add default via 10.231.12.254 dev {a} table 231")
+
+
+def host_view(dev: str) -> dict:
+    """What the host sees of dev, by iproute2 (not by our own bookkeeping)."""
+    def out(*args):
+        return subprocess.run(["ip", *args], capture_output=True, text=True, check=True).stdout
+
+    link = out("-o", "link", "show", "dev", dev).split()
+    addrs = sorted(f"{w[2]} {w[3]}" for w in (line.split() for line in out("-o", "addr", "show", "dev", dev).splitlines()))
+    routes = sorted(out("route", "show", "table", "all", "dev", dev).splitlines()
+                    + out("-6", "route", "show", "table", "all", "dev", dev).splitlines())
+    return {"name": link[1].split("@")[0], "flags": link[2], "mtu": int(link[link.index("mtu") + 1]),
+            "addresses": addrs, "routes": routes}
+
+
+def settled_view(dev: str, expected: dict) -> dict:
+    """The view once IPv6 has settled (the link-local address is tentative for a
+    second after the link comes up, and its local route appears after that)."""
+    deadline = time.monotonic() + 10
+    while True:
+        view = host_view(dev)
+        if view == expected or time.monotonic() > deadline:
+            return view
+        time.sleep(0.1)
+
+
+def test_an_existing_interface_in_use_is_refused_unless_the_spec_says_take(tmp_path, no_leaks):
+    """Issue 14 item 6: it was taken without a word and came back down, without
+    addresses or routes.  Refused at plan time, and again when applied: a plan
+    made while it was free may run once it is in use."""
+    veth_pair("lxnbz0", "lxnbz1")
+    try:
+        free = plan_of("""
+version: 1
+process: {command: [/bin/true]}
+network: {interfaces: [{type: existing, device: lxnbz0, name: eth0}]}
+""")
+        assert "network: takes host interface `lxnbz0` (down, mtu 1500, no addresses or routes)" in free.notes[0]
+        delete_link("lxnbz0")
+        busy_pair("lxnbz0", "lxnbz1")
+        before = host_view("lxnbz0")
+        with pytest.raises(PlanError) as err:
+            plan_of("""
+version: 1
+process: {command: [/bin/true]}
+network: {interfaces: [{type: existing, device: lxnbz0, name: eth0}]}
+""")
+        assert err.value.field == "network.interfaces.0.device" and err.value.exit_code == 66
+        for carried in ("host interface `lxnbz0` is in use: up", "10.231.12.1/24", "10.231.12.7/24",
+                        "fd00:231:12::1/64", "the default route (default via 10.231.12.254 table 231)",
+                        "10.231.13.0/24 via 10.231.12.9", "fd00:231:13::/64 via fd00:231:12::9"):
+            assert carried in err.value.message, err.value.message
+        with pytest.raises(PlanError, match="host interface `lxnbz0` is in use: up"):
+            run_captured(free, tmp_path)
+        assert host_view("lxnbz0") == before  # not touched
+    finally:
+        delete_link("lxnbz0")
+
+
+TAKE = """
+version: 1
+process: {{command: {command}}}
+rlimits: {{nofile: 256}}
+network:
+  interfaces:
+    - {{type: existing, device: {device}, name: eth7, in_use: take, addresses: [10.231.14.2/24], mtu: 1300}}
+"""
+
+
+def test_a_taken_interface_is_seen_inside_and_comes_back_as_it_was(tmp_path, no_leaks):
+    busy_pair("lxntk0", "lxntk1")
+    try:
+        before = host_view("lxntk0")
+        ifindex = int(Path("/sys/class/net/lxntk0/ifindex").read_text())
+        prog = script(tmp_path, "probe.py", PROBE)
+        plan = plan_of(TAKE.format(command=json.dumps([PY, prog]), device="lxntk0"))
+        assert plan.notes[0].startswith("network: takes host interface `lxntk0` (up; addresses 10.231.12.1/24")
+        result, out, err = run_captured(plan, tmp_path)
+        assert result.exit_code == 0, err
+        seen = json.loads(out)
+        assert seen["ifaces"] == ["eth7", "lo"] and seen["links"]["eth7"]["mtu"] == 1300
+        assert "10.231.14.2/24" in seen["addr"] and "10.231.12.1" not in seen["addr"]  # only what the spec gave
+        assert settled_view("lxntk0", before) == before
+        assert int(Path("/sys/class/net/lxntk0/ifindex").read_text()) == ifindex
+    finally:
+        delete_link("lxntk0")
+
+
+@pytest.mark.parametrize("step", ["rlimits", "capabilities"])
+def test_a_taken_interface_comes_back_as_it_was_when_a_later_step_fails(tmp_path, no_leaks, monkeypatch, step):
+    """A host step after the network one (rlimits), and a child step (capabilities)."""
+    busy_pair("lxntf0", "lxntf1")
+    try:
+        before = host_view("lxntf0")
+        marker = tmp_path / "ran"
+        plan = plan_of(TAKE.format(command=json.dumps(["/bin/touch", str(marker)]), device="lxntf0"))
+        monkeypatch.setenv("LINX_FAULT", f"fail:{step}")
+        with pytest.raises(StepError, match="injected fault") as err:
+            run_captured(plan, tmp_path)
+        assert err.value.step == step
+        assert not marker.exists()
+        assert settled_view("lxntf0", before) == before
+    finally:
+        delete_link("lxntf0")
+
+
+def test_a_taken_interface_comes_back_as_it_was_when_the_start_is_interrupted(tmp_path, no_leaks):
+    """SIGINT to `linx-spec apply` while it is parked after the network step."""
+    import signal
+
+    from conftest import start_cli
+
+    busy_pair("lxnti0", "lxnti1")
+    try:
+        before = host_view("lxnti0")
+        marker = tmp_path / "ran"
+        spec = tmp_path / "take.yaml"
+        spec.write_text(TAKE.format(command=json.dumps(["/bin/touch", str(marker)]), device="lxnti0"))
+        proc = start_cli("apply", str(spec), env={"LINX_FAULT": "pause:rlimits"}, stderr=subprocess.PIPE,
+                         stdout=subprocess.DEVNULL, text=True)
+        try:
+            line, deadline = "", time.monotonic() + 30
+            while "linx-fault: paused" not in line and time.monotonic() < deadline:
+                line = proc.stderr.readline()
+                if not line and proc.poll() is not None:
+                    break
+            assert "linx-fault: paused" in line, line + proc.stderr.read()
+            assert not Path("/sys/class/net/lxnti0").exists()  # taken
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(30) == 130
+            assert "Traceback" not in proc.stderr.read()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stderr.close()
+        assert not marker.exists()
+        assert settled_view("lxnti0", before) == before
+    finally:
+        delete_link("lxnti0")
 
 
 def test_without_the_move_back_the_kernel_destroys_a_virtual_device():

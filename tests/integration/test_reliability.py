@@ -270,7 +270,9 @@ def test_escape_cannot_see_host_pids_mounts_or_cgroups(tmp_path):
     assert int(cgroup_files) == 0
     assert cgroup_paths == ["/"]
     inside = set(mounts.split())
-    host = {line.split()[4] for line in open("/proc/self/mountinfo")}
+    from linx_spec import mountinfo
+
+    host = {m.mount_point for m in mountinfo.read()}
     # The host's own mount points (its cgroup hierarchies, the checkout) are not
     # in the workload's table: the old root was detached after pivot_root.
     assert not any(p.startswith("/sys/fs/cgroup") for p in inside), inside

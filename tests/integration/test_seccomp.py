@@ -227,3 +227,16 @@ def test_an_allow_list_from_system_service_runs_python_to_completion(run_spec):
                           "print(l.swapoff(b'/nonexistent'), ctypes.get_errno())"]))
     assert result.exit_code == 0, err
     assert out.split() == ["-1", "1"]
+
+
+def test_a_filter_may_forbid_prctl_and_close_range_since_they_run_before_it(run_spec):
+    """PDEATHSIG and close-on-exec are child steps before seccomp (steps.py), so a
+    filter that kills prctl, close_range and close still lets the workload start,
+    and the workload itself then dies by SIGSYS on prctl (the filter is in force)."""
+    kill = {"default": "allow", "rules": [{"syscalls": ["prctl", "close_range"], "action": "kill"}]}
+    result, out, err = run_spec(spec(kill, ["/bin/sh", "-c", "echo started"], "namespaces: [user, pid]\n"))
+    assert result.exit_code == 0, err
+    assert out == "started\n"
+    result, out, err = run_spec(spec(kill, ["/usr/bin/python3", "-c", "import ctypes; ctypes.CDLL(None).prctl(1, 9, 0, 0, 0)"],
+                                     "namespaces: [user, pid]\n"))
+    assert result.signal == SIGSYS, (result, err)

@@ -166,6 +166,35 @@ def test_missing_host_paths_are_plan_errors(tmp_path):
     assert resolve({"entries": [{"type": "bind", "source": "/nonexistent/x", "optional": True}]}).entries == ()
 
 
+@pytest.mark.parametrize("root", ["/", "//", "///", "/./", "/..", "/proc/self/root",
+                                  "link-to-root", "../" * 40])
+def test_a_rootfs_that_is_the_hosts_root_is_refused_by_identity(tmp_path, root):
+    """Issue 14 item 5: `//` (normpath keeps it), a symlink to `/`, ... all passed a
+    string comparison with "/"; mount points were then created in the host's own
+    directories.  The check compares device and inode."""
+    (tmp_path / "link-to-root").symlink_to("/")
+    with pytest.raises(PlanError) as info:
+        resolve({"rootfs": root}, base_dir=tmp_path)
+    assert info.value.field == "mounts.rootfs"
+    assert "is the host's root directory (same device and inode as `/`)" in info.value.message
+    # ... and as the top lower layer of an overlay root, which is mounted onto it.
+    with pytest.raises(PlanError) as info:
+        resolve({"rootfs": {"lower": [root]}}, base_dir=tmp_path)
+    assert info.value.field == "mounts.rootfs.lower.0" and "host's root directory" in info.value.message
+
+
+def test_the_hosts_root_may_be_a_lower_overlay_layer_below_the_top(tmp_path):
+    (tmp_path / "top").mkdir()
+    plan = resolve({"rootfs": {"lower": ["top", "/"]}}, base_dir=tmp_path)
+    assert plan.rootfs == str(tmp_path / "top") and plan.root_layers == (str(tmp_path / "top"), "/")
+
+
+def test_a_directory_that_only_looks_like_the_root_is_a_rootfs(tmp_path):
+    (tmp_path / "root" / "proc").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "root")
+    assert resolve({"rootfs": "//" + str(tmp_path / "link").lstrip("/")}).rootfs.endswith("/link")
+
+
 def test_without_rootfs_mount_points_are_never_created_on_the_host(tmp_path):
     missing = str(tmp_path / "missing")
     with pytest.raises(PlanError) as info:

@@ -4,6 +4,7 @@ and the promise that pyroute2 is not imported unless interfaces are declared."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 import struct
@@ -36,11 +37,23 @@ def host(monkeypatch, tmp_path):
     monkeypatch.setattr(caps.os, "geteuid", lambda: 0)
     monkeypatch.setattr(caps, "own_caps", lambda which="CapEff": (1 << 41) - 1)
     net = tmp_path / "class-net"
-    for name in ("lxpar0", "lxnic0", "lxtaken"):
+    for name in ("lxpar0", "lxnic0", "lxtaken", "lxbusy0"):
         (net / name).mkdir(parents=True)
         (net / name / "mtu").write_text("1500\n")
     monkeypatch.setattr(PN, "SYS_CLASS_NET", str(net))
+    monkeypatch.setattr(PN, "observe_device", lambda name: HOST_DEVICES.get(name))
     return monkeypatch
+
+
+# What plan/network.py reads over netlink for an `existing` interface, faked for the host above.
+_BUSY_ROUTES = (
+    PN.RouteState(socket.AF_INET, 254, 4, 0, 1, 0, 0, None, 0, "10.7.0.254", None, None),
+    PN.RouteState(socket.AF_INET, 254, 4, 0, 1, 0, 0, "10.8.0.0", 16, "10.7.0.9", 100, None))
+HOST_DEVICES = {
+    "lxnic0": PN.DeviceState("lxnic0", 7, False, 1500, "02:00:00:00:00:07", (), ()),
+    "lxbusy0": PN.DeviceState("lxbusy0", 8, True, 1500, "02:00:00:00:00:08", (
+        PN.AddressState(socket.AF_INET, 24, "10.7.0.1", "10.7.0.1", None, 0, 0x80, "lxbusy0"),), _BUSY_ROUTES),
+}
 
 
 def plan_of(network: str, namespaces: str = "") -> PN.NetworkPlan:
@@ -296,3 +309,45 @@ print("pyroute2" in sys.modules)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+# --- an existing interface in use (issue 14 item 6) ----------------------------------------------
+def test_an_existing_interface_in_use_is_refused_naming_what_it_carries(host):
+    with pytest.raises(PlanError) as err:
+        plan_of("  interfaces: [{type: existing, device: lxbusy0, name: eth0}]")
+    assert err.value.exit_code == 66 and err.value.field == "network.interfaces.0.device"
+    assert err.value.message == ("host interface `lxbusy0` is in use: up; addresses 10.7.0.1/24; the default "
+                                 "route (default via 10.7.0.254); routes 10.8.0.0/16 via 10.7.0.9 metric 100")
+    assert "in_use: take" in err.value.remedy
+    # Each one alone is enough.
+    base = HOST_DEVICES["lxbusy0"]
+    for alone in (dataclasses.replace(base, addresses=(), routes=()),
+                  dataclasses.replace(base, up=False, routes=()),
+                  dataclasses.replace(base, up=False, addresses=(), routes=_BUSY_ROUTES[1:]),
+                  dataclasses.replace(base, up=False, addresses=(), routes=(), multipath=("10.9.0.0/16 (multipath)",))):
+        assert len(alone.in_use()) == 1
+    assert HOST_DEVICES["lxnic0"].in_use() == []
+
+
+def test_in_use_take_says_in_the_plan_what_it_takes(host):
+    plan = build_plan(spec_of("  interfaces: [{type: existing, device: lxbusy0, name: eth0, in_use: take}]\n"
+                              "  routes: []"))
+    (itf,) = plan.network.interfaces
+    assert itf.take_in_use and itf.device == "lxbusy0"
+    step = next(s for s in active_steps(plan) if s.name == "network")
+    assert step.args(plan)["interfaces"][0]["in_use"] == "take"
+    assert plan.notes == (
+        "network: takes host interface `lxbusy0` (up; addresses 10.7.0.1/24; the default route (default via "
+        "10.7.0.254); routes 10.8.0.0/16 via 10.7.0.9 metric 100; mtu 1500) into the workload as `eth0`; it "
+        "comes back with its name, state, MTU, addresses and routes",)
+    free = build_plan(spec_of("  interfaces: [{type: existing, device: lxnic0}]"))
+    assert "in_use" not in next(s for s in active_steps(free) if s.name == "network").args(free)["interfaces"][0]
+    assert free.notes == ("network: takes host interface `lxnic0` (down, mtu 1500, no addresses or routes) into "
+                          "the workload as `lxnic0`; it comes back with its name, state, MTU, addresses and routes",)
+
+
+def test_in_use_is_only_for_existing_interfaces():
+    with pytest.raises(SpecError, match="`in_use` is only for existing interfaces"):
+        spec_of("  interfaces: [{name: eth0, in_use: take}]")
+    with pytest.raises(SpecError, match="in_use"):
+        spec_of("  interfaces: [{type: existing, device: lxnic0, in_use: always}]")

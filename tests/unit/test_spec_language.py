@@ -29,7 +29,6 @@ NOT_IN_SCHEMA = {
     "yaml-unclosed-flow": "not YAML",
     "yaml-bad-indent": "not YAML",
     "yaml-tab": "not YAML",
-    "capabilities-unknown": "names are case-insensitive with CAP_ optional",
     "capabilities-ambient-not-permitted": "a relation between two sets",
     "network-bad-address": "address arithmetic (octets, prefix lengths)",
     "rlimits-soft-above-hard": "a relation between two fields",
@@ -225,7 +224,8 @@ def test_cli_plan_lists_steps_in_checkpoint_order(tmp_path):
     names = [s["step"] for s in plan["steps"]]
     # The default capability set (docker's) brings the bounding and capabilities steps.
     assert [n for n in names if n not in ("network", "cgroupns")] == [
-        "spawn", "idmap", "hostname", "bounding", "user", "capabilities", "cwd", "no_new_privs", "exec"]
+        "spawn", "idmap", "session", "ns_root", "hostname", "bounding", "user", "capabilities", "cwd", "keyring",
+        "signals", "pdeathsig", "close_fds", "no_new_privs", "exec"]
     exec_step = plan["steps"][-1]
     assert exec_step["args"]["path"] in ("/usr/bin/sh", "/bin/sh")  # resolved on PATH
     assert all(s["why"] and s["side"] in ("agent", "host", "child") for s in plan["steps"])

@@ -7,7 +7,7 @@
  *   3. capabilities  capset(2) effective, permitted, inheritable from the kept
  *                permitted set, then the ambient set, which the kernel allows
  *                only within permitted and inheritable (prctl(2)).
- * Also no_new_privs, set after all of this and before seccomp.
+ * Then no_new_privs (lx_no_new_privs.c), before seccomp.
  * capabilities(7), prctl(2), capset(2). */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -16,24 +16,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "lx_child.h"
+#include "lx_fail.h"
+#include "lx_settings.h"
 #include "lx_steps.h"
-
-int lx_bounding_in_child(const struct lx_settings *s, struct lx_err *e)
-{
-	if (!s->has_bounding)
-		return 0;
-	for (int cap = 0; cap < 64; cap++) {
-		if (s->cap_bounding & (1ULL << cap))
-			continue;
-		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) {
-			if (errno == EINVAL) /* past CAP_LAST_CAP of this kernel */
-				break;
-			return lx_fail(e, LX_STEP_BOUNDING, errno, "drop capability %d from the bounding set", cap);
-		}
-	}
-	return 0;
-}
 
 int lx_capabilities_in_child(const struct lx_settings *s, struct lx_err *e)
 {
@@ -70,14 +55,5 @@ int lx_capabilities_in_child(const struct lx_settings *s, struct lx_err *e)
 					       "raise ambient capability %d (must be in permitted and inheritable)", cap);
 		}
 	}
-	return 0;
-}
-
-int lx_no_new_privs_in_child(const struct lx_settings *s, struct lx_err *e)
-{
-	/* Inherited across fork and execve and never unset: setuid bits and file
-	 * capabilities of anything the workload runs grant nothing (prctl(2)). */
-	if (s->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-		return lx_fail(e, LX_STEP_NO_NEW_PRIVS, errno, "prctl(PR_SET_NO_NEW_PRIVS)");
 	return 0;
 }

@@ -1,8 +1,9 @@
 /* One mount entry, decoded from the nested attributes of an LX_A_MOUNT value
  * (layout: enum lx_mount_attr in lx_proto.h).  Decoded once in the agent, to
- * answer a malformed PROCEED without touching the child, and again in the child. */
-#ifndef LX_MOUNTS_H
-#define LX_MOUNTS_H
+ * answer a malformed PROCEED without touching the child, and again in the
+ * child by the mounts step (lx_mounts.c). */
+#ifndef LX_MOUNT_ENTRY_H
+#define LX_MOUNT_ENTRY_H
 
 #include <stddef.h>
 #include <stdint.h>
