@@ -18,6 +18,8 @@ import pytest
 
 from conftest import REPO, cli
 
+from .test_lifecycle import runtime  # noqa: F401 - the fixture: a private runtime dir, emptied after
+
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (cgroups)")
 
 SPEC = """
@@ -28,15 +30,6 @@ cgroup: {{memory: {{max: {mem}}}, pids: {{max: {pids}}}, cpu: {{max: {cpu}}}}}
 process:
   command: [/bin/sh, -c, 'while :; do sleep {nap}; done']
 """
-
-
-@pytest.fixture
-def runtime(tmp_path, monkeypatch):
-    d = tmp_path / "run"
-    monkeypatch.setenv("LINX_RUNTIME_DIR", str(d))
-    yield d
-    for name in (os.listdir(d) if d.exists() else []):
-        cli("delete", "--force", name)
 
 
 def spec(write_spec, name="lxlive", mem="64Mi", pids=50, cpu=0.5, nap="0.1"):
