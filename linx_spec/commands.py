@@ -226,8 +226,9 @@ def ps_(as_json: bool = typer.Option(False, "--json", help="Machine-readable out
 def status(name: str = typer.Argument(..., help="Workload name.")) -> None:
     """Show one detached workload."""
     from .detach import status_text
+    from .live import status_lines
 
-    print(status_text(name))
+    print("\n".join([status_text(name), *status_lines(name)]))
 
 
 @app.command("kill")

@@ -172,10 +172,11 @@ def stop(name: str, grace: float | None = None) -> str:
     st = view.state
     plan = sd.load_plan()
     grace = plan.lifecycle.stop_grace if grace is None else grace
-    if st.get("paused"):
-        from .live import resume
+    if st.get("paused") and plan.cgroup is not None:
+        from .host.cgroup_live import set_frozen
 
-        resume(name)  # a frozen task cannot act on SIGTERM
+        set_frozen(st["host_pid"], plan.cgroup, name, False)  # a frozen task cannot act on SIGTERM
+        sd.update(paused=False)
     if alive(st.get("supervisor_pid"), st.get("supervisor_pid_start")):
         os.kill(st["supervisor_pid"], signal.SIGTERM)
     else:
@@ -224,25 +225,7 @@ def status_text(name: str) -> str:
         lines.append(f"started:  {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(st['started']))}")
     if st.get("usage"):
         lines.append(f"usage:    {st['usage']}")
-    if view.status == "running":
-        if st.get("paused"):
-            lines.append("paused:   yes (linx-spec resume NAME)")
-        lines += _drift(name)
     return "\n".join(lines)
-
-
-def _drift(name: str) -> list[str]:
-    """The limits the kernel holds now that differ from the plan last applied."""
-    from .live import diff
-
-    try:
-        report = diff(name, StateDir.open(name).load_plan())
-    except LinxError as exc:
-        return [f"drift:    unknown ({exc})"]
-    found = [c for c in report.changes if c.how == "live"]
-    if not found:
-        return ["drift:    none"]
-    return [f"drift:    {c.field}: kernel has {c.observed}, applied {c.wanted} ({c.target})" for c in found]
 
 
 __all__ = ["start_detached", "all_views", "format_ps", "kill", "stop", "logs", "delete", "status_text"]

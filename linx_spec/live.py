@@ -41,7 +41,7 @@ import resource
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import PlanError, StateError, StepError, oserror_to_step
+from .errors import LinxError, PlanError, StateError, StepError, oserror_to_step
 from .plan.cgroup import CgroupPlan
 from .plan.workload import Plan
 
@@ -386,28 +386,37 @@ def _restart(t: _Target, plan: Plan, report: Report) -> Report:
 
 
 def _freeze(name: str, on: bool) -> str:
-    from .host import cgroup_live as L
+    from .host.cgroup_live import set_frozen
 
     t = _target(name)
     if not isinstance(t.plan.cgroup, CgroupPlan):
         raise StateError(f"`{name}` has no cgroup of its own to freeze")
-    fs = _fs(None)
-    leaves = L.leaves_of(t.pid, t.plan.cgroup, t.name)
-    leaf, file, freeze, thaw = L.freeze_target(leaves, t.plan.cgroup)
     try:
-        with_label = L.Knob("", "", file, "", leaf, "")
-        L.write(with_label, freeze if on else thaw, fs)
+        set_frozen(t.pid, t.plan.cgroup, t.name, on)
     except OSError as exc:
         raise oserror_to_step("pause" if on else "resume", "host", exc) from None
-    for _ in range(500):  # FREEZING -> FROZEN once every task stopped
-        if L.frozen(leaf, file, fs) == on:
-            break
-        fs.sleep(0.002)
-    else:
-        raise StepError("pause" if on else "resume", "host", 0, f"{file} did not settle", leaf)
-    if t.state is not None:
-        t.state.update(paused=on)
+    t.state.update(paused=on)
     return "paused" if on else "resumed"
+
+
+def status_lines(name: str) -> list[str]:
+    """For `status NAME`: paused or not, and drift: the limits the kernel holds now
+    that differ from the plan last applied."""
+    from .state import StateDir
+
+    sd = StateDir.open(name)
+    view = sd.view()
+    if view.status != "running":
+        return []
+    lines = ["paused:   yes (linx-spec resume NAME)"] if view.state.get("paused") else []
+    try:
+        report = diff(name, sd.load_plan())
+    except LinxError as exc:
+        return lines + [f"drift:    unknown ({exc})"]
+    found = [c for c in report.changes if c.how == "live"]
+    if not found:
+        return lines + ["drift:    none"]
+    return lines + [f"drift:    {c.field}: kernel has {c.observed}, applied {c.wanted} ({c.target})" for c in found]
 
 
 def pause(name: str) -> str:
@@ -435,4 +444,4 @@ def running(name: str) -> bool:
         return False
 
 
-__all__ = ["Change", "Report", "diff", "reconcile", "pause", "resume", "restart_fields", "running"]
+__all__ = ["Change", "Report", "diff", "reconcile", "pause", "resume", "restart_fields", "running", "status_lines"]

@@ -235,5 +235,21 @@ def frozen(leaf: str, file: str, fs: CgroupFs) -> bool:
     return "frozen 1" in (fs.read(os.path.join(leaf, "cgroup.events")) or "")
 
 
+def set_frozen(pid: int, plan: CgroupPlan, name: str, on: bool, fs: CgroupFs | None = None) -> None:
+    """Freeze (on) or thaw the workload `pid` and wait until the kernel says so;
+    an OSError is labelled with the file (errors.touching)."""
+    import time
+
+    fs = fs or CgroupFs()
+    leaf, file, freeze, thaw = freeze_target(leaves_of(pid, plan, name), plan)
+    with touching(f"write {file} {freeze if on else thaw}", leaf):
+        fs.write(os.path.join(leaf, file), freeze if on else thaw)
+    deadline = time.monotonic() + 2.0
+    while frozen(leaf, file, fs) != on:  # FREEZING -> FROZEN once every task stopped
+        if time.monotonic() >= deadline:
+            raise StateError(f"`{name}`: {file} in {leaf} did not become {freeze if on else thaw} within 2s")
+        fs.sleep(0.002)
+
+
 __all__ = ["Knob", "knobs", "leaves_of", "same", "shown", "observe", "fresh_value", "write", "usage",
-           "freeze_target", "frozen", "FIELD"]
+           "freeze_target", "frozen", "set_frozen", "FIELD"]
