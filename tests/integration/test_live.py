@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -191,3 +192,22 @@ def test_apply_killed_mid_change_leaves_the_workload_and_a_consistent_diff(write
     assert cli("apply", str(new)).returncode == 0
     assert cli("diff", str(new)).returncode == 0
     assert own_limit("lxlive", "pids", "pids.max") == "20"
+
+
+def test_rlimits_change_live_on_the_running_processes(write_spec, runtime):
+    text = ("version: 1\nname: lxrl\nnamespaces: [pid, mount]\nrlimits: {{nofile: {{soft: {soft}, hard: 4096}}}}\n"
+            "process: {{command: [/bin/sh, -c, 'while :; do ulimit -n; sleep 0.1; done']}}\n")
+    assert cli("apply", "-d", str(write_spec(text.format(soft=1024)))).returncode == 0
+    pid = state(runtime, "lxrl")["host_pid"]
+    new = write_spec(text.format(soft=2048))
+    d = cli("diff", str(new))
+    assert d.returncode == 1 and "live     rlimits.nofile: 1024:4096 -> 2048:4096" in d.stdout, d.stdout
+    assert cli("apply", str(new)).returncode == 0
+    # From inside: the workload's shell prints its own soft limit every 0.1 s.
+    log = runtime / "lxrl" / "stdout.log"
+    deadline = time.monotonic() + 5
+    while log.read_text().split()[-1:] != ["2048"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert log.read_text().split()[0] == "1024" and log.read_text().split()[-1] == "2048"
+    assert state(runtime, "lxrl")["host_pid"] == pid
+    assert cli("diff", str(new)).returncode == 0
