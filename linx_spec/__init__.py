@@ -9,6 +9,9 @@
         w.setup(); w.proceed()                 # host steps, then child steps + execve
         result = w.wait()
 
+    report = reconcile("web", build_plan(load_file("web.yaml")))  # converge a running
+    print(report.text())                       # detached workload live; diff() only looks
+
 Names are imported on first use (PEP 562): running a cached plan from the CLI
 never pays for pydantic, yaml or typer.
 """
@@ -41,6 +44,9 @@ _EXPORTS = {
     "Workload": "runner",
     "run": "runner",
     "Spec": "spec",
+    "Report": "live",
+    "diff": "live",
+    "reconcile": "live",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -56,4 +62,5 @@ if TYPE_CHECKING:  # for type checkers and editors
     from .plan.build import build_plan  # noqa: F401
     from .plan.workload import Plan  # noqa: F401
     from .runner import Result, StepTiming, Workload, run  # noqa: F401
+    from .live import Report, diff, reconcile  # noqa: F401
     from .spec import Spec  # noqa: F401

@@ -7,6 +7,9 @@
                   128+N when killed by signal N, 124 when its time limit expired,
                   130 when interrupted before it ran
       detached:   detach.start_detached(); its name on stdout; 0
+      running:    a detached workload of that name runs: converged live
+                  (live.py), the report on stdout; 0, 70 when a knob
+                  failed, 66 (PlanError) when a field needs --restart
 
 A LinxError propagates: the caller's one handler (errors.report) maps it.
 """
@@ -49,8 +52,13 @@ def _say(text: str) -> None:
     print(f"linx-spec: {text}", file=sys.stderr)
 
 
-def apply_plan(plan: Plan, *, verbose: bool = False, pty: bool | None = None, detach: bool = False) -> int:
+def apply_plan(plan: Plan, *, verbose: bool = False, pty: bool | None = None, detach: bool = False,
+               restart: bool = False, revert_released: bool = False) -> int:
     """Run the plan as `linx-spec apply` does; -> the exit code (module docstring)."""
+    from .live import running
+
+    if running(plan.name):
+        return converge(plan, restart=restart, revert_released=revert_released)
     if detach:
         from .detach import start_detached
 
@@ -76,3 +84,20 @@ def apply_plan(plan: Plan, *, verbose: bool = False, pty: bool | None = None, de
     elif result.signal is not None and verbose:
         _say(f"{result.name}: {end_words(None, result.signal)}")
     return TIMED_OUT if result.timed_out else result.status
+
+
+def converge(plan: Plan, *, restart: bool = False, revert_released: bool = False) -> int:
+    """`apply` of a running detached workload: reconcile it, print the report
+    field by field; -> 0, or 70 when a knob could not be changed."""
+    from .errors import StepError
+    from .live import reconcile
+
+    report = reconcile(plan.name, plan, restart=restart, revert_released=revert_released)
+    print(report.text())
+    if report.restarted_pid is not None:
+        print(f"{plan.name}: restarted, host pid {report.restarted_pid}")
+    if report.failed:
+        first = report.failed[0]
+        _say(f"{plan.name}: {len(report.failed)} change(s) failed, the workload runs on; first: {first.error}")
+        return StepError.exit_code
+    return 0

@@ -68,16 +68,58 @@ def apply(
     timeout: Optional[str] = typer.Option(None, "--timeout", help="Wall-clock limit, e.g. 30s or 1m30s "
                                           "(overrides lifecycle.timeout). Exit code 124 when it expires."),
     detach: bool = typer.Option(False, "--detach", "-d", help="Return once the workload runs; manage it with "
-                                "ps, status, logs, kill, stop, exec, delete."),
+                                "ps, status, logs, kill, stop, exec, delete, diff, pause, resume."),
+    restart: bool = typer.Option(False, "--restart", help="When a workload of that name runs and a field "
+                                 "that cannot change live differs: stop it (stop_grace honoured), start the new one."),
+    revert_released: bool = typer.Option(False, "--revert-released", help="When a workload of that name runs: "
+                                         "a limit linx-spec set that left the spec goes back to the value it had "
+                                         "before linx-spec set it (default: left as is)."),
 ) -> None:
-    """Run the workload in the foreground, with inherited stdio; exit with its exit code."""
+    """Run the workload in the foreground, with inherited stdio; exit with its exit code.
+    When a detached workload of that name runs, converge it live instead (see `diff`)."""
     limit = _parse_duration(timeout)
     plan = _load_and_plan(spec_file, set_ or [], cache=True, verbose=verbose)
     if limit is not None:
         import dataclasses
 
         plan = dataclasses.replace(plan, lifecycle=dataclasses.replace(plan.lifecycle, timeout=limit))
-    raise typer.Exit(apply_plan(plan, verbose=verbose, pty=True if tty else None, detach=detach))
+    raise typer.Exit(apply_plan(plan, verbose=verbose, pty=True if tty else None, detach=detach, restart=restart,
+                                revert_released=revert_released))
+
+
+DIFF_HELP = ("Exit codes: 0 nothing differs; 1 something differs; 2 usage; " + EXIT_HELP.split("; ", 2)[-1])
+
+
+@app.command(epilog=DIFF_HELP)
+def diff(
+    spec_file: str = typer.Argument(..., metavar="SPEC.yaml"),
+    set_: Optional[List[str]] = SetOpt,
+    revert_released: bool = typer.Option(False, "--revert-released", help="Show released limits as reverted."),
+) -> None:
+    """What `apply` would change in the running detached workload of the spec's name,
+    against what the kernel shows now: each field marked live or restart."""
+    from .live import diff as diff_
+
+    p = _load_and_plan(spec_file, set_ or [])
+    report = diff_(p.name, p, revert_released=revert_released)
+    print(report.text())
+    raise typer.Exit(0 if report.converged else 1)
+
+
+@app.command()
+def pause(name: str = typer.Argument(..., help="Workload name.")) -> None:
+    """Freeze every process of a detached workload (v1 freezer, v2 cgroup.freeze)."""
+    from .live import pause as pause_
+
+    print(f"{name}: {pause_(name)}")
+
+
+@app.command()
+def resume(name: str = typer.Argument(..., help="Workload name.")) -> None:
+    """Thaw a paused detached workload."""
+    from .live import resume as resume_
+
+    print(f"{name}: {resume_(name)}")
 
 
 @app.command(epilog=EXIT_HELP)
@@ -174,8 +216,9 @@ def ps_(as_json: bool = typer.Option(False, "--json", help="Machine-readable out
 def status(name: str = typer.Argument(..., help="Workload name.")) -> None:
     """Show one detached workload."""
     from .detach import status_text
+    from .live import status_lines
 
-    print(status_text(name))
+    print("\n".join([status_text(name), *status_lines(name)]))
 
 
 @app.command("kill")

@@ -89,8 +89,10 @@ def _supervise(plan: Plan, sd: StateDir, ready_fd: int) -> int:
 
     def new() -> Workload:
         fds[:] = [_stream_fd(sd, plan, i) for i in range(3)]
-        return Workload(plan, stdin=fds[0][0], stdout=fds[1][0], stderr=fds[2][0], session=True,
-                        linger_path=linger)
+        # A restart runs the plan as last converged live (live.py saves it), so
+        # limits changed by `apply` survive the restart policy.
+        return Workload(_current_plan(sd, plan), stdin=fds[0][0], stdout=fds[1][0], stderr=fds[2][0],
+                        session=True, linger_path=linger)
 
     def start(w: Workload) -> None:
         try:
@@ -128,6 +130,14 @@ def _supervise(plan: Plan, sd: StateDir, ready_fd: int) -> int:
     return 0
 
 
+def _current_plan(sd: StateDir, plan: Plan) -> Plan:
+    try:
+        saved = sd.load_plan()
+    except StateError:
+        return plan
+    return saved if saved.spec_hash != plan.spec_hash else plan
+
+
 # --- commands ------------------------------------------------------------------
 
 def format_ps(views: list[View]) -> str:
@@ -162,6 +172,11 @@ def stop(name: str, grace: float | None = None) -> str:
     st = view.state
     plan = sd.load_plan()
     grace = plan.lifecycle.stop_grace if grace is None else grace
+    if st.get("paused") and plan.cgroup is not None:
+        from .host.cgroup_live import set_frozen
+
+        set_frozen(st["host_pid"], plan.cgroup, name, False)  # a frozen task cannot act on SIGTERM
+        sd.update(paused=False)
     if alive(st.get("supervisor_pid"), st.get("supervisor_pid_start")):
         os.kill(st["supervisor_pid"], signal.SIGTERM)
     else:

@@ -1,0 +1,447 @@
+"""Converge a running workload to a new plan, live (the `reconcile` of the API):
+observe -> diff -> converge -> Report.
+
+    diff(target, plan) -> Report        what apply would change; writes nothing
+    reconcile(target, plan, restart=False, revert_released=False) -> Report
+    pause(name) / resume(name)          v1 freezer.state, else v2 cgroup.freeze
+
+`target` is the name of a running detached workload (its state: state.py) or a
+running `runner.Workload`.  Each field of the new plan is one of:
+
+    live      cgroup limits (memory, cpu, cpuset, pids, io) on v1 and v2, and
+              rlimits (prlimit(2) on every process of the workload): compared
+              with what the kernel shows *now* (host/cgroup_live.py), so a
+              limit changed behind our back shows as drift and is restored
+    restart   namespaces, program, env, user, capabilities, seccomp, mounts,
+              rootfs, stdio, network, lifecycle, the cgroup hierarchies:
+              refused (PlanError, exit 66) unless restart=True, which stops the
+              old workload (its stop_grace honoured) and starts the new one
+    release   a knob linx-spec set (last_applied) that left the spec: left as
+              the kernel has it, or with revert_released written back to the
+              value observed before linx-spec first set it (`before`)
+
+Ownership is three-way, as Linx's last_applied: state.json keeps, per knob
+linx-spec set, the value it wrote and the value it found before.  A knob the
+spec never named is never read for change and never written.
+
+Failure: each knob is written on its own (one failed write does not stop the
+others; Report.failed names it, the CLI exits 70) and the workload is never
+stopped by a failed live change.  Crash safety: the `before` values are
+recorded *before* the first write, the kernel is written next, the new plan
+and last_applied last; an apply SIGKILLed in between leaves the recorded plan
+older than the kernel, and the next diff, which observes the kernel, shows the
+remainder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import resource
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import LinxError, PlanError, StateError, StepError, oserror_to_step
+from .plan.cgroup import CgroupPlan
+from .plan.workload import Plan
+
+# Plan fields that only a new workload can change (the clone flags, what the
+# child did before execve, the supervisor's own settings).
+RESTART_FIELDS = ("ns_new", "ns_join", "process", "idmap", "hostname", "domainname", "capabilities",
+                  "no_new_privs", "seccomp", "mounts", "stdio", "network", "lifecycle")
+_FIELD_NAMES = {"ns_new": "namespaces", "ns_join": "namespaces (join)", "idmap": "user (idmap)",
+                "mounts": "mounts (rootfs)", "no_new_privs": "no_new_privs"}
+_MAX_KNOBS = 256
+_MAX_TEXT = 4096
+
+
+@dataclass
+class Change:
+    field: str  # the spec's words: cgroup.memory.max, rlimits.nofile, process.argv
+    target: str  # the object: `memory.max in /sys/fs/cgroup/linx/linx-web-42`, `pid 42`
+    observed: str
+    wanted: str
+    how: str  # live | restart | release | revert
+    error: str = ""
+
+    def line(self) -> str:
+        text = f"{self.how:<8} {self.field}"
+        if self.how != "restart" or self.observed or self.wanted:
+            text += f": {self.observed} -> {self.wanted}"
+        if self.target:
+            text += f"  ({self.target})"
+        if self.error:
+            text += f"  FAILED: {self.error}"
+        return text
+
+
+@dataclass
+class Report:
+    name: str
+    changes: list[Change] = field(default_factory=list)  # what differs (diff) / was attempted (apply)
+    applied: list[Change] = field(default_factory=list)
+    failed: list[Change] = field(default_factory=list)
+    needs_restart: list[str] = field(default_factory=list)  # fields only a restart changes
+    warnings: list[str] = field(default_factory=list)
+    last_applied: dict[str, dict[str, str]] = field(default_factory=dict)
+    restarted_pid: int | None = None  # apply --restart: the new workload's host pid
+
+    @property
+    def converged(self) -> bool:
+        """Nothing left to do: no difference (diff), or every change made (apply)."""
+        pending = [c for c in self.changes if c not in self.applied]
+        return not pending and not self.failed and (not self.needs_restart or self.restarted_pid is not None)
+
+    def text(self) -> str:
+        if not self.changes and not self.needs_restart:
+            return f"{self.name}: unchanged"
+        lines = [c.line() for c in self.changes]
+        lines += [f"warning: {w}" for w in self.warnings]
+        return "\n".join(f"{self.name}: {line}" for line in lines)
+
+
+# --- the target ---------------------------------------------------------------------------------
+
+@dataclass
+class _Target:
+    name: str
+    pid: int
+    plan: Plan
+    state: Any = None  # StateDir of a detached workload
+    workload: Any = None  # runner.Workload given by the caller
+
+    def load_owned(self) -> dict[str, dict[str, str]] | None:
+        raw = self.state.read().get("last_applied") if self.state is not None else \
+            getattr(self.workload, "last_applied", None)
+        if raw is None:
+            return None
+        # state.json is data another process wrote: checked before use.
+        if (not isinstance(raw, dict) or len(raw) > _MAX_KNOBS or not all(
+                isinstance(k, str) and isinstance(v, dict) and len(k) < _MAX_TEXT and all(
+                    isinstance(x, str) and len(x) < _MAX_TEXT for x in (*v.keys(), *v.values()))
+                and {"field", "value", "before"} <= set(v) for k, v in raw.items())):
+            raise StateError(f"the last_applied record of `{self.name}` is malformed; "
+                             f"`linx-spec apply --restart` starts it afresh")
+        return raw
+
+    def save(self, owned: dict[str, dict[str, str]], plan: Plan | None = None) -> None:
+        if self.state is not None:
+            if plan is not None:
+                self.state.save_plan(plan)
+                self.state.update(last_applied=owned, spec_hash=plan.spec_hash)
+            else:
+                self.state.update(last_applied=owned)
+        else:
+            self.workload.last_applied = owned
+            if plan is not None:
+                self.workload.plan = plan
+
+
+def _target(name_or_workload: Any) -> _Target:
+    if isinstance(name_or_workload, str):
+        from .detach import live_pid
+        from .state import StateDir
+
+        pid = live_pid(name_or_workload)
+        sd = StateDir.open(name_or_workload)
+        return _Target(name_or_workload, pid, sd.load_plan(), state=sd)
+    w = name_or_workload
+    if not getattr(w, "pid", 0):
+        raise StateError("the workload has not been spawned")
+    return _Target(w.plan.name, w.pid, w.plan, workload=w)
+
+
+# --- what differs ------------------------------------------------------------------------------
+
+def _walk(prefix: str, old: Any, new: Any) -> list[str]:
+    """Dotted names of the fields that differ, one level into dataclasses."""
+    if old == new:
+        return []
+    if dataclasses.is_dataclass(old) and type(old) is type(new):
+        out = [f"{prefix}.{f.name}" for f in dataclasses.fields(old) if getattr(old, f.name) != getattr(new, f.name)]
+        return out or [prefix]
+    return [prefix]
+
+
+def restart_fields(old: Plan, new: Plan) -> list[str]:
+    """The fields whose change needs a new workload."""
+    out: list[str] = []
+    for name in RESTART_FIELDS:
+        out += _walk(_FIELD_NAMES.get(name, name), getattr(old, name), getattr(new, name))
+    oc, nc = old.cgroup, new.cgroup
+    if isinstance(oc, CgroupPlan) != isinstance(nc, CgroupPlan):
+        out.append("cgroup")
+    elif isinstance(oc, CgroupPlan) and isinstance(nc, CgroupPlan):
+        # Live only within the cgroups that exist: every hierarchy of the new plan
+        # must be one the workload is in (same parent), and on v2 its controllers
+        # already enabled for the leaf.  On v1 a co-mounted hierarchy's leaf has
+        # every file of its controllers, whichever the plan lists.
+        have = {(h.version, h.mount, h.parent): set(h.controllers) for h in oc.hierarchies}
+        for h in nc.hierarchies:
+            ctrls = have.get((h.version, h.mount, h.parent))
+            if ctrls is None or (h.version == 2 and not set(h.controllers) <= ctrls):
+                out.append(f"cgroup ({h.label} at {h.mount}: a cgroup or controller the running workload lacks)")
+    return out
+
+
+@dataclass
+class _Work:
+    """A computed diff and what converging it needs."""
+
+    report: Report
+    writes: list[tuple[Change, Any, str]]  # (change, knob, value to write)
+    rlimits: list[tuple[Change, Any]]
+    owned: dict[str, dict[str, str]]  # last_applied after a full success
+    intents: dict[str, dict[str, str]]  # knobs set for the first time: their `before`, recorded first
+    fs: Any
+    pids: list[int]
+
+
+def _fs(fs: Any):
+    from .host.cgroup import CgroupFs
+
+    return fs or CgroupFs()
+
+
+def _initial_owned(t: _Target, knobs_now: list, fs: Any) -> dict[str, dict[str, str]]:
+    """Before any live apply, linx-spec owns what the start wrote; `before` is what a new
+    cgroup held (and for rlimits, what the runner passes on)."""
+    from .host.cgroup_live import fresh_value
+
+    owned = {}
+    for k in knobs_now:
+        owned[k.key] = {"field": k.field, "file": k.file, "value": k.value, "before": fresh_value(k, fs)}
+    for lim in t.plan.rlimits.limits if t.plan.rlimits else ():
+        soft, hard = resource.getrlimit(lim.resource)
+        owned[f"rlimit:{lim.name}"] = {"field": f"rlimits.{lim.name}", "file": str(lim.resource),
+                                       "value": f"{lim.soft} {lim.hard}", "before": f"{soft} {hard}"}
+    return owned
+
+
+def _workload_pids(t: _Target, leaves: dict[str, str], fs: Any) -> list[int]:
+    for leaf in leaves.values():
+        pids = sorted(fs.procs(leaf))
+        if pids:
+            return pids
+    return [t.pid]
+
+
+def _show_limit(value: int) -> str:
+    from .plan.rlimits import show
+
+    return show(value)
+
+
+def _compute(t: _Target, new: Plan, fs: Any, revert_released: bool) -> _Work:
+    from .host import cgroup_live as L
+    from .host.cgroup import human_bytes
+
+    fs = _fs(fs)
+    report = Report(t.name)
+    report.needs_restart = restart_fields(t.plan, new)
+    report.changes += [Change(f, "", "", "", "restart") for f in report.needs_restart]
+    leaves: dict[str, str] = {}
+    if isinstance(t.plan.cgroup, CgroupPlan):
+        leaves = L.leaves_of(t.pid, t.plan.cgroup, t.name)
+    old_knobs = L.knobs(t.plan.cgroup, leaves) if isinstance(t.plan.cgroup, CgroupPlan) else []
+    owned = t.load_owned()
+    if owned is None:
+        owned = _initial_owned(t, old_knobs, fs)
+    new_owned = dict(owned)
+    intents: dict[str, dict[str, str]] = {}
+    writes: list[tuple[Change, Any, str]] = []
+    want = L.knobs(new.cgroup, leaves) if isinstance(new.cgroup, CgroupPlan) else []
+    for k in want:
+        observed = L.observe(k, fs)
+        entry = owned.get(k.key)
+        before = entry["before"] if entry else (observed or "").strip()
+        new_owned[k.key] = {"field": k.field, "file": k.file, "value": k.value, "before": before}
+        if entry is None:
+            intents[k.key] = new_owned[k.key]
+        if L.same(k.file, observed, k.value):
+            continue
+        c = Change(k.field, f"{k.file} in {k.leaf}", L.shown(k.file, observed), L.shown(k.file, k.value), "live")
+        report.changes.append(c)
+        writes.append((c, k, k.value))
+        used = L.usage(k, fs)
+        if used is not None and k.file in L.USAGE_FILE and k.value != "max" and int(k.value) < used:
+            report.warnings.append(f"{k.field} {human_bytes(int(k.value))} is below the current usage "
+                                   f"{human_bytes(used)}: the kernel reclaims, and may OOM-kill")
+    # Released: owned knobs the new spec no longer names.
+    wanted_keys = {k.key for k in want}
+    by_key = {k.key: k for k in old_knobs}
+    for key, entry in owned.items():
+        if key.startswith("rlimit:") or key in wanted_keys:
+            continue
+        del new_owned[key]
+        k = by_key.get(key)
+        if k is None:  # no longer in a leaf of this workload (a restart since): forget it
+            continue
+        observed = L.observe(k, fs)
+        if revert_released and not L.same(k.file, observed, entry["before"]):
+            c = Change(entry["field"], f"{k.file} in {k.leaf}", L.shown(k.file, observed),
+                       L.shown(k.file, entry["before"]), "revert")
+            writes.append((c, k, entry["before"]))
+        else:
+            c = Change(entry["field"], f"{k.file} in {k.leaf}", L.shown(k.file, observed), "(left as is)", "release")
+        report.changes.append(c)
+    # rlimits of the running processes.
+    rl: list[tuple[Change, Any]] = []
+    new_limits = {lim.name: lim for lim in (new.rlimits.limits if new.rlimits else ())}
+    for name, lim in new_limits.items():
+        key = f"rlimit:{name}"
+        try:
+            soft, hard = resource.prlimit(t.pid, lim.resource)
+        except OSError:
+            continue  # gone: the next step (or the caller) notices
+        entry = owned.get(key)
+        new_owned[key] = {"field": f"rlimits.{name}", "file": str(lim.resource), "value": f"{lim.soft} {lim.hard}",
+                          "before": entry["before"] if entry else f"{soft} {hard}"}
+        if entry is None:
+            intents[key] = new_owned[key]
+        if (soft, hard) != (lim.soft, lim.hard):
+            c = Change(f"rlimits.{name}", f"pid {t.pid} and its processes",
+                       f"{_show_limit(soft)}:{_show_limit(hard)}", f"{_show_limit(lim.soft)}:{_show_limit(lim.hard)}",
+                       "live")
+            report.changes.append(c)
+            rl.append((c, lim))
+    for key in [k for k in owned if k.startswith("rlimit:") and k[7:] not in new_limits]:
+        del new_owned[key]
+        report.changes.append(Change(owned[key]["field"], f"pid {t.pid}", "", "(left as is)", "release"))
+    report.last_applied = owned
+    return _Work(report, writes, rl, new_owned, intents, fs, _workload_pids(t, leaves, fs))
+
+
+# --- the API --------------------------------------------------------------------------------------
+
+def diff(name_or_workload: Any, plan: Plan, *, fs: Any = None, revert_released: bool = False) -> Report:
+    """What reconcile() would change, against what the kernel shows now.  Writes nothing."""
+    return _compute(_target(name_or_workload), plan, fs, revert_released).report
+
+
+def reconcile(name_or_workload: Any, plan: Plan, *, restart: bool = False, revert_released: bool = False,
+              fs: Any = None) -> Report:
+    """Converge the running workload to `plan` (module docstring).  Raises PlanError
+    (nothing touched) when a field needs a restart and restart is False."""
+    t = _target(name_or_workload)
+    work = _compute(t, plan, fs, revert_released)
+    report = work.report
+    if report.needs_restart:
+        if not restart:
+            raise PlanError("these fields cannot change while the workload runs: " + ", ".join(report.needs_restart),
+                            f"apply with --restart to stop `{t.name}` (stop_grace {t.plan.lifecycle.stop_grace:g}s) "
+                            "and start the new one", "")
+        return _restart(t, plan, report)
+    if not report.changes:
+        return report  # unchanged: nothing written, not even the state
+    if work.intents:
+        # `before` first: an apply killed after its first write still knows what to revert to.
+        t.save({**work.report.last_applied, **work.intents})
+    owned = dict(work.owned)
+    for c, k, value in work.writes:
+        from .host.cgroup_live import write
+
+        try:
+            write(k, value, work.fs)
+        except OSError as exc:
+            c.error = str(oserror_to_step("cgroup", "host", exc))
+            report.failed.append(c)
+            prior = report.last_applied.get(k.key)
+            if prior is not None:
+                owned[k.key] = prior  # still ours, at the value we last set
+            else:
+                owned.pop(k.key, None)
+            continue
+        report.applied.append(c)
+    for c, lim in work.rlimits:
+        try:
+            for pid in work.pids:
+                try:
+                    resource.prlimit(pid, lim.resource, (lim.soft, lim.hard))
+                except ProcessLookupError:
+                    pass  # ended meanwhile
+        except OSError as exc:
+            c.error = str(StepError("rlimits", "host", exc.errno or 0, f"prlimit {lim.name}", c.target))
+            report.failed.append(c)
+            continue
+        report.applied.append(c)
+    report.applied += [c for c in report.changes if c.how == "release"]
+    t.save(owned, plan if not report.failed else None)
+    report.last_applied = owned
+    return report
+
+
+def _restart(t: _Target, plan: Plan, report: Report) -> Report:
+    if t.state is None:
+        raise PlanError("a restart is needed, and only a detached workload (by name) is restarted by apply",
+                        "stop the workload and run the new plan", "")
+    from .detach import start_detached, stop
+
+    stop(t.name)  # TERM, its stop_grace, KILL; the supervisor does not restart it
+    t.state.remove()
+    _name, pid = start_detached(plan)
+    report.restarted_pid = pid
+    report.applied = list(report.changes)
+    return report
+
+
+def _freeze(name: str, on: bool) -> str:
+    from .host.cgroup_live import set_frozen
+
+    t = _target(name)
+    if not isinstance(t.plan.cgroup, CgroupPlan):
+        raise StateError(f"`{name}` has no cgroup of its own to freeze")
+    try:
+        set_frozen(t.pid, t.plan.cgroup, t.name, on)
+    except OSError as exc:
+        raise oserror_to_step("pause" if on else "resume", "host", exc) from None
+    t.state.update(paused=on)
+    return "paused" if on else "resumed"
+
+
+def status_lines(name: str) -> list[str]:
+    """For `status NAME`: paused or not, and drift: the limits the kernel holds now
+    that differ from the plan last applied."""
+    from .state import StateDir
+
+    sd = StateDir.open(name)
+    view = sd.view()
+    if view.status != "running":
+        return []
+    lines = ["paused:   yes (linx-spec resume NAME)"] if view.state.get("paused") else []
+    try:
+        report = diff(name, sd.load_plan())
+    except LinxError as exc:
+        return lines + [f"drift:    unknown ({exc})"]
+    found = [c for c in report.changes if c.how == "live"]
+    if not found:
+        return lines + ["drift:    none"]
+    return lines + [f"drift:    {c.field}: kernel has {c.observed}, applied {c.wanted} ({c.target})" for c in found]
+
+
+def pause(name: str) -> str:
+    """Freeze every process of the detached workload `name` (v1 freezer, v2 cgroup.freeze)."""
+    return _freeze(name, True)
+
+
+def resume(name: str) -> str:
+    """Thaw what pause() froze."""
+    return _freeze(name, False)
+
+
+def running(name: str) -> bool:
+    """A detached workload of that name runs now (apply then converges it).  Cheap:
+    a stat before any import when there is none."""
+    from . import rundir
+
+    if not os.path.exists(os.path.join(rundir.root_path(), name, "state.json")):
+        return False
+    from .state import StateDir
+
+    try:
+        return StateDir.open(name).view().status == "running"
+    except StateError:
+        return False
+
+
+__all__ = ["Change", "Report", "diff", "reconcile", "pause", "resume", "restart_fields", "running", "status_lines"]
