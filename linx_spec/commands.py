@@ -79,10 +79,12 @@ def apply(
                                           "(overrides lifecycle.timeout). Exit code 124 when it expires."),
     detach: bool = typer.Option(False, "--detach", "-d", help="Return once the workload runs; manage it with "
                                 "ps, status, logs, kill, stop, exec, delete."),
+    init: bool = typer.Option(False, "--init", help="Run a minimal init as pid 1 that forwards signals and "
+                              "reaps orphans (shorthand for --set process.init=true)."),
 ) -> None:
     """Run the workload in the foreground, with inherited stdio; exit with its exit code."""
     limit = _parse_duration(timeout)
-    plan = _load_and_plan(spec_file, set_ or [], cache=True)
+    plan = _load_and_plan(spec_file, (set_ or []) + (["process.init=true"] if init else []), cache=True)
     if limit is not None:
         import dataclasses
 
