@@ -16,6 +16,8 @@ import pytest
 from conftest import children, cli, start_cli
 from linx_spec import build_plan, load_text, run
 
+from .test_lifecycle import runtime  # noqa: F401  (the fixture: a private LINX_RUNTIME_DIR)
+
 pytestmark = pytest.mark.root
 
 SLEEPER = """
@@ -25,15 +27,6 @@ namespaces: [pid, mount, ipc]
 lifecycle: {{stop_grace: {grace}}}
 process: {{command: [sleep, '1000'], init: {init}}}
 """
-
-
-@pytest.fixture
-def runtime(tmp_path, monkeypatch):
-    d = tmp_path / "run"
-    monkeypatch.setenv("LINX_RUNTIME_DIR", str(d))
-    yield d
-    for name in (os.listdir(d) if d.exists() else []):
-        cli("delete", "--force", name)
 
 
 def _wait_exited(name: str, within: float) -> str:
