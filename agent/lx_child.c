@@ -41,6 +41,7 @@ static const struct {
 	{ LX_STEP_CLOSE_FDS, lx_close_fds_in_child },
 	{ LX_STEP_NO_NEW_PRIVS, lx_no_new_privs_in_child },
 	{ LX_STEP_SECCOMP, lx_seccomp_in_child },
+	{ LX_STEP_INIT, lx_init_in_child },
 	{ LX_STEP_EXEC, lx_exec_in_child },
 };
 

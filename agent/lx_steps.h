@@ -31,6 +31,7 @@ enum lx_step {
 	LX_STEP_SIGNALS = 32,     /* child */
 	LX_STEP_PDEATHSIG = 33,   /* child */
 	LX_STEP_CLOSE_FDS = 34,   /* child */
+	LX_STEP_INIT = 35,        /* child: forks; only the child returns (lx_init.c) */
 };
 
 struct lx_settings;
@@ -54,6 +55,9 @@ int lx_pdeathsig_in_child(const struct lx_settings *s, struct lx_err *e);
 int lx_close_fds_in_child(const struct lx_settings *s, struct lx_err *e);
 int lx_no_new_privs_in_child(const struct lx_settings *s, struct lx_err *e);
 int lx_seccomp_in_child(const struct lx_settings *s, struct lx_err *e);
+/* Returns 0 in the program's process; pid 1 never returns (it exits with the
+ * program's status). */
+int lx_init_in_child(const struct lx_settings *s, struct lx_err *e);
 /* Returns only on failure. */
 int lx_exec_in_child(const struct lx_settings *s, struct lx_err *e);
 

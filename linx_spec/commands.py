@@ -74,11 +74,14 @@ def apply(
     revert_released: bool = typer.Option(False, "--revert-released", help="When a workload of that name runs: "
                                          "a limit linx-spec set that left the spec goes back to the value it had "
                                          "before linx-spec set it (default: left as is)."),
+    init: bool = typer.Option(False, "--init", help="Run a minimal init as pid 1 that forwards signals and "
+                              "reaps orphans (shorthand for --set process.init=true)."),
 ) -> None:
     """Run the workload in the foreground, with inherited stdio; exit with its exit code.
     When a detached workload of that name runs, converge it live instead (see `diff`)."""
     limit = _parse_duration(timeout)
-    plan = _load_and_plan(spec_file, set_ or [], cache=True, verbose=verbose)
+    plan = _load_and_plan(spec_file, (set_ or []) + (["process.init=true"] if init else []), cache=True,
+                          verbose=verbose)
     if limit is not None:
         import dataclasses
 

@@ -202,6 +202,11 @@ STEPS: list[Step] = [
     Step(27, "seccomp", "child",
          "last: the filter may forbid the syscalls of the steps before it",
          lambda p: p.seccomp is not None, _seccomp_args),
+    Step(35, "init", "child",
+         "after seccomp, so the init (pid 1) is filtered too: fork, then pid 1 loops forwarding signals and "
+         "reaping orphans while its child goes on to exec (the plan checks the filter allows the init's "
+         "syscalls)",
+         lambda p: p.process.init, lambda p: {}),
     Step(28, "exec", "child",
          "execve: the workload's first instruction already runs fully constrained; success is seen as "
          "EOF on a close-on-exec pipe",

@@ -54,6 +54,9 @@ def build_plan(spec: Spec, source: str = "<api>", base_dir: str | None = None) -
     elif spec.mounts is not None:
         raise PlanError("`mounts` needs a new mount namespace", "add `mount` to namespaces", "mounts")
     process_plan = process.resolve(spec, idmap_plan, root, mounts_plan.host_path if mounts_plan else None)
+    if process_plan.init and "pid" not in ns_new:
+        raise PlanError("process.init needs a new pid namespace: the init reaps orphans as its pid 1",
+                        "add `pid` to namespaces, or drop process.init", "process.init")
 
     notes: list[str] = []
     cgroup_plan: CgroupPlan | None = None

@@ -27,6 +27,7 @@ class ProcessPlan:
     gid: int
     groups: tuple[int, ...]
     umask: int | None
+    init: bool = False  # the init step: pid 1 is the agent's init, the program its child
 
 
 def resolve_program(word: str, env: dict[str, str], root: str | None,
@@ -86,4 +87,5 @@ def resolve(spec: Spec, idmap: IdmapPlan | None, root: str | None,
         gid=p.user.gid,
         groups=tuple(p.user.groups),
         umask=p.umask,
+        init=p.init,
     )

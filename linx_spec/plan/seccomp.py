@@ -108,7 +108,7 @@ def resolve(spec_seccomp, spec, base_dir: str) -> SeccompPlan:
         raise PlanError(f"the compiled filter has {n} instructions; the kernel takes at most {_bpf.BPF_MAXINSNS}",
                         "use fewer argument conditions or fewer rules with different actions", "seccomp")
     # Without no_new_privs the install needs CAP_SYS_ADMIN: plan/caps.py checks that.
-    check_child_needs(compiled)
+    check_child_needs(compiled, init=spec.process.init)
     table = tuple(sorted((name, _summary(r, compiled.default)) for name, r in compiled.table.items()))
     return SeccompPlan(
         bpf=compiled.bpf,

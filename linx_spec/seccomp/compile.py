@@ -617,8 +617,26 @@ _OK = ("allow", "log")
 _FATAL = ("kill", "kill_thread", "trap")
 
 
-def check_child_needs(c: Compiled) -> None:
-    """PlanError when the filter would stop the child between installing it and execve."""
+# What the init (process.init, agent/lx_init.c) calls after the filter is in, with
+# arguments where they matter: a fork is clone(SIGCHLD|CLONE_CHILD_SETTID|CLONE_CHILD_CLEARTID)
+# from glibc; set_robust_list's failure is ignored by glibc, so only a fatal answer breaks it.
+_SIGCHLD, _SIG_BLOCK, _SIG_SETMASK, _SIGTERM = 17, 0, 2, 15
+_INIT_NEEDS: tuple[tuple[str, tuple[int, ...], bool], ...] = (
+    ("clone", (0x01200000 | _SIGCHLD, 0, 0, 0x7F0000000000, 0), False),
+    ("set_robust_list", (0x7F0000000000, 24), True),
+    ("rt_sigprocmask", (_SIG_BLOCK, 0x7F0000000000, 0x7F0000000000, 8), False),
+    ("rt_sigprocmask", (_SIG_SETMASK, 0x7F0000000000, 0, 8), False),
+    ("close_range", (3, 0xFFFFFFFF, 0), False),
+    ("rt_sigtimedwait", (0x7F0000000000, 0x7F0000000000, 0, 8), False),
+    ("wait4", (0xFFFFFFFFFFFFFFFF, 0x7F0000000000, 1, 0), False),
+    ("kill", (2, _SIGTERM), False),
+    ("exit_group", (0,), False),
+)
+
+
+def check_child_needs(c: Compiled, init: bool = False) -> None:
+    """PlanError when the filter would stop the child between installing it and execve,
+    or, with `init`, stop the init that runs as pid 1 after it (rule `process.init`)."""
     default = c.default
 
     def answer(name: str, args: tuple[int, ...]) -> tuple[str, str]:
@@ -648,6 +666,15 @@ def check_child_needs(c: Compiled) -> None:
     if action in _FATAL:
         fail(f"the filter answers clock_gettime with `{action}`: the child times its last step with it",
              origin, "allow clock_gettime (it is in @default)")
+    if not init:
+        return
+    for name, args, fatal_only in _INIT_NEEDS:
+        action, origin = answer(name, args)
+        if action in _FATAL or (not fatal_only and action not in _OK):
+            raise PlanError(f"the filter answers {name} with `{action}` ({origin}): process.init runs as pid 1 "
+                            f"after the filter is installed and needs {name} to start the program, forward "
+                            "signals and reap orphans",
+                            f"allow {name}, or drop process.init", "process.init")
 
 
 def groups_summary() -> list[tuple[str, str, int]]:

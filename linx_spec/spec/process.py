@@ -92,6 +92,12 @@ class Process(Model):
                      "PATH_MAX: 4096 bytes).", max_length=4095, json_schema_extra={"pattern": ABS_PATH})
     user: User = Field(default_factory=User, description="Identity inside the workload.")
     umask: Umask | None = Field(default=None, description="File mode creation mask, octal: `0o022` or `'022'`.")
+    init: bool = Field(default=False, description="Run a minimal init as pid 1 (as `docker --init`/tini): it "
+                       "starts the program as its child, forwards every signal it receives to it, reaps "
+                       "orphans and exits with the program's status (128+N when a signal N killed it). Needs "
+                       "a new pid namespace. Off by default, as in docker and podman: the program's pid "
+                       "becomes 2, and a program that is an init itself (systemd, tini, a supervisor) needs "
+                       "none. Turn it on for a shell or `sleep` as pid 1, which ignore TERM without it.")
 
     @field_validator("command")
     @classmethod

@@ -169,4 +169,5 @@ def test_every_step_has_a_reason_and_a_known_side():
     sides = [s.side for s in STEPS]
     # agent first, then every host step, then every child step: the checkpoint shape
     assert sides == sorted(sides, key=["agent", "host", "child"].index)
-    assert STEPS[-1].name == "exec" and STEPS[-2].name == "seccomp"
+    # seccomp last of the constraining steps; only the init (after it, so pid 1 is filtered too) and exec follow
+    assert [s.name for s in STEPS[-3:]] == ["seccomp", "init", "exec"]
