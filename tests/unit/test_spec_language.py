@@ -14,7 +14,7 @@ import yaml
 from conftest import REPO, cli
 from linx_spec import SpecError, build_plan, load_file, load_text
 from linx_spec.schema import schema_dict, schema_json
-from linx_spec.spec.units import parse_cpu, parse_duration, parse_size
+from linx_spec.spec.units import parse_cpu, parse_duration, parse_mode, parse_size
 
 BAD = sorted((REPO / "tests" / "bad").glob("*.yaml"))
 SPECS = sorted((REPO / "specs").glob("*.yaml"))
@@ -162,6 +162,35 @@ def test_cpus(text, expected):
 def test_bad_cpus(text):
     with pytest.raises(ValueError):
         parse_cpu(text)
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("0o1777", 0o1777), ("01777", 0o1777), ("1777", 0o1777), (" 0O755 ", 0o755), (0o1777, 0o1777), (1023, 1023)])
+def test_modes(text, expected):
+    assert parse_mode(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "0o", "8", "0x1ff", "rwx", "0o1234567", True, "-1"])
+def test_bad_modes(text):
+    with pytest.raises(ValueError):
+        parse_mode(text)
+
+
+@pytest.mark.parametrize("spelling", ["0o1777", "01777", "'1777'", "1023"])
+def test_cli_every_mode_field_takes_every_spelling(tmp_path, spelling):
+    # issue 20: docs/filesystem.md writes `mode: 0o1777`, YAML 1.1 reads `01777` as
+    # octal and `0o1777` as a string; both, and the plain integer, are one mode.
+    umask = {"0o1777": "0o027", "01777": "027", "'1777'": "'027'", "1023": "23"}[spelling]
+    spec = tmp_path / "s.yaml"
+    spec.write_text("version: 1\nnamespaces: [user, mount]\n"
+                    f"process: {{command: [/bin/true], umask: {umask}}}\n"
+                    f"mounts: [{{type: tmpfs, target: /tmp, mode: {spelling}}}]\n")
+    assert cli("validate", str(spec)).returncode == 0
+    proc = cli("plan", "--json", str(spec))
+    assert proc.returncode == 0, proc.stderr
+    plan = json.dumps(json.loads(proc.stdout))
+    assert "mode=1777" in plan and '"umask": 23' in plan
+    jsonschema.validate(yaml.safe_load(spec.read_text()), schema_dict())
 
 
 def test_env_expansion_with_defaults_and_escape():
