@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import jsonschema
@@ -270,6 +271,37 @@ def test_cli_set_overrides_plan_and_validate(tmp_path):
     bad = cli("validate", "--set", "process.cwd=relative", str(spec))
     assert bad.returncode == 65 and "cwd must be an absolute path" in bad.stderr
     assert cli("validate", "--set", "process.cwd=/tmp", str(spec)).returncode == 0
+
+
+@pytest.mark.parametrize("given,real", [("pid", "net"), ("net", "mount"), ("user", "uts"), ("mount", "pid")])
+def test_cli_plan_refuses_a_joined_path_of_another_kind(tmp_path, given, real):
+    # issue 20: before, setns(fd, CLONE_NEWPID) failed with a bare EINVAL at spawn.
+    holder = subprocess.Popen(["sleep", "60"])
+    try:
+        path = f"/proc/{holder.pid}/ns/{'mnt' if real == 'mount' else real}"
+        spec = tmp_path / "j.yaml"
+        spec.write_text(f"version: 1\nnamespaces: {{{given}: {{join: {path}}}, user: new}}\n"
+                        "process: {command: [/bin/true]}\n")
+        if given == "user":
+            spec.write_text(spec.read_text().replace(", user: new", ""))
+        proc = cli("plan", str(spec))
+        assert proc.returncode == 66, proc.stderr
+        assert f"namespaces.{given}.join: {path} is a {real} namespace, not a {given} namespace" in proc.stderr
+        assert "Traceback" not in proc.stderr
+        right = spec.read_text().replace(f"ns/{'mnt' if real == 'mount' else real}", f"ns/{'mnt' if given == 'mount' else given}")
+        spec.write_text(right)
+        proc = cli("plan", str(spec))
+        assert proc.returncode == 0, proc.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_cli_plan_refuses_a_joined_path_that_is_no_namespace(tmp_path):
+    spec = tmp_path / "j.yaml"
+    spec.write_text(f"version: 1\nnamespaces: {{user: new, net: {{join: {spec}}}}}\nprocess: {{command: [/bin/true]}}\n")
+    proc = cli("plan", str(spec))
+    assert proc.returncode == 66 and f"namespaces.net.join: {spec} is not a namespace file" in proc.stderr
 
 
 def test_cli_plan_reports_what_the_host_cannot_honour(tmp_path):
