@@ -4,6 +4,7 @@ JSON Schema (drift and agreement with pydantic), units, overrides, examples."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -313,3 +314,25 @@ def test_cli_plan_reports_what_the_host_cannot_honour(tmp_path):
     spec.write_text("version: 1\nprocess: {command: [no-such-program-xyz]}\n")
     proc = cli("plan", str(spec))
     assert proc.returncode == 66 and "`no-such-program-xyz` not found on PATH" in proc.stderr
+
+
+def test_subordinate_ranges_read_the_callers_lines_only(tmp_path, monkeypatch):
+    from linx_spec.plan import idmap
+
+    f = tmp_path / "subuid"
+    me = idmap._caller_name()
+    f.write_text(f"someone:100000:65536\n{me}:200000:1000\nbroken line\n{os.geteuid()}:300000:70000\n{me}:x:1\n")
+    assert idmap.subordinate_ranges("uid", str(f)) == [(200000, 1000), (300000, 70000)]
+    assert idmap.subordinate_ranges("uid", str(tmp_path / "absent")) == []
+
+
+@pytest.mark.parametrize("text,message", [
+    ("{container: 0, host: self, count: 2}", "`host: self` maps one id"),
+    ("{container: 0, host: someone}", "idmap.uid"),
+])
+def test_bad_symbolic_hosts(text, message):
+    spec = ("version: 1\nnamespaces: [user]\nidmap:\n  uid: [" + text + "]\n  gid: [{container: 0, host: self}]\n"
+            "process: {command: [/bin/true]}\n")
+    with pytest.raises(SpecError) as info:
+        load_text(spec)
+    assert message in str(info.value)
