@@ -38,6 +38,10 @@ def build_plan(spec: Spec, source: str = "<api>", base_dir: str | None = None) -
             "creating or joining namespaces needs root, or a new user namespace",
             "add `user` to namespaces (your own uid is mapped to 0 inside), or run as root",
             "namespaces")
+    if ns_join:
+        from .namespaces import check_joined
+
+        check_joined(ns_join)
     for name, value in (("hostname", spec.hostname), ("domainname", spec.domainname)):
         if value is not None and "uts" not in ns_new:
             raise PlanError(f"`{name}` would change the host's {name}: no new uts namespace",

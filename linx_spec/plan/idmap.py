@@ -2,12 +2,17 @@
 
 Default (no `idmap:`): like `unshare -r` and bwrap, the caller's own ids
 become 0 inside.  Without root only one's own uid/gid can be mapped
-(user_namespaces(7)), and an unprivileged gid map needs setgroups `deny`.
+(user_namespaces(7)), and an unprivileged gid map needs setgroups `deny`;
+more ids come from the caller's subordinate ranges (subuid(5), subgid(5)),
+which only the setuid helpers newuidmap/newgidmap may write, as podman and
+bwrap do.
 """
 
 from __future__ import annotations
 
 import os
+import pwd
+import shutil
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -16,16 +21,96 @@ from ..errors import PlanError
 if TYPE_CHECKING:
     from ..spec import Spec
 
+SUBID_FILES = {"uid": "/etc/subuid", "gid": "/etc/subgid"}
+HELPERS = {"uid": "newuidmap", "gid": "newgidmap"}
+_MAX_SUBID_BYTES = 1 << 20  # a subid file is a few lines; a bigger one is no input we read
+
 
 @dataclass(frozen=True)
 class IdmapPlan:
     uid_map: str  # the exact text written to /proc/PID/uid_map
     gid_map: str
     setgroups: str  # "allow" | "deny"
+    # Absolute paths of newuidmap and newgidmap when the maps go through them
+    # (an unprivileged caller mapping subordinate ids); "" writes the files directly.
+    newuidmap: str = ""
+    newgidmap: str = ""
 
 
 def is_root() -> bool:
     return os.geteuid() == 0
+
+
+def _caller_name() -> str:
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return str(os.geteuid())
+
+
+def subordinate_ranges(kind: str, path: str | None = None) -> list[tuple[int, int]]:
+    """The caller's (start, count) ranges in /etc/subuid or /etc/subgid, in file order.
+
+    Both files list the *user* (name or uid), as shadow's newuidmap/newgidmap match them."""
+    try:
+        with open(path or SUBID_FILES[kind], "rb") as f:
+            data = f.read(_MAX_SUBID_BYTES)
+    except FileNotFoundError:
+        return []
+    owners = (_caller_name(), str(os.geteuid()))
+    out = []
+    for raw in data.decode("utf-8", "replace").splitlines():
+        parts = raw.strip().split(":")
+        if len(parts) == 3 and parts[0] in owners and parts[1].isdigit() and parts[2].isdigit():
+            start, count = int(parts[1]), int(parts[2])
+            if 0 < count and start + count < 2**32:
+                out.append((start, count))
+    return out
+
+
+def _resolve_ranges(kind: str, ranges, own: int) -> tuple[list[tuple[int, int, int]], bool]:
+    """(container, host, count) lines with `self` and `subordinate` resolved; and whether any is subordinate."""
+    lines: list[tuple[int, int, int]] = []
+    subs: list[tuple[int, int]] | None = None
+    used = 0  # ids of the subordinate ranges taken by earlier `subordinate` entries
+    any_sub = False
+    for r in ranges:
+        if r.host == "self":
+            lines.append((r.container, own, 1))
+        elif r.host == "subordinate":
+            any_sub = True
+            if subs is None:
+                subs = subordinate_ranges(kind)
+            need, skip, inside = r.count, used, r.container
+            for start, count in subs:
+                if skip >= count:
+                    skip -= count
+                    continue
+                take = min(count - skip, need)
+                lines.append((inside, start + skip, take))
+                inside, need, skip = inside + take, need - take, 0
+                if not need:
+                    break
+            if need:
+                have = sum(c for _s, c in subs)
+                who = _caller_name()
+                raise PlanError(
+                    f"{SUBID_FILES[kind]} gives {who} {have} subordinate {kind}s; the map needs {used + r.count}",
+                    f"add a range, e.g. `usermod --add-sub{kind}s 100000-165535 {who}` (as root)", f"idmap.{kind}")
+            used += r.count
+        else:
+            lines.append((r.container, r.host, r.count))
+    return lines, any_sub
+
+
+def _within(lines, own: int, subs: list[tuple[int, int]]) -> bool:
+    """Every host id of the map is the caller's own or inside its subordinate ranges (what newuidmap allows)."""
+    for _inside, host, count in lines:
+        if count == 1 and host == own:
+            continue
+        if not any(start <= host and host + count <= start + n for start, n in subs):
+            return False
+    return True
 
 
 def resolve(spec: Spec, ns_new: list[str]) -> IdmapPlan | None:
@@ -43,21 +128,41 @@ def resolve(spec: Spec, ns_new: list[str]) -> IdmapPlan | None:
     if not uid_ranges or not gid_ranges:
         raise PlanError("idmap needs both `uid` and `gid` ranges (or neither, for the default)",
                         "add the missing map", "idmap")
-    uid_map = "".join(f"{r.container} {r.host} {r.count}\n" for r in uid_ranges)
-    gid_map = "".join(f"{r.container} {r.host} {r.count}\n" for r in gid_ranges)
-    own_only = (len(uid_ranges) == 1 and uid_ranges[0].host == uid and uid_ranges[0].count == 1
-                and len(gid_ranges) == 1 and gid_ranges[0].host == gid and gid_ranges[0].count == 1)
-    setgroups = spec.idmap.setgroups or ("deny" if own_only and not is_root() else "allow")
-    if not is_root():
-        if not own_only:
-            raise PlanError(
-                "mapping ids other than your own needs root (the kernel allows an unprivileged "
-                "process to map only its own uid and gid)",
-                "run as root, or map only your own uid/gid (omit idmap for the default)", "idmap")
-        if setgroups != "deny":
+    uid_lines, uid_sub = _resolve_ranges("uid", uid_ranges, uid)
+    gid_lines, gid_sub = _resolve_ranges("gid", gid_ranges, gid)
+    for kind, lines in (("uid", uid_lines), ("gid", gid_lines)):
+        spans = sorted((h, h + n) for _c, h, n in lines)
+        for (_a0, a1), (b0, _b1) in zip(spans, spans[1:]):
+            if b0 < a1:
+                raise PlanError(f"{kind} map: host ranges overlap at id {b0}", "give each range its own host ids",
+                                f"idmap.{kind}")
+    uid_map = "".join(f"{c} {h} {n}\n" for c, h, n in uid_lines)
+    gid_map = "".join(f"{c} {h} {n}\n" for c, h, n in gid_lines)
+    own_only = (len(uid_lines) == 1 and uid_lines[0][1:] == (uid, 1)
+                and len(gid_lines) == 1 and gid_lines[0][1:] == (gid, 1))
+    if is_root() or own_only:
+        setgroups = spec.idmap.setgroups or ("deny" if own_only and not is_root() else "allow")
+        if not is_root() and setgroups != "deny":
             raise PlanError("an unprivileged gid map requires setgroups: deny",
                             "set idmap.setgroups: deny (or run as root)", "idmap.setgroups")
-    return IdmapPlan(uid_map, gid_map, setgroups)
+        return IdmapPlan(uid_map, gid_map, setgroups)
+    # Not root, more than one's own ids: only newuidmap/newgidmap may write these maps,
+    # and only ids the caller owns (its own, its subordinate ranges).
+    if not (uid_sub or gid_sub) or not (_within(uid_lines, uid, subordinate_ranges("uid"))
+                                        and _within(gid_lines, gid, subordinate_ranges("gid"))):
+        raise PlanError(
+            "mapping ids other than your own needs root, or ranges of yours in /etc/subuid and /etc/subgid "
+            "(the kernel allows an unprivileged process to map only its own uid and gid)",
+            "run as root, map `host: subordinate` ids, or only your own uid/gid (omit idmap for the default)",
+            "idmap")
+    helpers = {k: shutil.which(h, path="/usr/bin:/bin:/usr/sbin:/sbin") for k, h in HELPERS.items()}
+    for kind, found in helpers.items():
+        if not found:
+            raise PlanError(f"mapping subordinate {kind}s needs {HELPERS[kind]}, which is not installed",
+                            "install it (Debian/Ubuntu: apt-get install uidmap; Fedora: shadow-utils)",
+                            f"idmap.{kind}")
+    return IdmapPlan(uid_map, gid_map, spec.idmap.setgroups or "allow",
+                     newuidmap=helpers["uid"] or "", newgidmap=helpers["gid"] or "")
 
 
 def mapped(ranges_text: str, ident: int) -> bool:

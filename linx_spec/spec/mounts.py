@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from .base import ABS_PATH, Model
-from .units import PositiveByteSize
+from .units import Mode, PositiveByteSize
 
 MountFlag = Literal["nosuid", "nodev", "noexec"]
 
@@ -111,8 +111,8 @@ class Tmpfs(_Entry):
     type: Literal["tmpfs"] = Field(description="A fresh tmpfs.")
     size: PositiveByteSize | None = Field(default=None, description="Size limit, e.g. `64Mi`; writes past it "
                                           "fail with ENOSPC. Default: the kernel's (half of RAM).")
-    mode: Annotated[int | None, Field(ge=0, le=0o7777, description="Permissions of the root directory, e.g. "
-                                      "0o1777 (YAML `0o1777`). Default: the kernel's, 1777.")] = None
+    mode: Mode | None = Field(default=None, description="Permissions of the root directory, octal: `0o1777`, "
+                              "`01777` or `'1777'`. Default: the kernel's, 1777.")
     uid: Annotated[int | None, Field(strict=True, ge=0, lt=2**32 - 1, description="Owner of the root directory (an id "
                                      "inside the workload's user namespace).")] = None
     gid: Annotated[int | None, Field(strict=True, ge=0, lt=2**32 - 1, description="Group of the root directory.")] = None

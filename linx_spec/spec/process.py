@@ -7,6 +7,7 @@ from typing import Annotated
 from pydantic import BeforeValidator, Field, WithJsonSchema, field_validator, model_validator
 
 from .base import ABS_PATH, Model
+from .units import Umask
 
 
 # execve(2) limits, checked here so that a spec that validates also execs (and fits
@@ -51,24 +52,6 @@ def _scalar_to_str(value: object) -> object:
     return value
 
 
-def _octal(value: object) -> object:
-    # YAML 1.1 reads `022` as octal but `0o022` as a string; accept both.
-    if isinstance(value, str) and value.strip():
-        text = value.strip().lower().removeprefix("0o")
-        try:
-            return int(text, 8)
-        except ValueError:
-            raise ValueError(f"`{value}` is not an octal mode like 0o022") from None
-    return value
-
-
-Umask = Annotated[
-    int,
-    BeforeValidator(_octal),
-    Field(ge=0, le=0o777),
-    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 0, "maximum": 511},
-                              {"type": "string", "pattern": "^(0o)?[0-7]{1,3}$"}]}),
-]
 EnvValue = Annotated[str, BeforeValidator(_scalar_to_str), WithJsonSchema({"type": ["string", "number", "boolean"]})]
 
 
@@ -91,7 +74,7 @@ class Process(Model):
     cwd: str = Field(default="/", description="Working directory inside the workload (absolute, shorter than "
                      "PATH_MAX: 4096 bytes).", max_length=4095, json_schema_extra={"pattern": ABS_PATH})
     user: User = Field(default_factory=User, description="Identity inside the workload.")
-    umask: Umask | None = Field(default=None, description="File mode creation mask, octal: `0o022` or `'022'`.")
+    umask: Umask | None = Field(default=None, description="File mode creation mask, octal: `0o022`, `022` or `'022'` (an unquoted 022 is octal in YAML 1.1).")
     init: bool = Field(default=False, description="Run a minimal init as pid 1 (as `docker --init`/tini): it "
                        "starts the program as its child, forwards every signal it receives to it, reaps "
                        "orphans and exits with the program's status (128+N when a signal N killed it). Needs "

@@ -166,13 +166,40 @@ _dur_schema = {"anyOf": [{"type": "number", "minimum": 0, "maximum": MAX_SECONDS
 _cpu_schema = {"anyOf": [{"type": "number", "exclusiveMinimum": 0, "maximum": MAX_CPUS},
                          {"type": "string", "pattern": CPU_PATTERN}]}
 
+def parse_mode(value: object) -> object:
+    """`0o1777`, `'01777'`, `'1777'` (strings: octal) -> 1023; a YAML 1.1 `01777` arrives as the int 1023.
+
+    YAML 1.1 (PyYAML) reads `01777` as octal but `0o1777` (the YAML 1.2 and Python
+    spelling our docs use) as a string: both spell the same mode.  An integer is taken
+    as it is; a bool is no mode.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"`{value}` is not an octal mode like 0o755")
+    if isinstance(value, str):
+        text = value.strip().lower().removeprefix("0o")
+        if not text or len(text) > 6 or not set(text) <= set("01234567"):
+            raise ValueError(f"`{value}` is not an octal mode like 0o755")
+        return int(text, 8)
+    return value
+
+
+def mode_type(maximum: int):
+    """A permission field up to `maximum` (0o777 for a umask, 0o7777 with setuid/setgid/sticky)."""
+    digits = len(f"{maximum:o}")
+    schema = {"anyOf": [{"type": "integer", "minimum": 0, "maximum": maximum},
+                        {"type": "string", "pattern": f"^\\s*(0[oO])?[0-7]{{1,{digits}}}\\s*$"}]}
+    return Annotated[int, BeforeValidator(parse_mode), Field(ge=0, le=maximum), WithJsonSchema(schema)]
+
+
 ByteSize = Annotated[int, BeforeValidator(parse_size), WithJsonSchema(_size_schema)]
 PositiveByteSize = Annotated[int, BeforeValidator(_positive(parse_size)), WithJsonSchema(_psize_schema)]
 Duration = Annotated[float, BeforeValidator(parse_duration), WithJsonSchema(_dur_schema)]
 PositiveDuration = Annotated[float, BeforeValidator(_positive(parse_duration)), WithJsonSchema(_dur_schema)]
 CpuAmount = Annotated[float, BeforeValidator(parse_cpu), WithJsonSchema(_cpu_schema)]
+Mode = mode_type(0o7777)  # file permissions with the setuid, setgid and sticky bits
+Umask = mode_type(0o777)
 
 __all__ = [
-    "ByteSize", "PositiveByteSize", "Duration", "PositiveDuration", "CpuAmount",
+    "ByteSize", "PositiveByteSize", "Mode", "Umask", "parse_mode", "Duration", "PositiveDuration", "CpuAmount",
     "parse_size", "parse_duration", "parse_cpu", "Field", "PlainSerializer", "MAX_BYTES", "MAX_SECONDS", "MAX_CPUS",
 ]

@@ -4,7 +4,9 @@ JSON Schema (drift and agreement with pydantic), units, overrides, examples."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 from pathlib import Path
 
 import jsonschema
@@ -14,7 +16,7 @@ import yaml
 from conftest import REPO, cli
 from linx_spec import SpecError, build_plan, load_file, load_text
 from linx_spec.schema import schema_dict, schema_json
-from linx_spec.spec.units import parse_cpu, parse_duration, parse_size
+from linx_spec.spec.units import parse_cpu, parse_duration, parse_mode, parse_size
 
 BAD = sorted((REPO / "tests" / "bad").glob("*.yaml"))
 SPECS = sorted((REPO / "specs").glob("*.yaml"))
@@ -164,6 +166,35 @@ def test_bad_cpus(text):
         parse_cpu(text)
 
 
+@pytest.mark.parametrize("text,expected", [
+    ("0o1777", 0o1777), ("01777", 0o1777), ("1777", 0o1777), (" 0O755 ", 0o755), (0o1777, 0o1777), (1023, 1023)])
+def test_modes(text, expected):
+    assert parse_mode(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "0o", "8", "0x1ff", "rwx", "0o1234567", True, "-1"])
+def test_bad_modes(text):
+    with pytest.raises(ValueError):
+        parse_mode(text)
+
+
+@pytest.mark.parametrize("spelling", ["0o1777", "01777", "'1777'", "1023"])
+def test_cli_every_mode_field_takes_every_spelling(tmp_path, spelling):
+    # issue 20: docs/filesystem.md writes `mode: 0o1777`, YAML 1.1 reads `01777` as
+    # octal and `0o1777` as a string; both, and the plain integer, are one mode.
+    umask = {"0o1777": "0o027", "01777": "027", "'1777'": "'027'", "1023": "23"}[spelling]
+    spec = tmp_path / "s.yaml"
+    spec.write_text("version: 1\nnamespaces: [user, mount]\n"
+                    f"process: {{command: [/bin/true], umask: {umask}}}\n"
+                    f"mounts: [{{type: tmpfs, target: /tmp, mode: {spelling}}}]\n")
+    assert cli("validate", str(spec)).returncode == 0
+    proc = cli("plan", "--json", str(spec))
+    assert proc.returncode == 0, proc.stderr
+    plan = json.dumps(json.loads(proc.stdout))
+    assert "mode=1777" in plan and '"umask": 23' in plan
+    jsonschema.validate(yaml.safe_load(spec.read_text()), schema_dict())
+
+
 def test_env_expansion_with_defaults_and_escape():
     spec = load_text("version: 1\nprocess:\n  command: [/bin/echo, '${WHO}', '${NOBODY:-anon}', '$${LIT}', '$$']\n",
                      env={"WHO": "me"})
@@ -243,6 +274,37 @@ def test_cli_set_overrides_plan_and_validate(tmp_path):
     assert cli("validate", "--set", "process.cwd=/tmp", str(spec)).returncode == 0
 
 
+@pytest.mark.parametrize("given,real", [("pid", "net"), ("net", "mount"), ("user", "uts"), ("mount", "pid")])
+def test_cli_plan_refuses_a_joined_path_of_another_kind(tmp_path, given, real):
+    # issue 20: before, setns(fd, CLONE_NEWPID) failed with a bare EINVAL at spawn.
+    holder = subprocess.Popen(["sleep", "60"])
+    try:
+        path = f"/proc/{holder.pid}/ns/{'mnt' if real == 'mount' else real}"
+        spec = tmp_path / "j.yaml"
+        spec.write_text(f"version: 1\nnamespaces: {{{given}: {{join: {path}}}, user: new}}\n"
+                        "process: {command: [/bin/true]}\n")
+        if given == "user":
+            spec.write_text(spec.read_text().replace(", user: new", ""))
+        proc = cli("plan", str(spec))
+        assert proc.returncode == 66, proc.stderr
+        assert f"namespaces.{given}.join: {path} is a {real} namespace, not a {given} namespace" in proc.stderr
+        assert "Traceback" not in proc.stderr
+        right = spec.read_text().replace(f"ns/{'mnt' if real == 'mount' else real}", f"ns/{'mnt' if given == 'mount' else given}")
+        spec.write_text(right)
+        proc = cli("plan", str(spec))
+        assert proc.returncode == 0, proc.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_cli_plan_refuses_a_joined_path_that_is_no_namespace(tmp_path):
+    spec = tmp_path / "j.yaml"
+    spec.write_text(f"version: 1\nnamespaces: {{user: new, net: {{join: {spec}}}}}\nprocess: {{command: [/bin/true]}}\n")
+    proc = cli("plan", str(spec))
+    assert proc.returncode == 66 and f"namespaces.net.join: {spec} is not a namespace file" in proc.stderr
+
+
 def test_cli_plan_reports_what_the_host_cannot_honour(tmp_path):
     spec = tmp_path / "s.yaml"
     spec.write_text("version: 1\nnamespaces: [pid]\nhostname: h\nprocess: {command: [no-such-program-xyz]}\n")
@@ -252,3 +314,25 @@ def test_cli_plan_reports_what_the_host_cannot_honour(tmp_path):
     spec.write_text("version: 1\nprocess: {command: [no-such-program-xyz]}\n")
     proc = cli("plan", str(spec))
     assert proc.returncode == 66 and "`no-such-program-xyz` not found on PATH" in proc.stderr
+
+
+def test_subordinate_ranges_read_the_callers_lines_only(tmp_path, monkeypatch):
+    from linx_spec.plan import idmap
+
+    f = tmp_path / "subuid"
+    me = idmap._caller_name()
+    f.write_text(f"someone:100000:65536\n{me}:200000:1000\nbroken line\n{os.geteuid()}:300000:70000\n{me}:x:1\n")
+    assert idmap.subordinate_ranges("uid", str(f)) == [(200000, 1000), (300000, 70000)]
+    assert idmap.subordinate_ranges("uid", str(tmp_path / "absent")) == []
+
+
+@pytest.mark.parametrize("text,message", [
+    ("{container: 0, host: self, count: 2}", "`host: self` maps one id"),
+    ("{container: 0, host: someone}", "idmap.uid"),
+])
+def test_bad_symbolic_hosts(text, message):
+    spec = ("version: 1\nnamespaces: [user]\nidmap:\n  uid: [" + text + "]\n  gid: [{container: 0, host: self}]\n"
+            "process: {command: [/bin/true]}\n")
+    with pytest.raises(SpecError) as info:
+        load_text(spec)
+    assert message in str(info.value)
