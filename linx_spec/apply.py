@@ -13,6 +13,7 @@ A LinxError propagates: the caller's one handler (errors.report) maps it.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import TYPE_CHECKING, Callable
 
@@ -49,16 +50,43 @@ def _say(text: str) -> None:
     print(f"linx-spec: {text}", file=sys.stderr)
 
 
+def _refuse_running_detached(name: str) -> None:
+    """A foreground run of a name that runs detached would share its cgroup and
+    interface names and undo them under it at its end: refused (exit 72)."""
+    from . import rundir
+
+    path = os.path.join(rundir.root_path(), name, "state.json")
+    if not os.path.exists(path):  # the common case costs one stat, no import
+        return
+    from .errors import StateError
+    from .state import StateDir
+
+    try:
+        view = StateDir.open(name).view()
+    except StateError:
+        return
+    if view.status in ("running", "starting", "restarting"):
+        raise StateError(f"a workload named `{name}` runs detached ({view.status}); stop it "
+                         f"(`linx-spec stop {name}`) or run this one under another name (--set name=...)")
+
+
 def apply_plan(plan: Plan, *, verbose: bool = False, pty: bool | None = None, detach: bool = False) -> int:
     """Run the plan as `linx-spec apply` does; -> the exit code (module docstring)."""
     if detach:
         from .detach import start_detached
+
+        if pty:
+            from .errors import StateError
+
+            raise StateError("a detached workload cannot have a terminal (-t with -d, or stdio: pty)")
 
         name, pid = start_detached(plan)
         print(name)
         if verbose:
             _say(f"{name} runs detached, host pid {pid}")
         return 0
+
+    _refuse_running_detached(plan.name)
 
     def report(step: str, side: str, seconds: float) -> None:
         _say(f"{step:<13} ({side:<5}) {seconds * 1000:8.3f} ms")

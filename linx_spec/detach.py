@@ -110,10 +110,13 @@ def _supervise(plan: Plan, sd: StateDir, ready_fd: int) -> int:
             os.close(ready_fd)
             ready_fd = -1
 
-    def ended(result: Result, _delay: float | None = None) -> None:
-        sd.update(status="exited", exit_code=result.exit_code, signal=result.signal, ended=time.time(),
-                  detail=result.reason or end_words(result.exit_code, result.signal), usage=result.usage,
-                  restarts=lifecycle.restarts)
+    def ended(result: Result, delay: float | None = None) -> None:
+        words = result.reason or end_words(result.exit_code, result.signal)
+        # During the backoff the supervisor lives and will start it again:
+        # "restarting", so `ps` does not say "exited" and `stop` knows to stop it.
+        sd.update(status="exited" if delay is None else "restarting", exit_code=result.exit_code,
+                  signal=result.signal, ended=time.time(), usage=result.usage, restarts=lifecycle.restarts,
+                  detail=words if delay is None else f"{words}; restarting in {delay:g}s")
 
     lifecycle.on_restart = ended
     try:
@@ -157,9 +160,12 @@ def stop(name: str, grace: float | None = None) -> str:
     """TERM, grace, KILL; through the supervisor when it lives (so it does not restart)."""
     sd = StateDir.open(name)
     view = sd.view()
+    st = view.state
+    if view.status == "restarting":  # waiting out a backoff: its supervisor ends the loop on SIGTERM
+        os.kill(st["supervisor_pid"], signal.SIGTERM)
+        return _wait_supervisor(sd, st)
     if view.status != "running":
         return view.status
-    st = view.state
     plan = sd.load_plan()
     grace = plan.lifecycle.stop_grace if grace is None else grace
     if alive(st.get("supervisor_pid"), st.get("supervisor_pid_start")):
@@ -171,11 +177,19 @@ def stop(name: str, grace: float | None = None) -> str:
         time.sleep(0.05)
     if alive(st["host_pid"], st["host_pid_start"]):
         os.kill(st["host_pid"], signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    # Wait for the supervisor (or lingering agent) to record the end.
+    return _wait_supervisor(sd, st)
+
+
+def supervisor_alive(st: dict) -> bool:
+    return alive(st.get("supervisor_pid"), st.get("supervisor_pid_start"))
+
+
+def _wait_supervisor(sd: StateDir, st: dict, seconds: float = 10) -> str:
+    """Wait for the supervisor (or lingering agent) to record the end; -> the status."""
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         v = sd.view()
-        if v.status not in ("running", "starting") and not alive(st.get("supervisor_pid"), st.get("supervisor_pid_start")):
+        if v.status not in ("running", "starting", "restarting") and not supervisor_alive(st):
             return v.status
         time.sleep(0.05)
     return sd.view().status
@@ -192,10 +206,16 @@ def logs(name: str, stream: str = "stdout") -> Path:
 def delete(name: str, force: bool = False) -> None:
     sd = StateDir.open(name)
     view = sd.view()
-    if view.status in ("running", "starting"):
+    if view.status in ("running", "starting", "restarting"):
         if not force:
-            raise StateError(f"`{name}` is running; stop it first, or use --force")
+            raise StateError(f"`{name}` is {view.status}; stop it first, or use --force")
         stop(name)
+    st = sd.view().state
+    if supervisor_alive(st):
+        # Its supervisor would write into a removed directory, or restart the
+        # workload with no state to find it by: never remove the state under it.
+        raise StateError(f"the supervisor of `{name}` (pid {st['supervisor_pid']}) still runs; "
+                         f"`linx-spec stop {name}` and delete again")
     sd.remove()
 
 

@@ -1,0 +1,87 @@
+"""The commands around detached workloads, from the user's side (issue 20):
+stop during a restart backoff, delete --force, -d -t, a foreground apply of a
+name that runs detached."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+
+from conftest import cli
+from linx_spec.state import alive
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture
+def runtime(tmp_path, monkeypatch):
+    d = tmp_path / "run"
+    monkeypatch.setenv("LINX_RUNTIME_DIR", str(d))
+    yield d
+    for name in (os.listdir(d) if d.exists() else []):
+        cli("delete", "--force", name)
+
+
+def _wait_status(name: str, word: str, seconds: float = 10) -> str:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        out = cli("status", name).stdout
+        if f"status:   {word}" in out:
+            return out
+        time.sleep(0.1)
+    raise AssertionError(f"{name} never became {word}: {cli('status', name).stdout}")
+
+
+def test_stop_during_a_restart_backoff_ends_the_restarts(write_spec, runtime, tmp_path):
+    counter = tmp_path / "runs"
+    path = write_spec(f"""
+version: 1
+name: lxbackoff
+lifecycle: {{restart: {{policy: always, backoff: 2s, max_backoff: 2s}}}}
+process: {{command: [/bin/sh, -c, 'echo x >> {counter}; exit 3']}}
+""")
+    assert cli("apply", "-d", str(path)).returncode == 0
+    status = _wait_status("lxbackoff", "restarting")
+    assert "exit code 3; restarting in 2s" in status
+    assert "restarting" in cli("ps").stdout
+    stop = cli("stop", "lxbackoff")
+    assert stop.returncode == 0 and "exited" in stop.stdout, stop.stdout + stop.stderr
+    runs = counter.read_text().count("x")
+    time.sleep(3)  # past the backoff: nothing started again
+    assert counter.read_text().count("x") == runs
+    state = json.loads((runtime / "lxbackoff" / "state.json").read_text())
+    assert not alive(state["supervisor_pid"], state["supervisor_pid_start"])
+    assert cli("delete", "lxbackoff").returncode == 0
+
+
+def test_delete_force_stops_the_supervisor_before_removing_the_state(write_spec, runtime):
+    path = write_spec("version: 1\nname: lxdelf\nprocess: {command: [sleep, '60']}\n"
+                      "lifecycle: {stop_grace: 200ms, restart: {policy: always, backoff: 10ms}}\n")
+    assert cli("apply", "-d", str(path)).returncode == 0
+    state = json.loads((runtime / "lxdelf" / "state.json").read_text())
+    assert cli("delete", "--force", "lxdelf").returncode == 0
+    assert not (runtime / "lxdelf").exists()
+    for pid, start in ((state["supervisor_pid"], state["supervisor_pid_start"]),
+                       (state["host_pid"], state["host_pid_start"])):
+        assert not alive(pid, start)  # gone, or a zombie its new parent has not reaped yet
+
+
+def test_detach_with_a_terminal_is_refused(write_spec, runtime):
+    path = write_spec("version: 1\nname: lxdt\nprocess: {command: [sh]}\n")
+    out = cli("apply", "-d", "-t", str(path))
+    assert out.returncode == 72 and "cannot have a terminal" in out.stderr
+    assert "Traceback" not in out.stderr and not (runtime / "lxdt").exists()
+
+
+def test_foreground_apply_of_a_name_running_detached_is_refused(write_spec, runtime):
+    path = write_spec("version: 1\nname: lxfg\nprocess: {command: [sleep, '60']}\n"
+                      "lifecycle: {stop_grace: 200ms}\n")
+    assert cli("apply", "-d", str(path)).returncode == 0
+    out = cli("apply", str(path))
+    assert out.returncode == 72 and "`lxfg` runs detached" in out.stderr, out.stderr
+    assert "running" in cli("status", "lxfg").stdout  # untouched
+    assert cli("stop", "lxfg").returncode == 0
+    assert cli("delete", "lxfg").returncode == 0
