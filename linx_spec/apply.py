@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from typing import TYPE_CHECKING, Callable
 
-from .lifecycle import PLAIN, Lifecycle, end_words
+from .lifecycle import PLAIN, Lifecycle, end_words, usage_lines
 
 if TYPE_CHECKING:
     from .plan.workload import Plan
@@ -48,6 +49,16 @@ def run_foreground(plan: Plan, *, on_step: Reporter | None = None, timeout: floa
 
 def _say(text: str) -> None:
     print(f"linx-spec: {text}", file=sys.stderr)
+
+
+def _summary(result: Result, wall_seconds: float) -> None:
+    """After a foreground run, as `systemd-run --wait`: how it ended and what it used."""
+    words = "timed out" if result.timed_out else ("ok" if result.ok else "failed")
+    _say(f"{result.name}: result: {words}, {end_words(result.exit_code, result.signal)}"
+         + (f", {result.restarts} restarts" if result.restarts else ""))
+    _say(f"{result.name}: wall time: {wall_seconds:.3f}s")
+    for line in usage_lines(result.usage):
+        _say(f"{result.name}: {line}")
 
 
 def _refuse_running_detached(name: str) -> None:
@@ -94,6 +105,7 @@ def apply_plan(plan: Plan, *, verbose: bool = False, pty: bool | None = None, de
     def restarting(result: Result, delay: float) -> None:
         _say(f"{result.name}: ended ({end_words(result.exit_code, result.signal)}); restarting in {delay:g}s")
 
+    began = time.monotonic()
     try:
         result = run_foreground(plan, on_step=report if verbose else None, pty=pty, on_restart=restarting)
     except KeyboardInterrupt:
@@ -103,4 +115,6 @@ def apply_plan(plan: Plan, *, verbose: bool = False, pty: bool | None = None, de
         _say(f"{result.name}: {result.reason}")
     elif result.signal is not None and verbose:
         _say(f"{result.name}: {end_words(None, result.signal)}")
+    if verbose:
+        _summary(result, time.monotonic() - began)
     return TIMED_OUT if result.timed_out else result.status

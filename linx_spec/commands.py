@@ -39,6 +39,20 @@ app = typer.Typer(cls=_Group, add_completion=False, no_args_is_help=True,
                   help="Declarative runner for isolated Linux workloads. " + EXIT_HELP, pretty_exceptions_enable=False)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        print(f"linx-spec {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    pass
+
+
 def _load_and_plan(spec_file: str, overrides: list[str], cache: bool = False):
     from .load import load_file
     from .plan.build import build_plan
@@ -56,6 +70,13 @@ def _load_and_plan(spec_file: str, overrides: list[str], cache: bool = False):
 
 
 SetOpt = typer.Option(None, "--set", help="Override a field: path.to.field=value (validated like the file).")
+
+
+def _env_override(text: str) -> str:
+    key, eq, value = text.partition("=")
+    if not eq or not key or "." in key:
+        raise typer.BadParameter(f"`{text}`: expected K=V (K without dots)", param_hint="--env")
+    return f"process.env.{key}={value}"
 
 
 def _parse_duration(text: str | None) -> float | None:
@@ -79,10 +100,17 @@ def apply(
                                           "(overrides lifecycle.timeout). Exit code 124 when it expires."),
     detach: bool = typer.Option(False, "--detach", "-d", help="Return once the workload runs; manage it with "
                                 "ps, status, logs, kill, stop, exec, delete."),
+    env: Optional[List[str]] = typer.Option(None, "--env", "-e", help="Set an environment variable: K=V "
+                                            "(shorthand for --set process.env.K=V; repeatable)."),
 ) -> None:
-    """Run the workload in the foreground, with inherited stdio; exit with its exit code."""
+    """Run the workload in the foreground, with inherited stdio; exit with its exit code.
+    With -v, a summary of its usage (exit, wall and CPU time, peak memory, OOM kills,
+    pids peak) on stderr at the end.
+
+    Example: linx-spec apply -v --env DEBUG=1 --timeout 30s specs/web.yaml"""
     limit = _parse_duration(timeout)
-    plan = _load_and_plan(spec_file, set_ or [], cache=True)
+    overrides = (set_ or []) + [_env_override(e) for e in env or []]
+    plan = _load_and_plan(spec_file, overrides, cache=True)
     if limit is not None:
         import dataclasses
 
@@ -181,11 +209,12 @@ def ps_(as_json: bool = typer.Option(False, "--json", help="Machine-readable out
 
 
 @app.command()
-def status(name: str = typer.Argument(..., help="Workload name.")) -> None:
-    """Show one detached workload."""
-    from .detach import status_text
+def status(name: str = typer.Argument(..., help="Workload name."),
+           as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """Show one detached workload: status, pids, restarts, and its cgroup usage once it ended."""
+    from .detach import status_record, status_text
 
-    print(status_text(name))
+    print(json.dumps(status_record(name), indent=2, default=str) if as_json else status_text(name))
 
 
 @app.command("kill")

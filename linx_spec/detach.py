@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import LinxError, StateError, from_record, to_record
-from .lifecycle import Lifecycle, Supervised, end_words
+from .lifecycle import Lifecycle, Supervised, end_words, usage_lines
 from .plan.workload import Plan
 from .state import StateDir, View, all_views, alive, pid_start_time
 
@@ -228,9 +228,18 @@ def status_text(name: str) -> str:
             lines.append(f"{key + ':':<9} {st[key]}")
     if st.get("started"):
         lines.append(f"started:  {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(st['started']))}")
-    if st.get("usage"):
-        lines.append(f"usage:    {st['usage']}")
+    if st.get("ended") and view.status != "running":
+        lines.append(f"ended:    {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(st['ended']))}")
+    for line in usage_lines(st.get("usage") or {}):
+        lines.append(f"usage:    {line}")
     return "\n".join(lines)
 
 
-__all__ = ["start_detached", "all_views", "format_ps", "kill", "stop", "logs", "delete", "status_text"]
+def status_record(name: str) -> dict:
+    """`status --json`: the view and the state file's fields."""
+    view = StateDir.open(name).view()
+    return {"name": view.name, "status": view.status, "detail": view.detail,
+            **{k: v for k, v in view.state.items() if k not in ("name", "status", "detail")}}
+
+
+__all__ = ["start_detached", "all_views", "format_ps", "kill", "stop", "logs", "delete", "status_text", "status_record"]

@@ -85,3 +85,23 @@ def test_foreground_apply_of_a_name_running_detached_is_refused(write_spec, runt
     assert "running" in cli("status", "lxfg").stdout  # untouched
     assert cli("stop", "lxfg").returncode == 0
     assert cli("delete", "lxfg").returncode == 0
+
+
+def test_verbose_summary_env_shorthand_and_readable_status(write_spec, runtime):
+    path = write_spec("version: 1\nname: lxsum\ncgroup: {memory: {max: 64Mi}, pids: {max: 20}}\n"
+                      "process: {command: [/bin/sh, -c, 'echo $FOO; exit 3']}\n")
+    fg = cli("apply", "-v", "--env", "FOO=from-env", str(path))
+    assert fg.returncode == 3 and fg.stdout == "from-env\n", fg.stderr
+    assert "lxsum: result: failed, exit code 3" in fg.stderr
+    assert "lxsum: wall time: " in fg.stderr and "lxsum: memory peak: " in fg.stderr
+    assert "lxsum: cpu: " in fg.stderr and "lxsum: oom kills: 0" in fg.stderr
+    assert cli("apply", "-d", str(path)).returncode == 0
+    _wait_status("lxsum", "exited")
+    text = cli("status", "lxsum").stdout
+    assert "usage:    memory peak: " in text and "{" not in text  # words, not a Python dict
+    record = json.loads(cli("status", "--json", "lxsum").stdout)
+    assert record["status"] == "exited" and record["exit_code"] == 3
+    usage = record["usage"]
+    assert usage["cpu_user_seconds"] <= usage["cpu_seconds"] and usage["memory_peak_bytes"] > 0
+    bad = cli("apply", "--env", "NOEQUALS", str(path))
+    assert bad.returncode == 2 and "--env" in bad.stderr and "Traceback" not in bad.stderr
