@@ -236,12 +236,27 @@ def stop(name: str = typer.Argument(...),
 
 @app.command()
 def logs(name: str = typer.Argument(...),
-         stderr_: bool = typer.Option(False, "--stderr", help="Show stderr instead of stdout.")) -> None:
-    """Print the output of a detached workload (when its stdout/stderr go to files)."""
-    from .detach import logs as logs_
+         stderr_: bool = typer.Option(False, "--stderr", help="Show stderr instead of stdout."),
+         follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing what it writes until it ends."),
+         tail: Optional[int] = typer.Option(None, "--tail", min=0, max=1_000_000, help="Only the last N lines.")) -> None:
+    """Print the output of a detached workload (when its stdout/stderr go to files).
+
+    Example: linx-spec logs -f --tail 20 web"""
+    from .detach import follow_log, logs as logs_
 
     path = logs_(name, "stderr" if stderr_ else "stdout")
-    sys.stdout.buffer.write(path.read_bytes() if path.exists() else b"")
+    follow_log(name, path, tail, follow, sys.stdout.buffer)
+
+
+@app.command("wait")
+def wait_(name: str = typer.Argument(...)) -> None:
+    """Wait for a detached workload to end (restarts included); exit with its exit
+    code (128+N if killed by signal N).
+
+    Example: linx-spec apply -d job.yaml && linx-spec wait job"""
+    from .detach import wait
+
+    raise typer.Exit(wait(name))
 
 
 @app.command()

@@ -203,6 +203,46 @@ def logs(name: str, stream: str = "stdout") -> Path:
     return Path(path)
 
 
+ACTIVE = ("running", "starting", "restarting")
+
+
+def wait(name: str, tick: float = 0.1) -> int:
+    """Until the workload has ended for good; -> its shell-style status."""
+    sd = StateDir.open(name)
+    while (view := sd.view()).status in ACTIVE:
+        time.sleep(tick)
+    st = view.state
+    if view.status != "exited":
+        raise StateError(f"`{name}` is {view.status}{': ' + view.detail if view.detail else ''}")
+    return st["exit_code"] if st.get("signal") is None else 128 + st["signal"]
+
+
+def follow_log(name: str, path: Path, tail: int | None, follow: bool, out) -> None:
+    """Copy the log to out: the last `tail` lines (all when None), then with
+    follow what is appended until the workload has ended for good."""
+    data = path.read_bytes() if path.exists() else b""
+    if tail is not None:
+        data = b"".join(data.splitlines(keepends=True)[-tail:]) if tail else b""
+    out.write(data)
+    out.flush()
+    if not follow:
+        return
+    sd = StateDir.open(name)
+    offset = path.stat().st_size if path.exists() else 0
+    while True:
+        active = sd.view().status in ACTIVE  # read before the file: nothing written last is lost
+        if path.exists():
+            with open(path, "rb") as f:
+                f.seek(offset)
+                while chunk := f.read(65536):
+                    out.write(chunk)
+                    offset += len(chunk)
+            out.flush()
+        if not active:
+            return
+        time.sleep(0.1)
+
+
 def delete(name: str, force: bool = False) -> None:
     sd = StateDir.open(name)
     view = sd.view()
@@ -242,4 +282,4 @@ def status_record(name: str) -> dict:
             **{k: v for k, v in view.state.items() if k not in ("name", "status", "detail")}}
 
 
-__all__ = ["start_detached", "all_views", "format_ps", "kill", "stop", "logs", "delete", "status_text", "status_record"]
+__all__ = ["start_detached", "all_views", "format_ps", "kill", "stop", "logs", "delete", "status_text", "status_record", "wait", "follow_log"]

@@ -105,3 +105,18 @@ def test_verbose_summary_env_shorthand_and_readable_status(write_spec, runtime):
     assert usage["cpu_user_seconds"] <= usage["cpu_seconds"] and usage["memory_peak_bytes"] > 0
     bad = cli("apply", "--env", "NOEQUALS", str(path))
     assert bad.returncode == 2 and "--env" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_wait_and_logs_follow_and_tail(write_spec, runtime):
+    from conftest import start_cli
+    import subprocess
+
+    path = write_spec("version: 1\nname: lxwait\n"
+                      "process: {command: [/bin/sh, -c, 'for i in 1 2 3 4 5; do echo line$i; sleep 0.3; done; exit 5']}\n")
+    assert cli("apply", "-d", str(path)).returncode == 0
+    follower = start_cli("logs", "-f", "lxwait", stdout=subprocess.PIPE, text=True)
+    assert cli("wait", "lxwait").returncode == 5
+    out, _ = follower.communicate(timeout=10)
+    assert follower.returncode == 0 and out == "".join(f"line{i}\n" for i in range(1, 6))
+    assert cli("logs", "--tail", "2", "lxwait").stdout == "line4\nline5\n"
+    assert cli("wait", "nosuch").returncode == 72

@@ -27,3 +27,16 @@ def test_cpu_user_seconds_never_above_cpu_seconds():
 def test_usage_in_words():
     assert usage_lines({"memory_peak_bytes": 3 * 2**20, "oom_kills": 0, "cpu_seconds": 0.5, "other": 1}) == [
         "cpu: 0.500s", "memory peak: 3.0 MiB", "oom kills: 0"]
+
+
+def test_readme_command_list_names_every_command():
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("## The command"):]
+    section = section[:section.index("\n## ", 1)]
+    names = [c.name or c.callback.__name__ for c in app.registered_commands]
+    names += [g.name for g in app.registered_groups]
+    missing = [n for n in names if not re.search(rf"linx-spec (.*\| )?{n}\b", section)]
+    assert not missing, f"README's command list lacks {missing}"
