@@ -5,24 +5,15 @@ name that runs detached."""
 from __future__ import annotations
 
 import json
-import os
 import time
 
 import pytest
 
 from conftest import cli
+from integration.test_lifecycle import runtime  # noqa: F401 - the fixture: a private runtime dir
 from linx_spec.state import alive
 
 pytestmark = pytest.mark.root
-
-
-@pytest.fixture
-def runtime(tmp_path, monkeypatch):
-    d = tmp_path / "run"
-    monkeypatch.setenv("LINX_RUNTIME_DIR", str(d))
-    yield d
-    for name in (os.listdir(d) if d.exists() else []):
-        cli("delete", "--force", name)
 
 
 def _wait_status(name: str, word: str, seconds: float = 10) -> str:
@@ -120,3 +111,15 @@ def test_wait_and_logs_follow_and_tail(write_spec, runtime):
     assert follower.returncode == 0 and out == "".join(f"line{i}\n" for i in range(1, 6))
     assert cli("logs", "--tail", "2", "lxwait").stdout == "line4\nline5\n"
     assert cli("wait", "nosuch").returncode == 72
+
+
+def test_restart_starts_a_new_workload_from_the_stored_plan(write_spec, runtime):
+    path = write_spec("version: 1\nname: lxre\nlifecycle: {stop_grace: 200ms}\nprocess: {command: [sleep, '60']}\n")
+    assert cli("apply", "-d", str(path)).returncode == 0
+    before = json.loads((runtime / "lxre" / "state.json").read_text())
+    out = cli("restart", "lxre")
+    assert out.returncode == 0 and out.stdout == "lxre\n", out.stderr
+    after = json.loads((runtime / "lxre" / "state.json").read_text())
+    assert not alive(before["host_pid"], before["host_pid_start"])
+    assert alive(after["host_pid"], after["host_pid_start"]) and after["host_pid"] != before["host_pid"]
+    assert cli("stop", "lxre").returncode == 0
