@@ -248,6 +248,19 @@ def logs(name: str = typer.Argument(...),
     follow_log(name, path, tail, follow, sys.stdout.buffer)
 
 
+@app.command()
+def restart(name: str = typer.Argument(...),
+            grace: Optional[str] = typer.Option(None, "--grace", help="SIGTERM -> SIGKILL grace (default: the spec's).")) -> None:
+    """Stop a detached workload (if it runs) and start it again, detached, from the
+    plan it was started with.
+
+    Example: linx-spec restart web"""
+    from .detach import restart as restart_
+
+    name_, pid = restart_(name, _parse_duration(grace))
+    print(name_)
+
+
 @app.command("wait")
 def wait_(name: str = typer.Argument(...)) -> None:
     """Wait for a detached workload to end (restarts included); exit with its exit

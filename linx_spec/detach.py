@@ -206,6 +206,16 @@ def logs(name: str, stream: str = "stdout") -> Path:
 ACTIVE = ("running", "starting", "restarting")
 
 
+def restart(name: str, grace: float | None = None) -> tuple[str, int]:
+    """stop, then start_detached of the same stored plan (not the file: it may
+    have changed; `apply` again for that)."""
+    sd = StateDir.open(name)
+    plan = sd.load_plan()
+    stop(name, grace)
+    delete(name)  # refuses while a supervisor still lives
+    return start_detached(plan)
+
+
 def wait(name: str, tick: float = 0.1) -> int:
     """Until the workload has ended for good; -> its shell-style status."""
     sd = StateDir.open(name)
@@ -282,4 +292,4 @@ def status_record(name: str) -> dict:
             **{k: v for k, v in view.state.items() if k not in ("name", "status", "detail")}}
 
 
-__all__ = ["start_detached", "all_views", "format_ps", "kill", "stop", "logs", "delete", "status_text", "status_record", "wait", "follow_log"]
+__all__ = ["start_detached", "all_views", "format_ps", "kill", "stop", "logs", "delete", "status_text", "status_record", "wait", "follow_log", "restart"]
