@@ -16,10 +16,12 @@ A LinxError propagates: the caller's one handler (errors.report) maps it.
 
 from __future__ import annotations
 
+import os
 import sys
+import time
 from typing import TYPE_CHECKING, Callable
 
-from .lifecycle import PLAIN, Lifecycle, end_words
+from .lifecycle import PLAIN, Lifecycle, end_words, usage_lines
 
 if TYPE_CHECKING:
     from .plan.workload import Plan
@@ -52,6 +54,37 @@ def _say(text: str) -> None:
     print(f"linx-spec: {text}", file=sys.stderr)
 
 
+def _summary(result: Result, wall_seconds: float) -> None:
+    """After a foreground run, as `systemd-run --wait`: how it ended and what it used."""
+    words = "timed out" if result.timed_out else ("ok" if result.ok else "failed")
+    _say(f"{result.name}: result: {words}, {end_words(result.exit_code, result.signal)}"
+         + (f", {result.restarts} restarts" if result.restarts else ""))
+    _say(f"{result.name}: wall time: {wall_seconds:.3f}s")
+    for line in usage_lines(result.usage):
+        _say(f"{result.name}: {line}")
+
+
+def _refuse_running_detached(name: str) -> None:
+    """A foreground run of a name that is starting or restarting detached would
+    share its cgroup and interface names and undo them under it at its end:
+    refused (exit 72).  A running one is converged instead (live.py)."""
+    from . import rundir
+
+    path = os.path.join(rundir.root_path(), name, "state.json")
+    if not os.path.exists(path):  # the common case costs one stat, no import
+        return
+    from .errors import StateError
+    from .state import StateDir
+
+    try:
+        view = StateDir.open(name).view()
+    except StateError:
+        return
+    if view.status in ("running", "starting", "restarting"):
+        raise StateError(f"a workload named `{name}` runs detached ({view.status}); stop it "
+                         f"(`linx-spec stop {name}`) or run this one under another name (--set name=...)")
+
+
 def apply_plan(plan: Plan, *, verbose: bool = False, pty: bool | None = None, detach: bool = False,
                restart: bool = False, revert_released: bool = False) -> int:
     """Run the plan as `linx-spec apply` does; -> the exit code (module docstring)."""
@@ -62,11 +95,18 @@ def apply_plan(plan: Plan, *, verbose: bool = False, pty: bool | None = None, de
     if detach:
         from .detach import start_detached
 
+        if pty:
+            from .errors import StateError
+
+            raise StateError("a detached workload cannot have a terminal (-t with -d, or stdio: pty)")
+
         name, pid = start_detached(plan)
         print(name)
         if verbose:
             _say(f"{name} runs detached, host pid {pid}")
         return 0
+
+    _refuse_running_detached(plan.name)
 
     def report(step: str, side: str, seconds: float) -> None:
         _say(f"{step:<13} ({side:<5}) {seconds * 1000:8.3f} ms")
@@ -74,6 +114,7 @@ def apply_plan(plan: Plan, *, verbose: bool = False, pty: bool | None = None, de
     def restarting(result: Result, delay: float) -> None:
         _say(f"{result.name}: ended ({end_words(result.exit_code, result.signal)}); restarting in {delay:g}s")
 
+    began = time.monotonic()
     try:
         result = run_foreground(plan, on_step=report if verbose else None, pty=pty, on_restart=restarting)
     except KeyboardInterrupt:
@@ -83,6 +124,8 @@ def apply_plan(plan: Plan, *, verbose: bool = False, pty: bool | None = None, de
         _say(f"{result.name}: {result.reason}")
     elif result.signal is not None and verbose:
         _say(f"{result.name}: {end_words(None, result.signal)}")
+    if verbose:
+        _summary(result, time.monotonic() - began)
     return TIMED_OUT if result.timed_out else result.status
 
 

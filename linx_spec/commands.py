@@ -39,6 +39,20 @@ app = typer.Typer(cls=_Group, add_completion=False, no_args_is_help=True,
                   help="Declarative runner for isolated Linux workloads. " + EXIT_HELP, pretty_exceptions_enable=False)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        print(f"linx-spec {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    pass
+
+
 def _load_and_plan(spec_file: str, overrides: list[str], cache: bool = False, verbose: bool = False):
     from .fastpath import load_and_plan
 
@@ -46,6 +60,13 @@ def _load_and_plan(spec_file: str, overrides: list[str], cache: bool = False, ve
 
 
 SetOpt = typer.Option(None, "--set", help="Override a field: path.to.field=value (validated like the file).")
+
+
+def _env_override(text: str) -> str:
+    key, eq, value = text.partition("=")
+    if not eq or not key or "." in key:
+        raise typer.BadParameter(f"`{text}`: expected K=V (K without dots)", param_hint="--env")
+    return f"process.env.{key}={value}"
 
 
 def _parse_duration(text: str | None) -> float | None:
@@ -76,12 +97,18 @@ def apply(
                                          "before linx-spec set it (default: left as is)."),
     init: bool = typer.Option(False, "--init", help="Run a minimal init as pid 1 that forwards signals and "
                               "reaps orphans (shorthand for --set process.init=true)."),
+    env: Optional[List[str]] = typer.Option(None, "--env", "-e", help="Set an environment variable: K=V "
+                                            "(shorthand for --set process.env.K=V; repeatable)."),
 ) -> None:
     """Run the workload in the foreground, with inherited stdio; exit with its exit code.
-    When a detached workload of that name runs, converge it live instead (see `diff`)."""
+    When a detached workload of that name runs, converge it live instead (see `diff`).
+    With -v, a summary of its usage (exit, wall and CPU time, peak memory, OOM kills,
+    pids peak) on stderr at the end.
+
+    Example: linx-spec apply -v --env DEBUG=1 --timeout 30s specs/web.yaml"""
     limit = _parse_duration(timeout)
-    plan = _load_and_plan(spec_file, (set_ or []) + (["process.init=true"] if init else []), cache=True,
-                          verbose=verbose)
+    overrides = (set_ or []) + [_env_override(e) for e in env or []] + (["process.init=true"] if init else [])
+    plan = _load_and_plan(spec_file, overrides, cache=True, verbose=verbose)
     if limit is not None:
         import dataclasses
 
@@ -216,12 +243,16 @@ def ps_(as_json: bool = typer.Option(False, "--json", help="Machine-readable out
 
 
 @app.command()
-def status(name: str = typer.Argument(..., help="Workload name.")) -> None:
-    """Show one detached workload."""
-    from .detach import status_text
+def status(name: str = typer.Argument(..., help="Workload name."),
+           as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """Show one detached workload: status, pids, restarts, drift from its spec, and its cgroup usage once it ended."""
+    from .detach import status_record, status_text
     from .live import status_lines
 
-    print("\n".join([status_text(name), *status_lines(name)]))
+    if as_json:
+        print(json.dumps(status_record(name), indent=2, default=str))
+    else:
+        print("\n".join([status_text(name), *status_lines(name)]))
 
 
 @app.command("kill")
@@ -243,12 +274,40 @@ def stop(name: str = typer.Argument(...),
 
 @app.command()
 def logs(name: str = typer.Argument(...),
-         stderr_: bool = typer.Option(False, "--stderr", help="Show stderr instead of stdout.")) -> None:
-    """Print the output of a detached workload (when its stdout/stderr go to files)."""
-    from .detach import logs as logs_
+         stderr_: bool = typer.Option(False, "--stderr", help="Show stderr instead of stdout."),
+         follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing what it writes until it ends."),
+         tail: Optional[int] = typer.Option(None, "--tail", min=0, max=1_000_000, help="Only the last N lines.")) -> None:
+    """Print the output of a detached workload (when its stdout/stderr go to files).
+
+    Example: linx-spec logs -f --tail 20 web"""
+    from .detach import follow_log, logs as logs_
 
     path = logs_(name, "stderr" if stderr_ else "stdout")
-    sys.stdout.buffer.write(path.read_bytes() if path.exists() else b"")
+    follow_log(name, path, tail, follow, sys.stdout.buffer)
+
+
+@app.command()
+def restart(name: str = typer.Argument(...),
+            grace: Optional[str] = typer.Option(None, "--grace", help="SIGTERM -> SIGKILL grace (default: the spec's).")) -> None:
+    """Stop a detached workload (if it runs) and start it again, detached, from the
+    plan it was started with.
+
+    Example: linx-spec restart web"""
+    from .detach import restart as restart_
+
+    name_, pid = restart_(name, _parse_duration(grace))
+    print(name_)
+
+
+@app.command("wait")
+def wait_(name: str = typer.Argument(...)) -> None:
+    """Wait for a detached workload to end (restarts included); exit with its exit
+    code (128+N if killed by signal N).
+
+    Example: linx-spec apply -d job.yaml && linx-spec wait job"""
+    from .detach import wait
+
+    raise typer.Exit(wait(name))
 
 
 @app.command()

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import LinxError, StateError, from_record, to_record
-from .lifecycle import Lifecycle, Supervised, end_words
+from .lifecycle import Lifecycle, Supervised, end_words, usage_lines
 from .plan.workload import Plan
 from .state import StateDir, View, all_views, alive, pid_start_time
 
@@ -112,10 +112,13 @@ def _supervise(plan: Plan, sd: StateDir, ready_fd: int) -> int:
             os.close(ready_fd)
             ready_fd = -1
 
-    def ended(result: Result, _delay: float | None = None) -> None:
-        sd.update(status="exited", exit_code=result.exit_code, signal=result.signal, ended=time.time(),
-                  detail=result.reason or end_words(result.exit_code, result.signal), usage=result.usage,
-                  restarts=lifecycle.restarts)
+    def ended(result: Result, delay: float | None = None) -> None:
+        words = result.reason or end_words(result.exit_code, result.signal)
+        # During the backoff the supervisor lives and will start it again:
+        # "restarting", so `ps` does not say "exited" and `stop` knows to stop it.
+        sd.update(status="exited" if delay is None else "restarting", exit_code=result.exit_code,
+                  signal=result.signal, ended=time.time(), usage=result.usage, restarts=lifecycle.restarts,
+                  detail=words if delay is None else f"{words}; restarting in {delay:g}s")
 
     lifecycle.on_restart = ended
     try:
@@ -167,9 +170,12 @@ def stop(name: str, grace: float | None = None) -> str:
     """TERM, grace, KILL; through the supervisor when it lives (so it does not restart)."""
     sd = StateDir.open(name)
     view = sd.view()
+    st = view.state
+    if view.status == "restarting":  # waiting out a backoff: its supervisor ends the loop on SIGTERM
+        os.kill(st["supervisor_pid"], signal.SIGTERM)
+        return _wait_supervisor(sd, st)
     if view.status != "running":
         return view.status
-    st = view.state
     plan = sd.load_plan()
     grace = plan.lifecycle.stop_grace if grace is None else grace
     if st.get("paused") and plan.cgroup is not None:
@@ -186,11 +192,19 @@ def stop(name: str, grace: float | None = None) -> str:
         time.sleep(0.05)
     if alive(st["host_pid"], st["host_pid_start"]):
         os.kill(st["host_pid"], signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    # Wait for the supervisor (or lingering agent) to record the end.
+    return _wait_supervisor(sd, st)
+
+
+def supervisor_alive(st: dict) -> bool:
+    return alive(st.get("supervisor_pid"), st.get("supervisor_pid_start"))
+
+
+def _wait_supervisor(sd: StateDir, st: dict, seconds: float = 10) -> str:
+    """Wait for the supervisor (or lingering agent) to record the end; -> the status."""
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         v = sd.view()
-        if v.status not in ("running", "starting") and not alive(st.get("supervisor_pid"), st.get("supervisor_pid_start")):
+        if v.status not in ("running", "starting", "restarting") and not supervisor_alive(st):
             return v.status
         time.sleep(0.05)
     return sd.view().status
@@ -204,13 +218,69 @@ def logs(name: str, stream: str = "stdout") -> Path:
     return Path(path)
 
 
+ACTIVE = ("running", "starting", "restarting")
+
+
+def restart(name: str, grace: float | None = None) -> tuple[str, int]:
+    """stop, then start_detached of the same stored plan (not the file: it may
+    have changed; `apply` again for that)."""
+    sd = StateDir.open(name)
+    plan = sd.load_plan()
+    stop(name, grace)
+    delete(name)  # refuses while a supervisor still lives
+    return start_detached(plan)
+
+
+def wait(name: str, tick: float = 0.1) -> int:
+    """Until the workload has ended for good; -> its shell-style status."""
+    sd = StateDir.open(name)
+    while (view := sd.view()).status in ACTIVE:
+        time.sleep(tick)
+    st = view.state
+    if view.status != "exited":
+        raise StateError(f"`{name}` is {view.status}{': ' + view.detail if view.detail else ''}")
+    return st["exit_code"] if st.get("signal") is None else 128 + st["signal"]
+
+
+def follow_log(name: str, path: Path, tail: int | None, follow: bool, out) -> None:
+    """Copy the log to out: the last `tail` lines (all when None), then with
+    follow what is appended until the workload has ended for good."""
+    data = path.read_bytes() if path.exists() else b""
+    if tail is not None:
+        data = b"".join(data.splitlines(keepends=True)[-tail:]) if tail else b""
+    out.write(data)
+    out.flush()
+    if not follow:
+        return
+    sd = StateDir.open(name)
+    offset = path.stat().st_size if path.exists() else 0
+    while True:
+        active = sd.view().status in ACTIVE  # read before the file: nothing written last is lost
+        if path.exists():
+            with open(path, "rb") as f:
+                f.seek(offset)
+                while chunk := f.read(65536):
+                    out.write(chunk)
+                    offset += len(chunk)
+            out.flush()
+        if not active:
+            return
+        time.sleep(0.1)
+
+
 def delete(name: str, force: bool = False) -> None:
     sd = StateDir.open(name)
     view = sd.view()
-    if view.status in ("running", "starting"):
+    if view.status in ("running", "starting", "restarting"):
         if not force:
-            raise StateError(f"`{name}` is running; stop it first, or use --force")
+            raise StateError(f"`{name}` is {view.status}; stop it first, or use --force")
         stop(name)
+    st = sd.view().state
+    if supervisor_alive(st):
+        # Its supervisor would write into a removed directory, or restart the
+        # workload with no state to find it by: never remove the state under it.
+        raise StateError(f"the supervisor of `{name}` (pid {st['supervisor_pid']}) still runs; "
+                         f"`linx-spec stop {name}` and delete again")
     sd.remove()
 
 
@@ -223,9 +293,18 @@ def status_text(name: str) -> str:
             lines.append(f"{key + ':':<9} {st[key]}")
     if st.get("started"):
         lines.append(f"started:  {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(st['started']))}")
-    if st.get("usage"):
-        lines.append(f"usage:    {st['usage']}")
+    if st.get("ended") and view.status != "running":
+        lines.append(f"ended:    {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(st['ended']))}")
+    for line in usage_lines(st.get("usage") or {}):
+        lines.append(f"usage:    {line}")
     return "\n".join(lines)
 
 
-__all__ = ["start_detached", "all_views", "format_ps", "kill", "stop", "logs", "delete", "status_text"]
+def status_record(name: str) -> dict:
+    """`status --json`: the view and the state file's fields."""
+    view = StateDir.open(name).view()
+    return {"name": view.name, "status": view.status, "detail": view.detail,
+            **{k: v for k, v in view.state.items() if k not in ("name", "status", "detail")}}
+
+
+__all__ = ["start_detached", "all_views", "format_ps", "kill", "stop", "logs", "delete", "status_text", "status_record", "wait", "follow_log", "restart"]

@@ -41,6 +41,31 @@ def end_words(exit_code: int | None, signo: int | None) -> str:
     return f"exit code {exit_code}" if signo is None else f"killed by signal {signo}"
 
 
+_USAGE_WORDS = (  # (key, label, unit): the order `status` and the summary print them in
+    ("cpu_seconds", "cpu", "s"), ("cpu_user_seconds", "cpu user", "s"), ("cpu_system_seconds", "cpu system", "s"),
+    ("memory_peak_bytes", "memory peak", "B"), ("oom_kills", "oom kills", ""), ("memory_limit_hits", "memory limit hits", ""),
+    ("pids_peak", "pids peak", ""), ("pids_limit_hits", "pids limit hits", ""),
+    ("cpu_throttled_seconds", "cpu throttled", "s"),
+)
+
+
+def usage_lines(usage: dict[str, Any]) -> list[str]:
+    """Cgroup usage in words, one `label: value` per figure the kernel gave."""
+    lines = []
+    for key, label, unit in _USAGE_WORDS:
+        value = usage.get(key)
+        if value is None:
+            continue
+        if unit == "s":
+            text = f"{value:.3f}s"
+        elif unit == "B":
+            text = f"{value / 2**20:.1f} MiB" if value >= 2**20 else f"{value} B"
+        else:
+            text = str(value)
+        lines.append(f"{label}: {text}")
+    return lines
+
+
 def seconds(value: float) -> str:
     return f"{value:g}s"
 

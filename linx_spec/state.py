@@ -65,7 +65,7 @@ class View:
     """What `ps` and `status` show."""
 
     name: str
-    status: str  # running | exited | failed | dead | starting
+    status: str  # running | restarting | exited | failed | dead | starting
     detail: str
     state: dict[str, Any]
 
@@ -93,7 +93,7 @@ class StateDir:
             sd.path.mkdir(mode=0o700)
         except FileExistsError:
             view = sd.view()
-            if view.status in ("running", "starting"):
+            if view.status in ("running", "starting", "restarting"):
                 raise StateError(f"a workload named `{name}` is already running; choose another name "
                                  f"(--set name=...) or stop it") from None
             raise StateError(f"a workload named `{name}` exists ({view.status}{': ' + view.detail if view.detail else ''}); "
@@ -165,6 +165,10 @@ class StateDir:
                 code = int(num.split()[0])
                 return View(self.name, "exited", _describe_end(kind, code), state | _end_fields(kind, code))
             return View(self.name, "dead", "the workload and its supervisor are gone (killed?)", state)
+        if status == "restarting":
+            if alive(state.get("supervisor_pid"), state.get("supervisor_pid_start")):
+                return View(self.name, "restarting", state.get("detail", ""), state)
+            return View(self.name, "dead", "its supervisor is gone during a restart backoff (killed?)", state)
         if status == "exited":
             return View(self.name, "exited", state.get("detail", ""), state)
         return View(self.name, status, state.get("detail", ""), state)

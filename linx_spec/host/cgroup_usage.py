@@ -30,6 +30,7 @@ def v1_usage(controller_leaves: dict[str, str], read) -> dict[str, int | float]:
         if user is not None and system is not None:
             out["cpu_user_seconds"] = user / 1e9
             out["cpu_system_seconds"] = system / 1e9
+    clamp_cpu_split(out)
     if (leaf := controller_leaves.get("cpu")) is not None:
         stat = keyed(read(os.path.join(leaf, "cpu.stat")))
         if "nr_throttled" in stat:
@@ -64,6 +65,7 @@ def v2_usage(leaf: str, read) -> dict[str, int | float]:
         out["cpu_seconds"] = stat["usage_usec"] / 1e6
         out["cpu_user_seconds"] = stat.get("user_usec", 0) / 1e6
         out["cpu_system_seconds"] = stat.get("system_usec", 0) / 1e6
+        clamp_cpu_split(out)
     if "nr_throttled" in stat:
         out["cpu_throttled_periods"] = stat["nr_throttled"]
         out["cpu_throttled_seconds"] = stat.get("throttled_usec", 0) / 1e6
@@ -74,6 +76,18 @@ def v2_usage(leaf: str, read) -> dict[str, int | float]:
     if "max" in pev:
         out["pids_limit_hits"] = pev["max"]
     return out
+
+
+def clamp_cpu_split(out: dict[str, int | float]) -> None:
+    """The user/system split never above the total: the split is sampled at ticks
+    (v1 cpuacct.usage_user/_sys, v2 user_usec/system_usec from cputime) while the
+    total is the scheduler's exact runtime, and the files are read one after the
+    other, so a short workload can show user > total (issue 20)."""
+    total = out.get("cpu_seconds")
+    if total is None or "cpu_user_seconds" not in out:
+        return
+    out["cpu_user_seconds"] = min(out["cpu_user_seconds"], total)
+    out["cpu_system_seconds"] = min(out.get("cpu_system_seconds", 0), total - out["cpu_user_seconds"])
 
 
 def keyed(text: str | None) -> dict[str, int]:
