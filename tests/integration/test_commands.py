@@ -67,13 +67,17 @@ def test_detach_with_a_terminal_is_refused(write_spec, runtime):
     assert "Traceback" not in out.stderr and not (runtime / "lxdt").exists()
 
 
-def test_foreground_apply_of_a_name_running_detached_is_refused(write_spec, runtime):
+def test_foreground_apply_of_a_name_running_detached_never_starts_a_second_copy(write_spec, runtime):
+    """Issue 20 asked to refuse it or say why not: a running one is converged
+    (issue 16's live apply, README "Changing a running workload"), never run twice."""
     path = write_spec("version: 1\nname: lxfg\nprocess: {command: [sleep, '60']}\n"
                       "lifecycle: {stop_grace: 200ms}\n")
     assert cli("apply", "-d", str(path)).returncode == 0
+    pid = json.loads(cli("status", "lxfg", "--json").stdout)["host_pid"]
     out = cli("apply", str(path))
-    assert out.returncode == 72 and "`lxfg` runs detached" in out.stderr, out.stderr
-    assert "running" in cli("status", "lxfg").stdout  # untouched
+    assert out.returncode == 0 and out.stdout == "lxfg: unchanged\n", out.stdout + out.stderr
+    status = cli("status", "lxfg", "--json").stdout
+    assert json.loads(status)["host_pid"] == pid and "running" in cli("status", "lxfg").stdout  # untouched
     assert cli("stop", "lxfg").returncode == 0
     assert cli("delete", "lxfg").returncode == 0
 
