@@ -427,7 +427,7 @@ cgroup:
     runner = subprocess.Popen([sys.executable, "-m", "linx_spec.cli", "apply", str(path)], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60  # a cold CLI start in the emulated v2 guest can take over 10 s
         while not any("linx-cgt-orphan" in p for p in census._cgroups()) and time.monotonic() < deadline:
             time.sleep(0.02)
         leaves = {p for p in census._cgroups() if "linx-cgt-orphan" in p}
@@ -435,7 +435,7 @@ cgroup:
         time.sleep(0.2)  # past the cgroup step: the child runs
         runner.kill()  # the runner dies without undoing anything
         runner.wait()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while any(os.path.exists(p) for p in leaves) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not any(os.path.exists(p) for p in leaves)
