@@ -8,12 +8,16 @@ observe -> diff -> converge -> Report.
 `target` is the name of a running detached workload (its state: state.py) or a
 running `runner.Workload`.  Each field of the new plan is one of:
 
-    live      cgroup limits (memory, cpu, cpuset, pids, io) on v1 and v2, and
-              rlimits (prlimit(2) on every process of the workload): compared
-              with what the kernel shows *now* (host/cgroup_live.py), so a
-              limit changed behind our back shows as drift and is restored
+    live      cgroup limits (memory, cpu, cpuset, pids, io) on v1 and v2,
+              rlimits (prlimit(2) on every process of the workload), and the
+              network of its own netns: addresses, routes, net.* sysctls, a
+              veth/macvlan/ipvlan added or removed.  Compared with what the
+              kernel shows *now* (host/cgroup_live.py, host/network_live.py), so
+              a value changed behind our back shows as drift and is restored
     restart   namespaces, program, env, user, capabilities, seccomp, mounts,
-              rootfs, stdio, network, lifecycle, the cgroup hierarchies:
+              rootfs, stdio, lifecycle, the cgroup hierarchies, and in the
+              network: loopback, an interface's kind/MTU/MAC/state/host end, an
+              `existing` device, anything of a rootless workload:
               refused (PlanError, exit 66) unless restart=True, which stops the
               old workload (its stop_grace honoured) and starts the new one
     release   a knob linx-spec set (last_applied) that left the spec: left as
@@ -26,7 +30,10 @@ spec never named is never read for change and never written.
 
 Failure: each knob is written on its own (one failed write does not stop the
 others; Report.failed names it, the CLI exits 70) and the workload is never
-stopped by a failed live change.  Crash safety: the `before` values are
+stopped by a failed live change.  The network changes depend on each other (a
+route needs its gateway's address): the first one refused ends them, and what
+this apply changed in the netns is undone, newest first, back to the observed
+state; the network's ownership stays as it was.  Crash safety: the `before` values are
 recorded *before* the first write, the kernel is written next, the new plan
 and last_applied last; an apply SIGKILLed in between leaves the recorded plan
 older than the kernel, and the next diff, which observes the kernel, shows the
@@ -403,7 +410,7 @@ def _network(t: _Target, new: Plan, owned: dict[str, dict[str, str]], new_owned:
         seen = N.observe(t.pid, paths)
     except OSError as exc:
         raise oserror_to_step("network", "host", exc) from None
-    where = f"the workload's netns (pid {t.pid})"
+    where = f"the netns of pid {t.pid}"
     ops: list[tuple[int, Change, Any]] = []
 
     def own(key: str, entry: dict[str, str]) -> None:
