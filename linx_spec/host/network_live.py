@@ -170,9 +170,9 @@ def fresh_sysctl(path: str) -> str | None:
     """The value `path` has in a new net namespace (a throwaway one, made by a thread
     that unshares and ends); an interface's conf.<ifname>.* is read as conf.default.*,
     which a new interface copies.  None when it cannot be known."""
-    parts = path.split("/")
-    if len(parts) > 6 and parts[3] in ("ipv4", "ipv6") and parts[4] == "conf" and parts[5] not in ("all", "default"):
-        parts[5] = "default"
+    parts = path.split("/")  # ['', 'proc', 'sys', 'net', 'ipv4', 'conf', IFNAME, KEY]
+    if len(parts) == 8 and parts[4] in ("ipv4", "ipv6") and parts[5] == "conf" and parts[6] not in ("all", "default"):
+        parts[6] = "default"
     probe = "/".join(parts)
     box: dict[str, str | None] = {}
 
