@@ -243,3 +243,12 @@ def test_the_running_workloads_own_host_interfaces_are_not_refused_as_taken(tmp_
     (d / "state.json").write_text(json.dumps({"status": "running"}))
     (d / "plan.json").write_text('{"network": {"interfaces": "not a list"}}')
     assert PN._held_by_running("web") == {}  # checked against the plan's types
+
+
+def test_keys_compare_as_the_kernel_does():
+    assert N.address_key("fd00:0::02/64") == N.address_key("fd00::2/64") == "fd00::2/64"
+    # An IPv6 route that names no metric gets 1024 from the kernel; IPv4 gets 0.
+    assert N.route_key(socket.AF_INET6, "fd00:9::", 64, None) == N.route_key(socket.AF_INET6, "fd00:9::", 64, 1024)
+    assert N.route_key(socket.AF_INET, "10.9.0.0", 16, None) == N.route_key(socket.AF_INET, "10.9.0.0", 16, 0)
+    assert N.route_key(socket.AF_INET, None, 0, None) == "4:default:0"
+    assert N.same_gateway("fd00::1", "fd00:0::1") and not N.same_gateway("10.0.0.1", None)
