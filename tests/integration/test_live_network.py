@@ -64,30 +64,43 @@ def addresses_inside(dev: str = "eth0") -> set[str]:
     return {line.split()[3] for line in inside("/usr/sbin/ip", "-o", "-4", "addr", "show", "dev", dev).splitlines()}
 
 
-def ping(address: str, timeout: float = 1.0) -> bool:
-    """One ICMP echo from the host (a raw socket: no ping binary needed) answered in time."""
-    ident = os.getpid() & 0xFFFF
-    body = struct.pack("!BBHHH", 8, 0, 0, ident, 1) + b"linx-live"
+def _echo(s: socket.socket, address: str, ident: int, seq: int) -> None:
+    body = struct.pack("!BBHHH", 8, 0, 0, ident, seq) + b"linx-live"
     padded = body + b"\0" * (len(body) % 2)
     total = sum(struct.unpack(f"!{len(padded) // 2}H", padded))
     total = (total >> 16) + (total & 0xFFFF)
-    body = body[:2] + struct.pack("!H", ~(total + (total >> 16)) & 0xFFFF) + body[4:]
+    s.sendto(body[:2] + struct.pack("!H", ~(total + (total >> 16)) & 0xFFFF) + body[4:], (address, 0))
+
+
+def ping(address: str, timeout: float = 1.0) -> bool:
+    """ICMP echoes from the host (a raw socket: no ping binary needed), one every 0.5 s,
+    until one is answered or `timeout` passes.  A loaded machine may need a few
+    seconds for the neighbour to resolve: a check that it answers waits up to 5 s."""
+    ident = os.getpid() & 0xFFFF
+    deadline = time.monotonic() + timeout
     with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as s:
-        try:
-            s.sendto(body, (address, 0))
-        except OSError:  # no route to it at all
-            return False
-        deadline = time.monotonic() + timeout
+        seq = 0
         while (left := deadline - time.monotonic()) > 0:
-            s.settimeout(left)
+            seq += 1
             try:
-                data, (src, _port) = s.recvfrom(2048)
-            except TimeoutError:
+                _echo(s, address, ident, seq)
+            except OSError:  # no route to it at all
                 return False
-            icmp = data[(data[0] & 0x0F) * 4:]
-            if src == address and icmp[0] == 0 and struct.unpack("!H", icmp[4:6])[0] == ident:
-                return True
+            until = min(deadline, time.monotonic() + 0.5)
+            while (wait := until - time.monotonic()) > 0:
+                s.settimeout(wait)
+                try:
+                    data, (src, _port) = s.recvfrom(2048)
+                except TimeoutError:
+                    break
+                icmp = data[(data[0] & 0x0F) * 4:]
+                if src == address and icmp[0] == 0 and struct.unpack("!H", icmp[4:6])[0] == ident:
+                    return True
     return False
+
+
+def answers(address: str) -> bool:
+    return ping(address, timeout=5.0)
 
 
 def start(write_spec, runtime, **parts) -> int:
@@ -108,20 +121,20 @@ def test_an_address_added_is_reachable_then_released_or_removed(write_spec, runt
     assert out.returncode == 0, out.stderr
     assert "network.interfaces.eth0.addresses: absent -> 10.236.0.3/24" in out.stdout
     assert addresses_inside() == {"10.236.0.2/24", "10.236.0.3/24"}
-    assert ping("10.236.0.3")  # from the host end, over the veth
+    assert answers("10.236.0.3")  # from the host end, over the veth
     assert cli("apply", more).stdout.strip() == f"{NAME}: unchanged"
     # Left the spec, with --revert-released: removed (linx-spec made it).
     out = cli("apply", "--revert-released", spec(write_spec))
     assert out.returncode == 0 and "revert   network.interfaces.eth0.addresses: 10.236.0.3/24 -> absent" \
         in out.stdout, out.stdout
     assert addresses_inside() == {"10.236.0.2/24"}
-    assert not ping("10.236.0.3") and ping("10.236.0.2")
+    assert not ping("10.236.0.3") and answers("10.236.0.2")
     # Without it: released, left as it is, and no longer owned.
     assert cli("apply", more).returncode == 0
     out = cli("apply", spec(write_spec))
     assert out.returncode == 0 and "release  network.interfaces.eth0.addresses: 10.236.0.3/24 -> (left as is)" \
         in out.stdout, out.stdout
-    assert addresses_inside() == {"10.236.0.2/24", "10.236.0.3/24"} and ping("10.236.0.3")
+    assert addresses_inside() == {"10.236.0.2/24", "10.236.0.3/24"} and answers("10.236.0.3")
     assert not any("10.236.0.3" in k for k in json.loads((runtime / NAME / "state.json").read_text())["last_applied"])
     assert host_pid(runtime) == pid and os.path.exists(f"/proc/{pid}")
     assert cli("diff", spec(write_spec)).returncode == 0
@@ -161,7 +174,7 @@ def test_drift_made_by_hand_shows_in_diff_and_status_and_apply_restores_it(write
         in cli("status", NAME).stdout
     out = cli("apply", spec(write_spec))
     assert out.returncode == 0, out.stderr
-    assert addresses_inside() == {"10.236.0.2/24"} and ping("10.236.0.2")
+    assert addresses_inside() == {"10.236.0.2/24"} and answers("10.236.0.2")
     assert cli("diff", spec(write_spec)).returncode == 0 and host_pid(runtime) == pid
 
 
@@ -174,12 +187,12 @@ def test_a_veth_added_live_then_removed_with_its_host_end(write_spec, runtime):
     out = cli("apply", new)
     assert out.returncode == 0, out.stderr
     assert f"live     network.interfaces.eth1: absent -> veth, host end lx{pid}v1, 10.238.0.2/24" in out.stdout
-    assert os.path.exists(f"/sys/class/net/lx{pid}v1") and ping("10.238.0.2")
+    assert os.path.exists(f"/sys/class/net/lx{pid}v1") and answers("10.238.0.2")
     assert addresses_inside("eth1") == {"10.238.0.2/24"}
     out = cli("apply", "--revert-released", spec(write_spec))
     assert out.returncode == 0 and "revert   network.interfaces.eth1: veth -> absent" in out.stdout, out.stdout
     assert "eth1" not in inside("/usr/sbin/ip", "-o", "link") and not os.path.exists(f"/sys/class/net/lx{pid}v1")
-    assert host_pid(runtime) == pid and ping("10.236.0.2")
+    assert host_pid(runtime) == pid and answers("10.236.0.2")
 
 
 def test_a_failed_network_change_is_rolled_back_and_the_workload_runs_on(write_spec, runtime):
@@ -195,7 +208,7 @@ def test_a_failed_network_change_is_rolled_back_and_the_workload_runs_on(write_s
     assert "rolled back" in out.stdout and "Traceback" not in out.stderr
     # As observed before: no eth1 (nor its host end), no new address; the same workload.
     assert "eth1" not in inside("/usr/sbin/ip", "-o", "link") and not os.path.exists(f"/sys/class/net/lx{pid}v1")
-    assert addresses_inside() == {"10.236.0.2/24"} and ping("10.236.0.2")
+    assert addresses_inside() == {"10.236.0.2/24"} and answers("10.236.0.2")
     assert host_pid(runtime) == pid and os.path.exists(f"/proc/{pid}")
     d = cli("diff", bad)
     assert d.returncode == 1 and "network.interfaces.eth1: absent" in d.stdout
@@ -250,10 +263,25 @@ def test_a_macvlan_added_live_then_removed(write_spec, runtime):
         out = cli("apply", spec(write_spec, more=mv))
         assert out.returncode == 0, out.stderr
         assert "live     network.interfaces.mv0: absent -> macvlan on lxlpar0, 10.239.5.7/24" in out.stdout
-        assert addresses_inside("mv0") == {"10.239.5.7/24"} and ping("10.239.5.7")
+        assert addresses_inside("mv0") == {"10.239.5.7/24"} and answers("10.239.5.7")
         out = cli("apply", "--revert-released", spec(write_spec))
         assert out.returncode == 0 and "revert   network.interfaces.mv0: macvlan -> absent" in out.stdout, out.stdout
         assert "mv0" not in inside("/usr/sbin/ip", "-o", "link") and not ping("10.239.5.7")
         assert host_pid(runtime) == pid
     finally:
         subprocess.run(["ip", "link", "del", "lxlpar0"], capture_output=True)
+
+
+def test_its_own_named_host_end_is_not_refused_as_taken_but_another_workloads_is(write_spec, runtime):
+    named = SPEC.replace("host: {{addresses", "host: {{name: lxlnh0, addresses")
+    path = str(write_spec(named.format(eth0="", more="", net="")))
+    assert cli("apply", "-d", path).returncode == 0
+    pid = host_pid(runtime)
+    assert os.path.exists("/sys/class/net/lxlnh0")
+    assert cli("diff", path).returncode == 0
+    more = str(write_spec(named.format(eth0=", 10.236.0.7/24", more="", net="")))
+    out = cli("apply", more)
+    assert out.returncode == 0, out.stderr
+    assert answers("10.236.0.7") and host_pid(runtime) == pid
+    other = cli("plan", "--set", "name=lxother", path)
+    assert other.returncode == 66 and "host interface `lxlnh0` already exists" in other.stderr, other.stderr
