@@ -8,12 +8,16 @@ observe -> diff -> converge -> Report.
 `target` is the name of a running detached workload (its state: state.py) or a
 running `runner.Workload`.  Each field of the new plan is one of:
 
-    live      cgroup limits (memory, cpu, cpuset, pids, io) on v1 and v2, and
-              rlimits (prlimit(2) on every process of the workload): compared
-              with what the kernel shows *now* (host/cgroup_live.py), so a
-              limit changed behind our back shows as drift and is restored
+    live      cgroup limits (memory, cpu, cpuset, pids, io) on v1 and v2,
+              rlimits (prlimit(2) on every process of the workload), and the
+              network of its own netns: addresses, routes, net.* sysctls, a
+              veth/macvlan/ipvlan added or removed.  Compared with what the
+              kernel shows *now* (host/cgroup_live.py, host/network_live.py), so
+              a value changed behind our back shows as drift and is restored
     restart   namespaces, program, env, user, capabilities, seccomp, mounts,
-              rootfs, stdio, network, lifecycle, the cgroup hierarchies:
+              rootfs, stdio, lifecycle, the cgroup hierarchies, and in the
+              network: loopback, an interface's kind/MTU/MAC/state/host end, an
+              `existing` device, anything of a rootless workload:
               refused (PlanError, exit 66) unless restart=True, which stops the
               old workload (its stop_grace honoured) and starts the new one
     release   a knob linx-spec set (last_applied) that left the spec: left as
@@ -26,7 +30,10 @@ spec never named is never read for change and never written.
 
 Failure: each knob is written on its own (one failed write does not stop the
 others; Report.failed names it, the CLI exits 70) and the workload is never
-stopped by a failed live change.  Crash safety: the `before` values are
+stopped by a failed live change.  The network changes depend on each other (a
+route needs its gateway's address): the first one refused ends them, and what
+this apply changed in the netns is undone, newest first, back to the observed
+state; the network's ownership stays as it was.  Crash safety: the `before` values are
 recorded *before* the first write, the kernel is written next, the new plan
 and last_applied last; an apply SIGKILLed in between leaves the recorded plan
 older than the kernel, and the next diff, which observes the kernel, shows the
@@ -48,7 +55,7 @@ from .plan.workload import Plan
 # Plan fields that only a new workload can change (the clone flags, what the
 # child did before execve, the supervisor's own settings).
 RESTART_FIELDS = ("ns_new", "ns_join", "process", "idmap", "hostname", "domainname", "capabilities",
-                  "no_new_privs", "seccomp", "mounts", "stdio", "network", "lifecycle")
+                  "no_new_privs", "seccomp", "mounts", "stdio", "lifecycle")
 _FIELD_NAMES = {"ns_new": "namespaces", "ns_join": "namespaces (join)", "idmap": "user (idmap)",
                 "mounts": "mounts (rootfs)", "no_new_privs": "no_new_privs"}
 _MAX_KNOBS = 256
@@ -168,6 +175,7 @@ def restart_fields(old: Plan, new: Plan) -> list[str]:
     out: list[str] = []
     for name in RESTART_FIELDS:
         out += _walk(_FIELD_NAMES.get(name, name), getattr(old, name), getattr(new, name))
+    out += network_restart_fields(old.network, new.network)
     oc, nc = old.cgroup, new.cgroup
     if isinstance(oc, CgroupPlan) != isinstance(nc, CgroupPlan):
         out.append("cgroup")
@@ -195,6 +203,7 @@ class _Work:
     intents: dict[str, dict[str, str]]  # knobs set for the first time: their `before`, recorded first
     fs: Any
     pids: list[int]
+    net_ops: list[tuple[Change, Any]] = field(default_factory=list)  # (change, fn(Session)), in order
 
 
 def _fs(fs: Any):
@@ -247,6 +256,7 @@ def _compute(t: _Target, new: Plan, fs: Any, revert_released: bool) -> _Work:
     owned = t.load_owned()
     if owned is None:
         owned = _initial_owned(t, old_knobs, fs)
+    _seed_network(t, owned)
     new_owned = dict(owned)
     intents: dict[str, dict[str, str]] = {}
     writes: list[tuple[Change, Any, str]] = []
@@ -308,8 +318,232 @@ def _compute(t: _Target, new: Plan, fs: Any, revert_released: bool) -> _Work:
     for key in [k for k in owned if k.startswith("rlimit:") and k[7:] not in new_limits]:
         del new_owned[key]
         report.changes.append(Change(owned[key]["field"], f"pid {t.pid}", "", "(left as is)", "release"))
+    net_ops = _network(t, new, owned, new_owned, intents, report, revert_released)
     report.last_applied = owned
-    return _Work(report, writes, rl, new_owned, intents, fs, _workload_pids(t, leaves, fs))
+    return _Work(report, writes, rl, new_owned, intents, fs, _workload_pids(t, leaves, fs), net_ops)
+
+
+# --- network: addresses, routes, sysctls, interfaces of the workload's netns ---------------------
+# Keys of last_applied: net:link:IFNAME, net:addr:IFNAME:ADDRESS, net:route:ROUTE_KEY,
+# net:sysctl:PATH.  `before` is ABSENT for an object linx-spec made (a revert deletes it),
+# `present` for one it found (never deleted), a sysctl's value for a sysctl.
+ABSENT = "absent"
+_LIVE_KINDS = ("veth", "macvlan", "ipvlan")  # made live; an `existing` device is taken only at start
+_SYSCTL_ROOT = "/proc/sys/net/"
+# The order of a network convergence: conf.default.* before the interfaces that copy
+# it, interfaces before their own sysctls and routes, addresses before the routes whose
+# gateway they reach, deletions of interfaces last (they have no undo).
+_EARLY_SYSCTL, _ADD_LINK, _SYSCTL, _DEL_ADDR, _ADD_ADDR, _DEL_ROUTE, _SET_ROUTE, _DEL_LINK = range(8)
+
+
+def network_restart_fields(old: Any, new: Any) -> list[str]:
+    """The network fields only a new workload can change; the rest (addresses, routes,
+    sysctls, a veth, macvlan or ipvlan added or removed) is live."""
+    if old == new:
+        return []
+    if old is None or new is None or old.rootless or new.rootless:
+        return _walk("network", old, new)  # no netns of its own, or one entered without CAP_NET_ADMIN
+    out = ["network.loopback"] if old.loopback != new.loopback else []
+    before = {i.name: i for i in old.interfaces}
+    after = {i.name: i for i in new.interfaces}
+    for name, i in after.items():
+        was = before.get(name)
+        if was is None:
+            if i.kind not in _LIVE_KINDS:
+                out.append(f"network.interfaces.{name} (an `existing` device is taken only at start)")
+        elif dataclasses.replace(was, addresses=()) != dataclasses.replace(i, addresses=()):
+            out.append(f"network.interfaces.{name} (its type, MTU, MAC, state or host end)")
+    out += [f"network.interfaces.{name} (an `existing` device goes back only when the workload ends)"
+            for name, i in before.items() if name not in after and i.kind not in _LIVE_KINDS]
+    return out
+
+
+def _route_key(r: Any) -> str:
+    from .host.network_live import route_key
+
+    return "net:route:" + route_key(r.family, r.dst, r.dst_len, r.metric)
+
+
+def _seed_network(t: _Target, owned: dict[str, dict[str, str]]) -> None:
+    """Before the first live change of its network, linx-spec owns what the start made
+    (the plan last converged): objects it created (`before` absent) and the sysctls it
+    wrote (`before`: what a new netns holds)."""
+    net = t.plan.network
+    if net is None or net.rootless or any(k.startswith("net:") for k in owned):
+        return
+    from .host.network_live import address_key, fresh_sysctl
+
+    for itf in net.interfaces:
+        owned[f"net:link:{itf.name}"] = {"field": f"network.interfaces.{itf.name}", "file": itf.name,
+                                         "value": itf.kind, "before": ABSENT}
+        for a in itf.addresses:
+            ak = address_key(str(a))
+            owned[f"net:addr:{itf.name}:{ak}"] = {"field": f"network.interfaces.{itf.name}.addresses",
+                                                  "file": itf.name, "value": ak, "before": ABSENT}
+    for r in net.routes:
+        owned[_route_key(r)] = {"field": "network.routes", "file": r.dev, "value": str(r), "before": ABSENT}
+    for s in net.sysctls:
+        owned[f"net:sysctl:{s.path}"] = {"field": f"network.sysctls.{s.key}", "file": s.path, "value": s.value,
+                                         "before": fresh_sysctl(s.path) or ""}
+
+
+def _sysctl_path_ok(path: str) -> bool:
+    """A path read back from state.json, before it is written to: a net.* sysctl, no `..`."""
+    return path.startswith(_SYSCTL_ROOT) and ".." not in path.split("/") and "\0" not in path
+
+
+def _network(t: _Target, new: Plan, owned: dict[str, dict[str, str]], new_owned: dict[str, dict[str, str]],
+             intents: dict[str, dict[str, str]], report: Report, revert_released: bool) -> list[tuple[Change, Any]]:
+    """Observe the workload's netns, diff it against the new plan and last_applied; ->
+    the changes, in the order they are made (each a Change and fn(Session))."""
+    net, old_net = new.network, t.plan.network
+    if net is None or old_net is None or any(f.startswith("network") for f in report.needs_restart):
+        return []
+    mine = {k: v for k, v in owned.items() if k.startswith("net:")}
+    if not (net.interfaces or net.routes or net.sysctls or mine):
+        return []  # nothing wanted, nothing owned: the netns is not even entered
+    from .host import network_live as N
+
+    paths = tuple(dict.fromkeys([s.path for s in net.sysctls] + [
+        v["file"] for k, v in mine.items() if k.startswith("net:sysctl:") and _sysctl_path_ok(v["file"])]))
+    try:
+        seen = N.observe(t.pid, paths)
+    except OSError as exc:
+        raise oserror_to_step("network", "host", exc) from None
+    where = f"the netns of pid {t.pid}"
+    ops: list[tuple[int, Change, Any]] = []
+
+    def own(key: str, entry: dict[str, str]) -> None:
+        prior = owned.get(key)
+        if prior is not None:
+            entry["before"] = prior["before"]
+        new_owned[key] = entry
+        if prior is None:
+            intents[key] = entry
+
+    for s in net.sysctls:
+        cur = seen.sysctls.get(s.path)
+        own(f"net:sysctl:{s.path}", {"field": f"network.sysctls.{s.key}", "file": s.path, "value": s.value,
+                                     "before": cur or ""})
+        if cur is None or cur.split() != s.value.split():
+            c = Change(f"network.sysctls.{s.key}", f"{s.path} in {where}", "(none)" if cur is None else cur, s.value,
+                       "live")
+            ops.append((_EARLY_SYSCTL if s.early else _SYSCTL, c,
+                        lambda S, s=s, cur=cur: S.write_sysctl(s.key, s.path, s.value, cur)))
+    for n, itf in enumerate(net.interfaces):
+        present = seen.addresses.get(itf.name, {})
+        exists = itf.name in seen.links
+        own(f"net:link:{itf.name}", {"field": f"network.interfaces.{itf.name}", "file": itf.name, "value": itf.kind,
+                                     "before": "present" if exists else ABSENT})
+        for a in itf.addresses:
+            ak = N.address_key(str(a))
+            own(f"net:addr:{itf.name}:{ak}", {"field": f"network.interfaces.{itf.name}.addresses", "file": itf.name,
+                                              "value": ak, "before": "present" if ak in present else ABSENT})
+            if exists and ak not in present:
+                c = Change(f"network.interfaces.{itf.name}.addresses", f"{itf.name} in {where}", ABSENT, ak, "live")
+                ops.append((_ADD_ADDR, c, lambda S, name=itf.name, a=a: S.add_address(name, a)))
+        if exists:
+            continue
+        if itf.kind not in _LIVE_KINDS:
+            report.needs_restart.append(f"network.interfaces.{itf.name} (gone from the workload; an `existing` "
+                                        "device is taken only at start)")
+            continue
+        words = itf.kind + (f", host end {itf.host.ifname(t.pid, n)}" if itf.host else "") + \
+            (f" on {itf.parent}" if itf.parent else "") + "".join(f", {a}" for a in itf.addresses)
+        c = Change(f"network.interfaces.{itf.name}", where, ABSENT, words, "live")
+        ops.append((_ADD_LINK, c, lambda S, itf=itf, n=n: S.add_interface(itf, n)))
+    for r in net.routes:
+        key = _route_key(r)
+        cur = seen.routes.get(key[len("net:route:"):])
+        own(key, {"field": "network.routes", "file": r.dev, "value": str(r),
+                  "before": ABSENT if cur is None else "present"})
+        if cur is not None and cur[1] == r.dev and N.same_gateway(cur[0].gateway, r.gateway):
+            continue
+        was = ABSENT if cur is None else f"{cur[0]} dev {cur[1]}"
+        c = Change("network.routes", f"main table of {where}", was, str(r), "live")
+        ops.append((_SET_ROUTE, c, lambda S, r=r, cur=cur: S.set_route(r, cur)))
+    ops += _released_network(t, mine, new_owned, seen, revert_released, where)
+    ops.sort(key=lambda op: op[0])  # stable: the spec's order within a phase
+    report.changes += [c for _phase, c, _fn in ops]
+    return [(c, fn) for _phase, c, fn in ops if fn is not None]
+
+
+def _released_network(t: _Target, mine: dict[str, dict[str, str]], new_owned: dict[str, dict[str, str]], seen: Any,
+                      revert: bool, where: str) -> list[tuple[int, Change, Any]]:
+    """Owned network objects the new spec no longer names: left as they are, or with
+    --revert-released put back as they were before linx-spec (made: deleted; a
+    sysctl: its old value).  fn None: a release, nothing to do."""
+    from .host.network_live import address_key
+
+    ops: list[tuple[int, Change, Any]] = []
+    released = {k: v for k, v in mine.items() if k not in new_owned}
+    gone_links = {v["file"] for k, v in released.items() if k.startswith("net:link:") and revert
+                  and v["before"] == ABSENT and v["file"] in seen.links}
+    for key, entry in released.items():
+        kind = key.split(":", 2)[1]
+        name, value, before = entry["file"], entry["value"], entry["before"]
+        undo = revert and before == ABSENT
+        if kind == "link":
+            if name not in seen.links:
+                continue
+            phase, shown, fn = _DEL_LINK, entry["value"], (lambda S, name=name: S.delete_interface(name))
+        elif kind == "addr":
+            try:
+                state = seen.addresses.get(name, {}).get(address_key(value))
+            except ValueError:
+                continue  # not an address: the record is not ours to act on
+            if state is None or name in gone_links:
+                continue  # gone already, or goes with its interface
+            phase, shown, fn = _DEL_ADDR, value, (lambda S, name=name, st=state: S.delete_address(name, st))
+        elif kind == "route":
+            cur = seen.routes.get(key[len("net:route:"):])
+            if cur is None or cur[1] in gone_links:
+                continue
+            phase, shown, fn = _DEL_ROUTE, value, (lambda S, cur=cur: S.delete_route(cur))
+        elif kind == "sysctl" and _sysctl_path_ok(name):
+            cur = seen.sysctls.get(name)
+            if cur is None:
+                continue
+            undo = revert and before != "" and cur.split() != before.split()
+            phase, shown = _SYSCTL, cur
+            fn = (lambda S, p=name, f=entry["field"], b=before, c=cur: S.write_sysctl(f, p, b, c))
+        else:
+            continue
+        target = f"main table of {where}" if kind == "route" else f"{name} in {where}"
+        if undo:
+            ops.append((phase, Change(entry["field"], target, shown, before if kind == "sysctl" else ABSENT, "revert"),
+                        fn))
+        else:
+            ops.append((phase, Change(entry["field"], target, shown, "(left as is)", "release"), None))
+    return ops
+
+
+def _converge_network(t: _Target, ops: list[tuple[Change, Any]], report: Report,
+                      owned: dict[str, dict[str, str]]) -> None:
+    """Make the network changes in order; at the first failure undo what this apply
+    changed in the netns (newest first), so it is as observed before, and keep the
+    ownership it had.  The workload is never stopped."""
+    from .host.network_live import Session
+
+    with Session(t.pid) as session:
+        for n, (c, fn) in enumerate(ops):
+            try:
+                fn(session)
+            except OSError as exc:
+                c.error = str(oserror_to_step("network", "host", exc))
+                report.failed.append(c)
+                done = [d for d, _fn in ops[:n]]
+                stuck = session.rollback()
+                report.applied = [a for a in report.applied if a not in done]
+                report.warnings.append(f"network: {c.field} failed; the workload's network was rolled back to the "
+                                       f"state observed before this apply ({len(done)} change(s) undone, "
+                                       f"{len(ops) - n - 1} not attempted)")
+                report.warnings += [f"network: could not roll back: {w}" for w in stuck]
+                for key in [k for k in owned if k.startswith("net:")]:
+                    del owned[key]
+                owned.update({k: v for k, v in report.last_applied.items() if k.startswith("net:")})
+                return
+            report.applied.append(c)
 
 
 # --- the API --------------------------------------------------------------------------------------
@@ -365,6 +599,8 @@ def reconcile(name_or_workload: Any, plan: Plan, *, restart: bool = False, rever
             report.failed.append(c)
             continue
         report.applied.append(c)
+    if work.net_ops:
+        _converge_network(t, work.net_ops, report, owned)
     report.applied += [c for c in report.changes if c.how == "release"]
     t.save(owned, plan if not report.failed else None)
     report.last_applied = owned

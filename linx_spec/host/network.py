@@ -59,7 +59,7 @@ LOOPBACK_IFINDEX = 1  # include/net/net_namespace.h: lo is always ifindex 1 in a
 
 
 # --- things done inside the child's netns (plain syscalls, no pyroute2) --------------------------
-def _write_sysctls(sysctls: tuple[SysctlPlan, ...]) -> None:
+def write_sysctls(sysctls: tuple[SysctlPlan, ...]) -> None:
     for s in sysctls:
         what = f"write sysctl {s.key}={s.value}"
         with touching(what, s.path):
@@ -95,7 +95,7 @@ def apply_from_host(plan: NetworkPlan | None, ctx) -> None:
             return
 
         def inside() -> None:
-            _write_sysctls(plan.sysctls)
+            write_sysctls(plan.sysctls)
             if plan.loopback:
                 _loopback_up_ioctl()
 
@@ -126,13 +126,13 @@ class _Setup:
         early = tuple(s for s in plan.sysctls if s.early)
         late = tuple(s for s in plan.sysctls if not s.early)
         if early:
-            in_child_netns(self.pid, lambda: _write_sysctls(early))
+            in_child_netns(self.pid, lambda: write_sysctls(early))
         with Rtnl.here() as host:
             for n, itf in enumerate(plan.interfaces):
                 self.create(host, itf, n)
 
         def enter() -> socket.socket:
-            _write_sysctls(late)
+            write_sysctls(late)
             return netlink_socket()
 
         # The socket pins the child's netns: it is closed before we return, or the
@@ -178,7 +178,7 @@ class _Setup:
             idx = self.nl(f"find veth {hname} just created", lookup, host, hname)
             if idx is None:  # deleted under our feet
                 raise touched(errno.ENODEV, f"find veth {hname} just created", hname)
-            self.ctx.on_undo(f"delete veth {hname}", lambda: _delete_link(idx, hname))
+            self.ctx.on_undo(f"delete veth {hname}", lambda: delete_link(idx, hname))
             for a in h.addresses:
                 owner = self.host_address_owner(host, a.address)
                 if owner is not None:
@@ -259,47 +259,58 @@ class _Setup:
             self.nl(f"bring {where} up", child.request, link_msg(idx, up=True), RTM_NEWLINK)
 
     def add_address(self, nl: Rtnl, idx: int, a: AddressPlan, where: str) -> None:
-        from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
-
-        msg = ifaddrmsg()
-        msg["family"] = a.family
-        msg["prefixlen"] = a.prefixlen
-        msg["index"] = idx
-        attrs: list = [("IFA_ADDRESS", a.address)]
-        if a.family == socket.AF_INET:
-            attrs.append(("IFA_LOCAL", a.address))
-            if a.broadcast:
-                attrs.append(("IFA_BROADCAST", a.broadcast))
-        else:
-            attrs.append(("IFA_FLAGS", IFA_F_NODAD))  # usable at once: no 1-2 s of tentative state
-        msg["attrs"] = attrs
-        self.nl(f"add address {a} to {where}", nl.request, msg, RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL)
+        self.nl(f"add address {a} to {where}", nl.request, address_msg(idx, a), RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL)
 
     def add_route(self, child: Rtnl, r: RoutePlan, inside_index: dict[str, int]) -> None:
-        from pyroute2.netlink.rtnl.rtmsg import rtmsg
-
-        msg = rtmsg()
-        msg["family"] = r.family
-        msg["dst_len"] = r.dst_len
-        msg["table"] = RT_TABLE_MAIN
-        msg["proto"] = RTPROT_BOOT
-        msg["type"] = RTN_UNICAST
-        # As `ip route add`: a route without a gateway is on-link (scope link) in IPv4.
-        msg["scope"] = RT_SCOPE_LINK if r.gateway is None and r.family == socket.AF_INET else 0
         if r.dev not in inside_index:
             raise touched(errno.ENODEV, f"add route {r}: no {r.dev} in the workload", r.dev)
-        attrs: list = [("RTA_OIF", inside_index[r.dev])]
-        if r.dst is not None:
-            attrs.append(("RTA_DST", r.dst))
-        if r.gateway:
-            attrs.append(("RTA_GATEWAY", r.gateway))
-        if r.metric is not None:
-            attrs.append(("RTA_PRIORITY", r.metric))
-        msg["attrs"] = attrs
-        self.nl(f"add route {r} (in the workload)", child.request, msg, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL)
+        self.nl(f"add route {r} (in the workload)", child.request, route_msg(r, inside_index[r.dev]), RTM_NEWROUTE,
+                NLM_F_CREATE | NLM_F_EXCL)
 
 
-def _delete_link(idx: int, name: str) -> None:
+def address_msg(idx: int, a: AddressPlan):
+    """RTM_NEWADDR/RTM_DELADDR body for a planned address on interface idx."""
+    from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+
+    msg = ifaddrmsg()
+    msg["family"] = a.family
+    msg["prefixlen"] = a.prefixlen
+    msg["index"] = idx
+    attrs: list = [("IFA_ADDRESS", a.address)]
+    if a.family == socket.AF_INET:
+        attrs.append(("IFA_LOCAL", a.address))
+        if a.broadcast:
+            attrs.append(("IFA_BROADCAST", a.broadcast))
+    else:
+        attrs.append(("IFA_FLAGS", IFA_F_NODAD))  # usable at once: no 1-2 s of tentative state
+    msg["attrs"] = attrs
+    return msg
+
+
+def route_msg(r: RoutePlan, oif: int):
+    """RTM_NEWROUTE body for a planned route leaving by interface oif, as `ip route add` sends it."""
+    from pyroute2.netlink.rtnl.rtmsg import rtmsg
+
+    msg = rtmsg()
+    msg["family"] = r.family
+    msg["dst_len"] = r.dst_len
+    msg["table"] = RT_TABLE_MAIN
+    msg["proto"] = RTPROT_BOOT
+    msg["type"] = RTN_UNICAST
+    # As `ip route add`: a route without a gateway is on-link (scope link) in IPv4.
+    msg["scope"] = RT_SCOPE_LINK if r.gateway is None and r.family == socket.AF_INET else 0
+    attrs: list = [("RTA_OIF", oif)]
+    if r.dst is not None:
+        attrs.append(("RTA_DST", r.dst))
+    if r.gateway:
+        attrs.append(("RTA_GATEWAY", r.gateway))
+    if r.metric is not None:
+        attrs.append(("RTA_PRIORITY", r.metric))
+    msg["attrs"] = attrs
+    return msg
+
+
+def delete_link(idx: int, name: str) -> None:
     """Undo of a veth: delete the host end (the kernel deletes the pair)."""
     try:
         with touching(f"delete veth {name}"), Rtnl.here() as nl:
@@ -391,12 +402,12 @@ class _MoveBack:
             for a in state.addresses:
                 if a.proto in IFAPROT_KERNEL and state.up:
                     continue  # link-local or from a router advertisement: made again once up
-                attempt(f"restore address {a} of {b}", nl.request, _address_msg(idx, a), RTM_NEWADDR,
+                attempt(f"restore address {a} of {b}", nl.request, state_address_msg(idx, a), RTM_NEWADDR,
                         NLM_F_CREATE | NLM_F_EXCL)
             if state.up:
                 attempt(f"bring {b} up again", nl.request, link_msg(idx, up=True), RTM_NEWLINK)
             for r in state.routes:
-                attempt(f"restore route {r} of {b}", nl.request, _route_msg(idx, r), RTM_NEWROUTE,
+                attempt(f"restore route {r} of {b}", nl.request, state_route_msg(idx, r), RTM_NEWROUTE,
                         NLM_F_CREATE | NLM_F_EXCL)
         if failed:
             raise failed[0]
@@ -407,7 +418,7 @@ class _MoveBack:
 IFA_F_SETTABLE = 0x02 | 0x04 | 0x10 | 0x100 | 0x200 | 0x400 | 0x800
 
 
-def _address_msg(idx: int, a: AddressState):
+def state_address_msg(idx: int, a: AddressState):
     from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 
     msg = ifaddrmsg()
@@ -423,7 +434,7 @@ def _address_msg(idx: int, a: AddressState):
     return msg
 
 
-def _route_msg(idx: int, r: RouteState):
+def state_route_msg(idx: int, r: RouteState):
     from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
     msg = rtmsg()
@@ -437,3 +448,34 @@ def _route_msg(idx: int, r: RouteState):
             attrs.append((name, value))
     msg["attrs"] = attrs
     return msg
+
+
+def add_interface(pid: int, itf: InterfacePlan, n: int, on_undo: Callable[[str, Callable[[], None]], None]) -> None:
+    """One interface into a running workload's netns (live apply, host/network_live.py):
+    created as the network step creates it (a veth's host end lx<pid>v<n> with its
+    addresses, the peer directly inside), then configured inside (addresses, up).
+    Each object made gets its undo through on_undo(what, fn) at once, so a failure
+    halfway is rolled back by the caller."""
+    from types import SimpleNamespace
+
+    setup = _Setup(NetworkPlan(False, (itf,)), SimpleNamespace(pid=pid, on_undo=on_undo))
+    with touching("talk netlink"):
+        with Rtnl.here() as host:
+            setup.create(host, itf, n)
+        with Rtnl(in_child_netns(pid, netlink_socket)) as child:
+            idx = setup.nl(f"find {itf.name} in the workload", lookup, child, itf.name)
+            if idx is not None and itf.kind != "veth":  # a veth's undo (its host end) takes the pair
+                on_undo(f"delete {itf.kind} {itf.name}", lambda: delete_inside(pid, idx, itf.name))
+            setup.configure_inside(child, itf, {itf.name: idx} if idx is not None else {})
+
+
+def delete_inside(pid: int, idx: int, name: str) -> None:
+    """Delete interface `name` (ifindex idx) of the workload's netns; a veth takes its
+    host end with it.  ENODEV: gone already."""
+    with touching(f"delete {name} (in the workload)", name), Rtnl(in_child_netns(pid, netlink_socket)) as nl:
+        try:
+            if name_of(nl, idx) == name:  # the index still names it
+                nl.request(link_msg(idx), RTM_DELLINK)
+        except NetlinkError as exc:
+            if exc.code != errno.ENODEV:
+                raise

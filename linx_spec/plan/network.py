@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import json
 import os
 import socket
 from dataclasses import dataclass
@@ -325,9 +326,10 @@ def resolve(net, spec) -> NetworkPlan:
     interfaces: list[InterfacePlan] = []
     host_names: set[str] = set()
     notes: list[str] = []
+    held = _held_by_running(spec.name) if net.interfaces else {}
     for n, itf in enumerate(net.interfaces):
         field = f"network.interfaces.{n}"
-        interfaces.append(_resolve_interface(itf, field, host_names, notes))
+        interfaces.append(_resolve_interface(itf, field, host_names, notes, held))
 
     routes = tuple(_resolve_route(r, f"network.routes.{n}", interfaces, net.loopback)
                    for n, r in enumerate(net.routes))
@@ -342,14 +344,48 @@ def resolve(net, spec) -> NetworkPlan:
     return NetworkPlan(net.loopback, tuple(interfaces), routes, sysctls, rootless=not root, notes=tuple(notes))
 
 
-def _resolve_interface(itf, field: str, host_names: set[str], notes: list[str]) -> InterfacePlan:
+def _held_by_running(name: str | None) -> dict[str, InterfacePlan]:
+    """Host interfaces the running detached workload of this name holds: its named veth
+    host ends and the devices it took, by host name.  Planning its own spec again (for
+    `diff`, or an `apply` that converges it live) must not refuse them as taken.  Read
+    from its state directory as data, checked against the plan's types; a stale record
+    only lets a later step fail plainly (EEXIST), never more."""
+    from .. import rundir, stored
+
+    if not name:
+        return {}
+    try:
+        fd = os.open(os.path.join(rundir.root_path(), name), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+                     | os.O_CLOEXEC)
+    except OSError:
+        return {}
+    try:
+        if json.loads(rundir.read_file(fd, "state.json", 1 << 20)).get("status") != "running":
+            return {}
+        network = json.loads(rundir.read_file(fd, "plan.json", stored.MAX_BYTES)).get("network")
+        running = stored.from_data(NetworkPlan, network, "network") if network is not None else None
+    except (OSError, ValueError, AttributeError):
+        return {}
+    finally:
+        os.close(fd)
+    held: dict[str, InterfacePlan] = {}
+    for i in running.interfaces if running is not None else ():
+        if i.host is not None and i.host.name:
+            held[i.host.name] = i
+        if i.device:
+            held[i.device] = i
+    return held
+
+
+def _resolve_interface(itf, field: str, host_names: set[str], notes: list[str],
+                       held: dict[str, InterfacePlan]) -> InterfacePlan:
     addresses = tuple(_address(a) for a in itf.addresses)
     kind = itf.type
     if kind == "veth":
         h = itf.host
         hname = h.name if h else None
         if hname is not None:
-            if _host_has(hname):
+            if _host_has(hname) and hname not in held:
                 raise PlanError(f"host interface `{hname}` already exists",
                                 "pick another name, or omit host.name for a generated lx<pid>v<n>",
                                 f"{field}.host.name")
@@ -379,14 +415,18 @@ def _resolve_interface(itf, field: str, host_names: set[str], notes: list[str]) 
         return InterfacePlan(kind, itf.name, addresses, itf.mtu, itf.mac, itf.up, parent=parent, mode=mode)
     # existing
     device = itf.device
+    plan = InterfacePlan("existing", itf.inside, addresses, itf.mtu, itf.mac, itf.up, device=device,
+                         take_in_use=itf.in_use == "take")
+    if device in held and held[device].kind == "existing" and device not in host_names:
+        # In the running workload of this name, not on the host: as it was taken.
+        notes.append(f"network: host interface `{device}` is in the running workload of this name, as `{itf.inside}`")
+        return plan
     if device == "lo" or not _host_has(device):
         raise PlanError(f"host interface `{device}` does not exist" if device != "lo" else
                         "`lo` cannot be moved (each net namespace has its own)",
                         "name an existing interface of this host (ip link)", f"{field}.device")
     if device in host_names:
         raise PlanError(f"`{device}` is both a veth host end and a device to move", "rename one", f"{field}.device")
-    plan = InterfacePlan("existing", itf.inside, addresses, itf.mtu, itf.mac, itf.up, device=device,
-                         take_in_use=itf.in_use == "take")
     try:
         state = observe_device(device)
     except OSError as exc:
