@@ -47,10 +47,43 @@ def _print_version(value: bool) -> None:
         raise typer.Exit(0)
 
 
+class _Global:
+    quiet = False  # -q before the command: as each command's own -q
+
+
+def _quiet(local: bool) -> bool:
+    return local or _Global.quiet
+
+
+MAX_ROOT_PATH = 4000  # below PATH_MAX with room for NAME/state.json
+
+
+def _use_root(root: str | None) -> None:
+    """`--root DIR`, as runc's: the runtime directory for state and the plan cache.
+    It is LINX_RUNTIME_DIR (the one mechanism, inherited by the detached supervisor),
+    so it gets the same checks on every use (rundir.py: made 0700, ours alone)."""
+    if root is None:
+        return
+    if not root or len(root) > MAX_ROOT_PATH or not root.isprintable():
+        raise typer.BadParameter(f"expected a directory path of at most {MAX_ROOT_PATH} printable characters",
+                                 param_hint="--root")
+    import os
+
+    os.environ["LINX_RUNTIME_DIR"] = os.path.abspath(root)
+
+
 @app.callback()
 def _main(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
-                                       help="Print the version and exit.")) -> None:
-    pass
+                                       help="Print the version and exit."),
+          root: Optional[str] = typer.Option(None, "--root", metavar="DIR", envvar=None,
+                                             help="State directory of detached workloads and the plan cache "
+                                             "(default /run/linx for root, $XDG_RUNTIME_DIR/linx otherwise; "
+                                             "same as LINX_RUNTIME_DIR). Made 0700; refused unless it is yours "
+                                             "alone."),
+          quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only what the command is for: apply "
+                                     "only the workload's output and errors, ps only names.")) -> None:
+    _use_root(root)
+    _Global.quiet = quiet
 
 
 def _load_and_plan(spec_file: str, overrides: list[str], cache: bool = False, verbose: bool = False):
@@ -99,6 +132,8 @@ def apply(
                               "reaps orphans (shorthand for --set process.init=true)."),
     env: Optional[List[str]] = typer.Option(None, "--env", "-e", help="Set an environment variable: K=V "
                                             "(shorthand for --set process.env.K=V; repeatable)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but the workload's output and "
+                               "errors (no name with -d, no live-apply report, no summary)."),
 ) -> None:
     """Run the workload in the foreground, with inherited stdio; exit with its exit code.
     When a detached workload of that name runs, converge it live instead (see `diff`).
@@ -114,7 +149,7 @@ def apply(
 
         plan = dataclasses.replace(plan, lifecycle=dataclasses.replace(plan.lifecycle, timeout=limit))
     raise typer.Exit(apply_plan(plan, verbose=verbose, pty=True if tty else None, detach=detach, restart=restart,
-                                revert_released=revert_released))
+                                revert_released=revert_released, quiet=_quiet(quiet)))
 
 
 DIFF_HELP = ("Exit codes: 0 nothing differs; 1 something differs; 2 usage; " + EXIT_HELP.split("; ", 2)[-1])
@@ -230,12 +265,18 @@ def _signal_number(text: str) -> int:
 
 
 @app.command("ps")
-def ps_(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
-    """List detached workloads and their status (dead ones are reported, never shown as running)."""
+def ps_(as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the names, one a line.")) -> None:
+    """List detached workloads and their status (dead ones are reported, never shown as running).
+
+    Example: linx-spec ps -q | xargs -n1 linx-spec stop"""
     from .detach import all_views, format_ps
 
     views = all_views()
-    if as_json:
+    if _quiet(quiet):
+        for v in views:
+            print(v.name)
+    elif as_json:
         print(json.dumps([{"name": v.name, "status": v.status, "detail": v.detail, **v.state} for v in views],
                          indent=2, default=str))
     else:

@@ -127,3 +127,40 @@ def test_restart_starts_a_new_workload_from_the_stored_plan(write_spec, runtime)
     assert not alive(before["host_pid"], before["host_pid_start"])
     assert alive(after["host_pid"], after["host_pid_start"]) and after["host_pid"] != before["host_pid"]
     assert cli("stop", "lxre").returncode == 0
+
+
+def test_summary_from_the_spec_and_quiet_apply(write_spec, runtime):
+    """lifecycle.summary prints apply -v's summary without -v; -q leaves only the
+    workload's own output (and errors), detached or foreground (issue 20)."""
+    path = write_spec("version: 1\nname: lxquiet\nlifecycle: {summary: true, stop_grace: 200ms}\n"
+                      "cgroup: {pids: {max: 20}}\n"
+                      "process: {command: [/bin/sh, -c, 'echo out; echo err >&2; exit 4']}\n")
+    fg = cli("apply", str(path))
+    assert fg.returncode == 4 and fg.stdout == "out\n", fg.stderr
+    assert "lxquiet: result: failed, exit code 4" in fg.stderr and "lxquiet: wall time: " in fg.stderr
+    assert "step" not in fg.stderr and "cpu: " in fg.stderr  # the summary, not -v's steps
+    for args in (("apply", "-q"), ("-q", "apply")):
+        quiet = cli(*args, str(path))
+        assert quiet.returncode == 4 and (quiet.stdout, quiet.stderr) == ("out\n", "err\n"), quiet.stderr
+    detached = cli("-q", "apply", "-d", "--set", "process.command=[sleep, 60]", str(path))
+    assert detached.returncode == 0 and detached.stdout == "" and detached.stderr == ""
+    assert cli("ps", "-q").stdout == "lxquiet\n"
+    again = cli("apply", "-q", "--set", "process.command=[sleep, 60]", "--set", "cgroup.pids.max=30", str(path))
+    assert again.returncode == 0 and again.stdout == "" and again.stderr == ""  # converged live, silently
+    assert "cgroup.pids.max" not in cli("diff", "--set", "process.command=[sleep, 60]", "--set",
+                                        "cgroup.pids.max=30", str(path)).stdout
+    bad = cli("apply", "-q", "--set", "process.memory=1", str(path))
+    assert bad.returncode == 65 and "--set process.memory=1: unknown field" in bad.stderr  # errors still show
+    assert cli("stop", "lxquiet").returncode == 0
+
+
+def test_root_flag_keeps_detached_state_there(write_spec, runtime, tmp_path):
+    root = tmp_path / "rt"
+    path = write_spec("version: 1\nname: lxroot\nlifecycle: {stop_grace: 200ms}\nprocess: {command: [sleep, '60']}\n")
+    assert cli("--root", str(root), "apply", "-d", str(path)).returncode == 0
+    try:
+        assert (root / "lxroot" / "state.json").exists() and not (runtime / "lxroot").exists()
+        assert cli("ps", "-q").stdout == "" and cli("--root", str(root), "-q", "ps").stdout == "lxroot\n"
+        assert cli("--root", str(root), "stop", "lxroot").returncode == 0
+    finally:
+        assert cli("--root", str(root), "delete", "--force", "lxroot").returncode == 0

@@ -91,3 +91,34 @@ seccomp: {default: allow, rules: [{syscalls: [mount], action: errno EPERM}]}
     assert planned >= 4
     text = CliRunner().invoke(app, ["plan", str(rich)]).stdout
     assert "'mode': 'bridge'" in text and "'mode': 'l3'" in text and "umask=0027" in text
+
+
+def test_root_flag_is_the_runtime_directory_with_the_same_checks(tmp_path, monkeypatch):
+    import os
+
+    from linx_spec.state import StateDir
+
+    monkeypatch.setenv("LINX_RUNTIME_DIR", str(tmp_path / "elsewhere"))
+    root = tmp_path / "state"
+    out = CliRunner().invoke(app, ["--root", str(root), "ps", "--json"])
+    assert out.exit_code == 0 and out.stdout.strip() == "[]"
+    StateDir.create("lxq1")  # --root is LINX_RUNTIME_DIR for the rest of the run: made there, 0700
+    assert (root / "lxq1" / "state.json").exists() and not (tmp_path / "elsewhere").exists()
+    assert os.stat(root).st_mode & 0o777 == 0o700
+    os.chmod(root, 0o777)  # anyone may write into it: refused, as LINX_RUNTIME_DIR would be
+    out = CliRunner().invoke(app, ["--root", str(root), "ps"])
+    assert out.exit_code == 72 and "writable by others" in out.output and "Traceback" not in out.output
+    out = CliRunner().invoke(app, ["--root", "", "ps"])
+    assert out.exit_code == 2 and "--root" in out.output
+
+
+def test_quiet_ps_prints_names_only(tmp_path, monkeypatch):
+    from linx_spec.state import StateDir
+
+    monkeypatch.setenv("LINX_RUNTIME_DIR", str(tmp_path / "run"))
+    for name in ("lxq-b", "lxq-a"):
+        StateDir.create(name)  # never started: listed as dead
+    for args in (["ps", "-q"], ["-q", "ps"], ["--quiet", "ps"]):
+        out = CliRunner().invoke(app, args)
+        assert out.exit_code == 0 and out.stdout == "lxq-a\nlxq-b\n", (args, out.output)
+    assert "STATUS" in CliRunner().invoke(app, ["ps"]).stdout  # -q of one run does not stick
