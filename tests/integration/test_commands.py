@@ -164,3 +164,56 @@ def test_root_flag_keeps_detached_state_there(write_spec, runtime, tmp_path):
         assert cli("--root", str(root), "stop", "lxroot").returncode == 0
     finally:
         assert cli("--root", str(root), "delete", "--force", "lxroot").returncode == 0
+
+
+def test_stats_and_inspect_read_a_running_workloads_cgroups(write_spec, runtime):
+    """What the workload does inside (48 MiB touched, three processes, a busy loop)
+    shows up in stats and inspect, read from its own cgroup files (issue 20)."""
+    import subprocess
+
+    from conftest import start_cli
+
+    path = write_spec("""
+version: 1
+name: lxstats
+lifecycle: {stop_grace: 200ms}
+cgroup: {memory: {max: 128Mi}, pids: {max: 40}}
+process:
+  command: [/bin/sh, -c, 'python3 -c "a = b\"x\" * (48 << 20); import time; time.sleep(60)" &
+                         sleep 60 & while :; do :; done']
+""")
+    assert cli("apply", "-d", str(path)).returncode == 0
+    try:
+        deadline = time.time() + 20
+        while True:  # until python has touched its 48 MiB
+            one = cli("stats", "--no-stream", "--json", "lxstats")
+            assert one.returncode == 0, one.stderr
+            (r,) = json.loads(one.stdout)
+            if (r["memory_bytes"] or 0) >= 48 << 20 or time.time() > deadline:
+                break
+        assert r["name"] == "lxstats" and r["status"] == "running"
+        assert 48 << 20 <= r["memory_bytes"] <= 128 << 20 and r["memory_limit_bytes"] == 128 << 20
+        assert r["memory_peak_bytes"] >= r["memory_bytes"] and 0 < r["memory_percent"] <= 100
+        assert r["pids"] >= 3 and r["pids_limit"] == 40  # sh, python3, sleep
+        assert r["cpu_percent"] > 20 and r["cpu_seconds"] > 0  # the busy loop (the machine is shared)
+        everyone = cli("top", "--no-stream")  # the alias, every running workload, a table
+        assert everyone.returncode == 0 and everyone.stdout.splitlines()[0].split()[:2] == ["NAME", "STATUS"]
+        assert any(line.startswith("lxstats ") and "/ 128.0MiB" in line for line in everyone.stdout.splitlines())
+
+        doc = json.loads(cli("inspect", "lxstats").stdout)
+        assert doc["status"] == "running" and doc["state"]["host_pid"] == json.loads(
+            cli("status", "--json", "lxstats").stdout)["host_pid"]
+        assert doc["usage"]["source"] == "live" and doc["usage"]["figures"]["memory_bytes"] >= 48 << 20
+        assert doc["spec"]["document"]["cgroup"]["pids"] == {"max": 40}
+        assert [s["step"] for s in doc["plan"]["steps"]][:2] == ["spawn", "cgroup"]
+
+        stream = start_cli("stats", "--json", "-i", "200ms", "lxstats", stdout=subprocess.PIPE, text=True)
+        first, second = stream.stdout.readline(), stream.stdout.readline()
+        assert json.loads(first)[0]["name"] == "lxstats" and json.loads(second)[0]["pids"] >= 3
+        assert cli("stop", "lxstats").returncode == 0
+        out, _ = stream.communicate(timeout=10)  # a named workload that ended ends the stream
+        assert stream.returncode == 0 and json.loads(out.splitlines()[-1])[0]["status"] == "exited"
+        ended = json.loads(cli("inspect", "lxstats").stdout)
+        assert ended["usage"]["source"] == "ended" and ended["usage"]["figures"]["memory_peak_bytes"] >= 48 << 20
+    finally:
+        cli("delete", "--force", "lxstats")

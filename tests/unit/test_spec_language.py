@@ -193,7 +193,7 @@ def test_cli_every_mode_field_takes_every_spelling(tmp_path, spelling):
     proc = cli("plan", "--json", str(spec))
     assert proc.returncode == 0, proc.stderr
     plan = json.dumps(json.loads(proc.stdout))
-    assert "mode=1777" in plan and '"umask": 23' in plan
+    assert "mode=1777" in plan and '"umask": "0027"' in plan
     jsonschema.validate(yaml.safe_load(spec.read_text()), schema_dict())
 
 
