@@ -152,7 +152,8 @@ def table(rows: list[dict[str, Any]]) -> str:
     lines = [("NAME", "STATUS", "CPU %", "MEM USAGE / LIMIT", "MEM %", "MEM PEAK", "PIDS", "BLOCK I/O")]
     for r in rows:
         pct = "-" if r["cpu_percent"] is None else f"{r['cpu_percent']:.2f}%"
-        mem = f"{_size(r['memory_bytes'])} / {_size(r['memory_limit_bytes']) if r['memory_limit_bytes'] else 'max'}"
+        mem = "-" if r["memory_bytes"] is None else (
+            f"{_size(r['memory_bytes'])} / {_size(r['memory_limit_bytes']) if r['memory_limit_bytes'] else 'max'}")
         mpct = "-" if r["memory_percent"] is None else f"{r['memory_percent']:.2f}%"
         pids = "-" if r["pids"] is None else f"{r['pids']}" + (f"/{r['pids_limit']}" if r["pids_limit"] else "")
         io = "-" if r["io_read_bytes"] is None else f"{_size(r['io_read_bytes'])} / {_size(r['io_write_bytes'])}"

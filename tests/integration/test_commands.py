@@ -179,7 +179,7 @@ name: lxstats
 lifecycle: {stop_grace: 200ms}
 cgroup: {memory: {max: 128Mi}, pids: {max: 40}}
 process:
-  command: [/bin/sh, -c, 'python3 -c "a = b\"x\" * (48 << 20); import time; time.sleep(60)" &
+  command: [/bin/sh, -c, 'python3 -c "a = bytes([7]) * (48 << 20); import time; time.sleep(60)" &
                          sleep 60 & while :; do :; done']
 """)
     assert cli("apply", "-d", str(path)).returncode == 0

@@ -154,7 +154,7 @@ def test_stats_rows_cpu_percent_from_two_readings_and_every_key():
     header, web, gone = text.splitlines()
     assert header.split()[:3] == ["NAME", "STATUS", "CPU"]
     assert "75.00%" in web and "32.0MiB / 128.0MiB" in web and "25.00%" in web and "3/64" in web
-    assert gone.split()[:3] == ["gone", "exited", "-"]
+    assert gone.split() == ["gone", "exited"] + ["-"] * 6  # no cgroup figures: nothing made up
 
 
 def test_inspect_of_an_ended_workload_has_every_key(tmp_path, monkeypatch):
