@@ -336,6 +336,10 @@ def _stats(names: Optional[List[str]], interval: str, no_stream: bool, as_json: 
         stats_(names or [], seconds, not no_stream, as_json, sys.stdout, sys.stdout.isatty())
     except KeyboardInterrupt:  # the way to end a stream, as docker stats
         pass
+    except BrokenPipeError:  # `stats --json | head -1`: the reader is done, so are we
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
 
 
 _StatsNames = typer.Argument(None, metavar="[NAME...]", help="Workloads (default: every running one).")

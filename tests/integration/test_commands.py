@@ -207,6 +207,12 @@ process:
         assert doc["spec"]["document"]["cgroup"]["pids"] == {"max": 40}
         assert [s["step"] for s in doc["plan"]["steps"]][:2] == ["spawn", "cgroup"]
 
+        piped = start_cli("stats", "--json", "-i", "100ms", "lxstats", stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+        assert json.loads(piped.stdout.readline())[0]["name"] == "lxstats"
+        piped.stdout.close()  # as `| head -1` does: the next refresh meets a closed pipe and ends quietly
+        assert piped.wait(timeout=30) == 0 and piped.stderr.read() == ""
+        piped.stderr.close()
         stream = start_cli("stats", "--json", "-i", "200ms", "lxstats", stdout=subprocess.PIPE, text=True)
         first, second = stream.stdout.readline(), stream.stdout.readline()
         assert json.loads(first)[0]["name"] == "lxstats" and json.loads(second)[0]["pids"] >= 3
