@@ -86,12 +86,13 @@ def _refuse_running_detached(name: str) -> None:
 
 
 def apply_plan(plan: Plan, *, verbose: bool = False, pty: bool | None = None, detach: bool = False,
-               restart: bool = False, revert_released: bool = False) -> int:
-    """Run the plan as `linx-spec apply` does; -> the exit code (module docstring)."""
+               restart: bool = False, revert_released: bool = False, quiet: bool = False) -> int:
+    """Run the plan as `linx-spec apply` does; -> the exit code (module docstring).
+    quiet (-q): nothing on stdout or stderr but the workload's output and errors."""
     from .live import running
 
     if running(plan.name):
-        return converge(plan, restart=restart, revert_released=revert_released)
+        return converge(plan, restart=restart, revert_released=revert_released, quiet=quiet)
     if detach:
         from .detach import start_detached
 
@@ -101,7 +102,8 @@ def apply_plan(plan: Plan, *, verbose: bool = False, pty: bool | None = None, de
             raise StateError("a detached workload cannot have a terminal (-t with -d, or stdio: pty)")
 
         name, pid = start_detached(plan)
-        print(name)
+        if not quiet:
+            print(name)
         if verbose:
             _say(f"{name} runs detached, host pid {pid}")
         return 0
@@ -112,7 +114,8 @@ def apply_plan(plan: Plan, *, verbose: bool = False, pty: bool | None = None, de
         _say(f"{step:<13} ({side:<5}) {seconds * 1000:8.3f} ms")
 
     def restarting(result: Result, delay: float) -> None:
-        _say(f"{result.name}: ended ({end_words(result.exit_code, result.signal)}); restarting in {delay:g}s")
+        if not quiet:
+            _say(f"{result.name}: ended ({end_words(result.exit_code, result.signal)}); restarting in {delay:g}s")
 
     began = time.monotonic()
     try:
@@ -120,24 +123,25 @@ def apply_plan(plan: Plan, *, verbose: bool = False, pty: bool | None = None, de
     except KeyboardInterrupt:
         _say("interrupted before the workload ran; everything was rolled back")
         return INTERRUPTED
-    if result.reason:
+    if result.reason and not quiet:
         _say(f"{result.name}: {result.reason}")
     elif result.signal is not None and verbose:
         _say(f"{result.name}: {end_words(None, result.signal)}")
-    if verbose:
+    if verbose or (plan.lifecycle.summary and not quiet):  # -v, or the spec asks (lifecycle.summary)
         _summary(result, time.monotonic() - began)
     return TIMED_OUT if result.timed_out else result.status
 
 
-def converge(plan: Plan, *, restart: bool = False, revert_released: bool = False) -> int:
+def converge(plan: Plan, *, restart: bool = False, revert_released: bool = False, quiet: bool = False) -> int:
     """`apply` of a running detached workload: reconcile it, print the report
-    field by field; -> 0, or 70 when a knob could not be changed."""
+    field by field (not with quiet); -> 0, or 70 when a knob could not be changed."""
     from .errors import StepError
     from .live import reconcile
 
     report = reconcile(plan.name, plan, restart=restart, revert_released=revert_released)
-    print(report.text())
-    if report.restarted_pid is not None:
+    if not quiet:
+        print(report.text())
+    if report.restarted_pid is not None and not quiet:
         print(f"{plan.name}: restarted, host pid {report.restarted_pid}")
     if report.failed:
         first = report.failed[0]

@@ -36,7 +36,8 @@ class _Group(TyperGroup):
 
 
 app = typer.Typer(cls=_Group, add_completion=False, no_args_is_help=True,
-                  help="Declarative runner for isolated Linux workloads. " + EXIT_HELP, pretty_exceptions_enable=False)
+                  help="Declarative runner for isolated Linux workloads. " + EXIT_HELP
+                  + "\n\nExample: linx-spec apply specs/hello.yaml", pretty_exceptions_enable=False)
 
 
 def _print_version(value: bool) -> None:
@@ -47,10 +48,43 @@ def _print_version(value: bool) -> None:
         raise typer.Exit(0)
 
 
+class _Global:
+    quiet = False  # -q before the command: as each command's own -q
+
+
+def _quiet(local: bool) -> bool:
+    return local or _Global.quiet
+
+
+MAX_ROOT_PATH = 4000  # below PATH_MAX with room for NAME/state.json
+
+
+def _use_root(root: str | None) -> None:
+    """`--root DIR`, as runc's: the runtime directory for state and the plan cache.
+    It is LINX_RUNTIME_DIR (the one mechanism, inherited by the detached supervisor),
+    so it gets the same checks on every use (rundir.py: made 0700, ours alone)."""
+    if root is None:
+        return
+    if not root or len(root) > MAX_ROOT_PATH or not root.isprintable():
+        raise typer.BadParameter(f"expected a directory path of at most {MAX_ROOT_PATH} printable characters",
+                                 param_hint="--root")
+    import os
+
+    os.environ["LINX_RUNTIME_DIR"] = os.path.abspath(root)
+
+
 @app.callback()
 def _main(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
-                                       help="Print the version and exit.")) -> None:
-    pass
+                                       help="Print the version and exit."),
+          root: Optional[str] = typer.Option(None, "--root", metavar="DIR", envvar=None,
+                                             help="State directory of detached workloads and the plan cache "
+                                             "(default /run/linx for root, $XDG_RUNTIME_DIR/linx otherwise; "
+                                             "same as LINX_RUNTIME_DIR). Made 0700; refused unless it is yours "
+                                             "alone."),
+          quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only what the command is for: apply "
+                                     "only the workload's output and errors, ps only names.")) -> None:
+    _use_root(root)
+    _Global.quiet = quiet
 
 
 def _load_and_plan(spec_file: str, overrides: list[str], cache: bool = False, verbose: bool = False):
@@ -99,6 +133,8 @@ def apply(
                               "reaps orphans (shorthand for --set process.init=true)."),
     env: Optional[List[str]] = typer.Option(None, "--env", "-e", help="Set an environment variable: K=V "
                                             "(shorthand for --set process.env.K=V; repeatable)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but the workload's output and "
+                               "errors (no name with -d, no live-apply report, no summary)."),
 ) -> None:
     """Run the workload in the foreground, with inherited stdio; exit with its exit code.
     When a detached workload of that name runs, converge it live instead (see `diff`).
@@ -114,7 +150,7 @@ def apply(
 
         plan = dataclasses.replace(plan, lifecycle=dataclasses.replace(plan.lifecycle, timeout=limit))
     raise typer.Exit(apply_plan(plan, verbose=verbose, pty=True if tty else None, detach=detach, restart=restart,
-                                revert_released=revert_released))
+                                revert_released=revert_released, quiet=_quiet(quiet)))
 
 
 DIFF_HELP = ("Exit codes: 0 nothing differs; 1 something differs; 2 usage; " + EXIT_HELP.split("; ", 2)[-1])
@@ -127,7 +163,9 @@ def diff(
     revert_released: bool = typer.Option(False, "--revert-released", help="Show released limits as reverted."),
 ) -> None:
     """What `apply` would change in the running detached workload of the spec's name,
-    against what the kernel shows now: each field marked live or restart."""
+    against what the kernel shows now: each field marked live or restart.
+
+    Example: linx-spec diff web.yaml && echo converged"""
     from .live import diff as diff_
 
     p = _load_and_plan(spec_file, set_ or [])
@@ -138,7 +176,9 @@ def diff(
 
 @app.command()
 def pause(name: str = typer.Argument(..., help="Workload name.")) -> None:
-    """Freeze every process of a detached workload (v1 freezer, v2 cgroup.freeze)."""
+    """Freeze every process of a detached workload (v1 freezer, v2 cgroup.freeze).
+
+    Example: linx-spec pause web"""
     from .live import pause as pause_
 
     print(f"{name}: {pause_(name)}")
@@ -146,7 +186,9 @@ def pause(name: str = typer.Argument(..., help="Workload name.")) -> None:
 
 @app.command()
 def resume(name: str = typer.Argument(..., help="Workload name.")) -> None:
-    """Thaw a paused detached workload."""
+    """Thaw a paused detached workload.
+
+    Example: linx-spec resume web"""
     from .live import resume as resume_
 
     print(f"{name}: {resume_(name)}")
@@ -158,18 +200,21 @@ def plan(
     set_: Optional[List[str]] = SetOpt,
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Print the exact ordered steps `apply` would run, with resolved arguments. Changes nothing."""
-    from .steps import active_steps
+    """Print the exact ordered steps `apply` would run, with resolved arguments. Changes nothing.
+
+    Example: linx-spec plan --set cgroup.memory.max=64Mi specs/web-server.yaml"""
+    from .observe import plan_record
 
     p = _load_and_plan(spec_file, set_ or [])
     from .audit import joined_host_namespaces
 
     for warning in joined_host_namespaces(p.ns_join):  # issue 14 item 10: never silent
         print(f"linx-spec: warning: {warning}", file=sys.stderr)
-    steps = [{"step": s.name, "side": s.side, "args": s.args(p), "why": s.reason} for s in active_steps(p)]
+    record = plan_record(p)
     if as_json:
-        print(json.dumps({"name": p.name, "spec_hash": p.spec_hash, "notes": list(p.notes), "steps": steps}, indent=2))
+        print(json.dumps(record, indent=2))
         return
+    steps = record["steps"]
     print(f"workload {p.name} (spec {p.spec_hash}) from {p.source}")
     for note in p.notes:
         print(f"  note: {note}")
@@ -186,7 +231,9 @@ def validate(
     fmt: str = typer.Option("text", "--format", help="text, json, or github (::error annotations)."),
     exclude: Optional[List[str]] = typer.Option(None, "--exclude", help="Skip paths matching this glob in directories and globs (repeatable); .git, .venv, node_modules and git-ignored files are always skipped."),
 ) -> None:
-    """Check specs without root and without touching any kernel object; exit 0 only if all are valid (65 if any is not, or nothing was found)."""
+    """Check specs without root and without touching any kernel object; exit 0 only if all are valid (65 if any is not, or nothing was found).
+
+    Example: linx-spec validate --format github --exclude 'tests/**' ."""
     from .validate import validate_paths
 
     code = validate_paths(files, set_ or [], fmt, exclude or [])
@@ -201,7 +248,9 @@ def audit(
     threshold: Optional[float] = typer.Option(None, "--threshold", min=0, max=10,
                                               help="Exit 3 when a spec's score is above this (0-10)."),
 ) -> None:
-    """Score how exposed the host is to each workload, 0 (closed) to 10 (most exposed), one line per check."""
+    """Score how exposed the host is to each workload, 0 (closed) to 10 (most exposed), one line per check.
+
+    Example: linx-spec audit --threshold 5 specs/*.yaml"""
     from .audit import audit_files
 
     raise typer.Exit(audit_files(files, set_ or [], fmt, threshold))
@@ -209,7 +258,9 @@ def audit(
 
 @app.command()
 def schema() -> None:
-    """Print the JSON Schema of the spec language (the file under schema/)."""
+    """Print the JSON Schema of the spec language (the file under schema/).
+
+    Example: linx-spec schema > linx-spec.schema.json"""
     from .schema import schema_json
 
     print(schema_json(), end="")
@@ -230,12 +281,18 @@ def _signal_number(text: str) -> int:
 
 
 @app.command("ps")
-def ps_(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
-    """List detached workloads and their status (dead ones are reported, never shown as running)."""
+def ps_(as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the names, one a line.")) -> None:
+    """List detached workloads and their status (dead ones are reported, never shown as running).
+
+    Example: linx-spec ps -q | xargs -n1 linx-spec stop"""
     from .detach import all_views, format_ps
 
     views = all_views()
-    if as_json:
+    if _quiet(quiet):
+        for v in views:
+            print(v.name)
+    elif as_json:
         print(json.dumps([{"name": v.name, "status": v.status, "detail": v.detail, **v.state} for v in views],
                          indent=2, default=str))
     else:
@@ -245,7 +302,9 @@ def ps_(as_json: bool = typer.Option(False, "--json", help="Machine-readable out
 @app.command()
 def status(name: str = typer.Argument(..., help="Workload name."),
            as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
-    """Show one detached workload: status, pids, restarts, drift from its spec, and its cgroup usage once it ended."""
+    """Show one detached workload: status, pids, restarts, drift from its spec, and its cgroup usage once it ended.
+
+    Example: linx-spec status --json web"""
     from .detach import status_record, status_text
     from .live import status_lines
 
@@ -255,9 +314,65 @@ def status(name: str = typer.Argument(..., help="Workload name."),
         print("\n".join([status_text(name), *status_lines(name)]))
 
 
+@app.command()
+def inspect(name: str = typer.Argument(..., help="Workload name.")) -> None:
+    """Everything about one detached workload as one JSON document: its state, the
+    spec (read again when the file is unchanged), the plan, and its cgroup usage (now
+    while it runs, else as it ended).  The keys are stable (docs/workload.md).
+
+    Example: linx-spec inspect web | jq .usage.figures.memory_peak_bytes"""
+    from .observe import inspect as inspect_
+
+    print(json.dumps(inspect_(name), indent=2, sort_keys=True, default=str))
+
+
+def _stats(names: Optional[List[str]], interval: str, no_stream: bool, as_json: bool) -> None:
+    from .observe import stats as stats_
+
+    seconds = _parse_duration(interval)
+    if seconds is None or not 0.1 <= seconds <= 3600:
+        raise typer.BadParameter("between 100ms and 1h", param_hint="--interval")
+    try:
+        stats_(names or [], seconds, not no_stream, as_json, sys.stdout, sys.stdout.isatty())
+    except KeyboardInterrupt:  # the way to end a stream, as docker stats
+        pass
+    except BrokenPipeError:  # `stats --json | head -1`: the reader is done, so are we
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+
+
+_StatsNames = typer.Argument(None, metavar="[NAME...]", help="Workloads (default: every running one).")
+_Interval = typer.Option("2s", "--interval", "-i", help="Time between refreshes (100ms to 1h).")
+_NoStream = typer.Option(False, "--no-stream", help="Print one reading and exit.")
+_StatsJson = typer.Option(False, "--json", help="One JSON array of readings per refresh, one a line.")
+
+
+@app.command()
+def stats(names: Optional[List[str]] = _StatsNames, interval: str = _Interval, no_stream: bool = _NoStream,
+          as_json: bool = _StatsJson) -> None:
+    """Live cgroup usage of detached workloads, refreshed like `docker stats`: CPU %
+    (100% is one CPU), memory now / limit, its peak, pids / limit, bytes read / written
+    (when the workload joined blkio or io).  v1 and v2 cgroups.  Ctrl-C ends it.
+
+    Example: linx-spec stats --no-stream --json web"""
+    _stats(names, interval, no_stream, as_json)
+
+
+@app.command("top")
+def top(names: Optional[List[str]] = _StatsNames, interval: str = _Interval, no_stream: bool = _NoStream,
+        as_json: bool = _StatsJson) -> None:
+    """The same as `stats`.
+
+    Example: linx-spec top -i 1s"""
+    _stats(names, interval, no_stream, as_json)
+
+
 @app.command("kill")
 def kill_(name: str = typer.Argument(...), sig: str = typer.Argument("TERM", metavar="[SIGNAL]")) -> None:
-    """Send a signal (default TERM) to a detached workload."""
+    """Send a signal (default TERM) to a detached workload.
+
+    Example: linx-spec kill web HUP"""
     from .detach import kill
 
     kill(name, _signal_number(sig))
@@ -266,7 +381,9 @@ def kill_(name: str = typer.Argument(...), sig: str = typer.Argument("TERM", met
 @app.command()
 def stop(name: str = typer.Argument(...),
          grace: Optional[str] = typer.Option(None, "--grace", help="SIGTERM -> SIGKILL grace (default: the spec's).")) -> None:
-    """Stop a detached workload: SIGTERM, a grace period, SIGKILL; it is not restarted."""
+    """Stop a detached workload: SIGTERM, a grace period, SIGKILL; it is not restarted.
+
+    Example: linx-spec stop --grace 10s web"""
     from .detach import stop as stop_
 
     print(f"{name}: {stop_(name, _parse_duration(grace))}")
@@ -313,7 +430,9 @@ def wait_(name: str = typer.Argument(...)) -> None:
 @app.command()
 def delete(name: str = typer.Argument(...),
            force: bool = typer.Option(False, "--force", "-f", help="Stop it first if it runs.")) -> None:
-    """Remove the state of a detached workload."""
+    """Remove the state of a detached workload.
+
+    Example: linx-spec delete --force web"""
     from .detach import delete as delete_
 
     delete_(name, force)
@@ -323,7 +442,9 @@ def delete(name: str = typer.Argument(...),
 def exec_(name: str = typer.Argument(...), command: List[str] = typer.Argument(..., metavar="-- CMD..."),
           tty: bool = typer.Option(False, "--tty", "-t", help="Give the command a pseudo-terminal.")) -> None:
     """Run a command inside a running detached workload: its namespaces, cgroups,
-    identity, capabilities, no_new_privs and seccomp filter."""
+    identity, capabilities, no_new_privs and seccomp filter.
+
+    Example: linx-spec exec -t web -- /bin/sh"""
     from .apply import run_foreground
     from .detach import live_pid
     from .exec import exec_plan
@@ -350,7 +471,9 @@ app.add_typer(_import_app, name="import")
 def gc(dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Only list what would be removed."),
        state: bool = typer.Option(False, "--state", help="Also remove the state of exited detached workloads.")) -> None:
     """The leak census: list linx-spec's processes, cgroups, interfaces and state on
-    this host, and remove leftovers of dead workloads (never anything in use)."""
+    this host, and remove leftovers of dead workloads (never anything in use).
+
+    Example: linx-spec gc --dry-run"""
     from .census import gc as gc_
 
     report = gc_(dry_run=dry_run, states=state)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -34,6 +35,7 @@ class _Marks:
         self.value: dict[Loc, tuple[int, int]] = {}
         self.key: dict[Loc, tuple[int, int]] = {}
         self.block: set[Loc] = set()  # block collections start on the line after their key
+        self.text: dict[Loc, str] | None = None  # plain scalars' source text (for --set values only)
 
     def at(self, loc: Loc, prefer_key: bool = False) -> tuple[int, int]:
         loc = tuple(loc)
@@ -168,6 +170,8 @@ def _to_data(node: yaml.Node, loc: Loc, marks: _Marks, ctor: yaml.constructor.Sa
         value = ctor.construct_object(node, deep=True)
     except (ValueError, OverflowError) as exc:  # int() of 5000 digits, a timestamp like 2024-13-45
         raise _Refused(node, f"cannot read `{node.value[:40]}`: {exc}") from None
+    if marks.text is not None and not isinstance(value, str) and node.style is None:
+        marks.text[loc] = node.value  # `5`, `1.0`, `true`: the text, should the field want a string
     if isinstance(value, str) and "$" in value and env is not None:
         value = _expand(value, env, loc, marks, problems)
     if isinstance(value, str) and "\0" in value:
@@ -220,55 +224,117 @@ def _model_of(annotation: Any) -> Any:
     return None
 
 
-def parse_value(text: str) -> Any:
+def parse_value(text: str, where: str = "--set") -> Any:
     """An override value is a YAML scalar or flow collection: `64Mi`, `[a, b]`, `true`.  It goes
     through the same bounds as a file (depth, aliases, tags); what is not YAML stays a string."""
+    return _parse_override_value(text, where)[0]
+
+
+def _parse_override_value(text: str, where: str) -> tuple[Any, dict[Loc, str]]:
+    """-> (value, the source text of each plain non-string scalar in it, by its place in the value)."""
     problems: list[Problem] = []
-    loader = _Loader(text)
+    marks = _Marks(where)
+    marks.text = {}
+    try:
+        loader = _Loader(text)
+    except yaml.YAMLError:  # a character YAML does not allow (a control character): plain text
+        return text, {}
     try:
         node = loader.get_single_node()
         if node is None:
-            return None
-        value = _to_data(node, (), _Marks("--set"), loader, None, problems, _Walk())  # no ${VAR} in overrides
+            return None, {}
+        value = _to_data(node, (), marks, loader, None, problems, _Walk())  # no ${VAR} in overrides
     except yaml.YAMLError:
-        return text
+        return text, {}
     except _Refused as exc:
-        raise SpecError([Problem("--set", 0, 0, "", f"`{text[:40]}`: {exc.message}")]) from None
+        raise SpecError([Problem(where, 0, 0, "", exc.message)]) from None
     finally:
         loader.dispose()
     if problems:
-        raise SpecError([Problem("--set", 0, 0, p.field, p.message) for p in problems])
-    return value
+        raise SpecError([Problem(where, 0, 0, "", p.message) for p in problems])
+    return value, marks.text
 
 
-def apply_override(data: dict, assignment: str) -> None:
+@dataclass(frozen=True)
+class _Override:
+    """One `--set path=value`, applied: where it landed in the data, and the text
+    of its plain scalars (`process.command=[sleep, 5]`: the 5 may be wanted as "5")."""
+
+    where: str  # `--set process.memory=x`, as errors name it
+    loc: Loc
+    texts: dict[Loc, str]
+
+    def covers(self, loc: Loc) -> bool:
+        return tuple(loc[:len(self.loc)]) == self.loc
+
+
+def apply_override(data: dict, assignment: str) -> _Override:
     """`process.env.FOO=bar` sets data['process']['env']['FOO'] = 'bar'."""
+    shown = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in assignment[:200])
+    where = f"--set {shown}"  # echoed in errors: no terminal escapes from an argument
     if "=" not in assignment:
-        raise SpecError([Problem("--set", 0, 0, "", f"`{assignment}`: expected path.to.field=value")])
+        raise SpecError([Problem(where, 0, 0, "", "expected path.to.field=value")])
     path, _, raw = assignment.partition("=")
     parts = [p for p in path.strip().split(".")]
     if not all(parts):
-        raise SpecError([Problem("--set", 0, 0, path, "empty field name in the path")])
+        raise SpecError([Problem(where, 0, 0, "", "empty field name in the path")])
     cur: Any = data
+    loc: list[Any] = []
     for i, part in enumerate(parts[:-1]):
         key: Any = int(part) if isinstance(cur, list) and part.isdigit() else part
         if isinstance(cur, list):
             if not isinstance(key, int) or key >= len(cur):
-                raise SpecError([Problem("--set", 0, 0, path, f"`{part}` is not an index of the list")])
+                raise SpecError([Problem(where, 0, 0, "", f"`{part}` is not an index of the list")])
             cur = cur[key]
+            loc.append(key)
             continue
         if not isinstance(cur, dict):
-            raise SpecError([Problem("--set", 0, 0, path, f"`{'.'.join(parts[:i])}` is not a mapping")])
+            raise SpecError([Problem(where, 0, 0, "", f"`{'.'.join(parts[:i])}` is not a mapping")])
         if key not in cur or cur[key] is None:
             cur[key] = {}
         cur = cur[key]
-    last = parts[-1]
+        loc.append(key)
+    last: Any = parts[-1]
+    value, texts = _parse_override_value(raw, where)
     if isinstance(cur, list) and last.isdigit() and int(last) < len(cur):
-        cur[int(last)] = parse_value(raw)
-    elif isinstance(cur, dict):
-        cur[last] = parse_value(raw)
-    else:
-        raise SpecError([Problem("--set", 0, 0, path, "cannot set a field inside a non-mapping")])
+        last = int(last)
+    elif not isinstance(cur, dict):
+        raise SpecError([Problem(where, 0, 0, "", "cannot set a field inside a non-mapping")])
+    cur[last] = value
+    loc.append(last)
+    return _Override(where, tuple(loc), {tuple(loc) + k: t for k, t in texts.items()})
+
+
+def _override_at(loc: Loc, overrides: list[_Override]) -> _Override | None:
+    """The last --set that wrote at or above loc: an error there is its error."""
+    for o in reversed(overrides):
+        if o.covers(loc):
+            return o
+    return None
+
+
+def _get(data: Any, loc: Loc) -> Any:
+    for part in loc:
+        data = data[part]
+    return data
+
+
+def _strings_wanted(exc: ValidationError, data: Any, overrides: list[_Override]) -> bool:
+    """Where a field wants a string and a --set gave `5` or `true`, use the text
+    as written (pydantic decides what a field wants; YAML only guessed): -> changed."""
+    changed = False
+    for err in exc.errors(include_url=False):
+        if err["type"] != "string_type":
+            continue
+        loc = _clean_loc(tuple(err["loc"]), data, err["type"])
+        o = _override_at(loc, overrides)
+        if o is None or loc not in o.texts:
+            continue
+        parent = _get(data, loc[:-1])
+        if not isinstance(parent[loc[-1]], str):
+            parent[loc[-1]] = o.texts[loc]
+            changed = True
+    return changed
 
 
 def _message(err: dict, loc: Loc, marks: _Marks, file: str) -> Problem:
@@ -341,18 +407,25 @@ def load_text(text: str, file: str = "<string>", *, env: Mapping[str, str] | Non
     if not isinstance(data, dict):
         kind = {list: "a list", str: "a string"}.get(type(data), type(data).__name__)
         raise SpecError([Problem(file, *marks.at(()), "", f"a spec must be a mapping (key: value), not {kind}")])
-    for assignment in overrides:
-        apply_override(data, assignment)
-    try:
-        spec = Spec.model_validate(data)
-    except ValidationError as exc:
-        nul_found = any("NUL character" in p.message for p in problems)
-        for err in exc.errors(include_url=False):
-            if nul_found and "NUL character" in err["msg"]:
-                continue  # the same NUL, already reported at its own line by _to_data
-            loc = _clean_loc(tuple(err["loc"]), data, err["type"])
-            problems.append(_message(err, loc, marks, file))
-        spec = None
+    applied = [apply_override(data, assignment) for assignment in overrides]
+    spec = None
+    for attempt in range(4):  # each round can only turn more --set scalars back into their text
+        try:
+            spec = Spec.model_validate(data)
+            break
+        except ValidationError as exc:
+            if attempt < 3 and applied and _strings_wanted(exc, data, applied):
+                continue
+            nul_found = any("NUL character" in p.message for p in problems)
+            for err in exc.errors(include_url=False):
+                if nul_found and "NUL character" in err["msg"]:
+                    continue  # the same NUL, already reported at its own line by _to_data
+                loc = _clean_loc(tuple(err["loc"]), data, err["type"])
+                problem = _message(err, loc, marks, file)
+                if (o := _override_at(loc, applied)) is not None:  # the --set's fault, not the file's
+                    problem = Problem(o.where, 0, 0, "" if loc == o.loc else problem.field, problem.message)
+                problems.append(problem)
+            break
     if problems:
         # One problem per place, in file order.
         seen, unique = set(), []

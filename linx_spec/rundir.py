@@ -1,6 +1,6 @@
 """The runtime directory: where detached workloads' state and the plan cache live.
 
-    $LINX_RUNTIME_DIR            when set (tests, `--root`-like use)
+    $LINX_RUNTIME_DIR            when set, or `linx-spec --root DIR` (which sets it)
     /run/linx                    root
     $XDG_RUNTIME_DIR/linx        others, when the session has one
     /tmp/linx-UID                others without one (su, cron, many ssh sessions)

@@ -115,6 +115,11 @@ def _user_args(plan: "Plan") -> dict[str, Any]:
     return {"uid": p.uid, "gid": p.gid, "groups": list(p.groups)}
 
 
+def _cwd_args(plan: "Plan") -> dict[str, Any]:
+    umask = plan.process.umask
+    return {"cwd": plan.process.cwd, "umask": None if umask is None else f"{umask:04o}"}  # as umask(1) prints it
+
+
 def _exec_args(plan: "Plan") -> dict[str, Any]:
     p = plan.process
     return {"path": p.exec_path, "argv": list(p.argv), "env": list(p.env)}
@@ -179,7 +184,7 @@ STEPS: list[Step] = [
          lambda p: p.capabilities is not None, _caps_args),
     Step(25, "cwd", "child",
          "chdir (and umask) as the final identity, so permission checks are the workload's own",
-         _always, lambda p: {"cwd": p.process.cwd, "umask": p.process.umask}),
+         _always, _cwd_args),
     Step(31, "keyring", "child",
          "a fresh session keyring (as runc): after the identity switch, so the workload owns it; before "
          "seccomp, which often forbids keyctl",

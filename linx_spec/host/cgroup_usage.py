@@ -1,5 +1,7 @@
-"""What a workload's cgroups used, read after it ended (the cgroup step's collector):
-v1 files by controller, v2 files of the leaf; files a kernel lacks are skipped."""
+"""What a workload's cgroups used, read after it ended (the cgroup step's collector),
+and what they use now (`stats`, `inspect`: current_v1/current_v2 add the figures
+that only mean something while it runs): v1 files by controller, v2 files of the
+leaf; files a kernel lacks are skipped."""
 
 from __future__ import annotations
 
@@ -75,6 +77,64 @@ def v2_usage(leaf: str, read) -> dict[str, int | float]:
     pev = keyed(read(os.path.join(leaf, "pids.events")))
     if "max" in pev:
         out["pids_limit_hits"] = pev["max"]
+    return out
+
+
+_V1_UNLIMITED_FROM = 1 << 62  # v1 prints "no limit" as PAGE_COUNTER_MAX pages in bytes
+
+
+def current_v1(controller_leaves: dict[str, str], read) -> dict[str, int]:
+    """Now: memory in use and its limit, pids and their limit, bytes read and
+    written (blkio, when the workload joined it); skipped where a file is missing."""
+    out: dict[str, int] = {}
+
+    def num(leaf: str, name: str) -> int | None:
+        text = (read(os.path.join(leaf, name)) or "").strip()
+        return int(text) if text.isdigit() else None
+
+    if (leaf := controller_leaves.get("memory")) is not None:
+        if (v := num(leaf, "memory.usage_in_bytes")) is not None:
+            out["memory_bytes"] = v
+        if (v := num(leaf, "memory.limit_in_bytes")) is not None and v < _V1_UNLIMITED_FROM:
+            out["memory_limit_bytes"] = v
+    if (leaf := controller_leaves.get("pids")) is not None:
+        if (v := num(leaf, "pids.current")) is not None:
+            out["pids"] = v
+        if (v := num(leaf, "pids.max")) is not None:  # "max" when unlimited
+            out["pids_limit"] = v
+    if (leaf := controller_leaves.get("blkio")) is not None:
+        for name in ("blkio.throttle.io_service_bytes", "blkio.io_service_bytes"):
+            text = read(os.path.join(leaf, name))
+            if text is None:
+                continue
+            totals = {"Read": 0, "Write": 0}
+            for line in text.splitlines():  # `MAJ:MIN Read N`, ..., `Total N`
+                parts = line.split()
+                if len(parts) == 3 and parts[1] in totals and parts[2].isdigit():
+                    totals[parts[1]] += int(parts[2])
+            out["io_read_bytes"], out["io_write_bytes"] = totals["Read"], totals["Write"]
+            break
+    return out
+
+
+def current_v2(leaf: str, read) -> dict[str, int]:
+    """Now, from a v2 leaf: memory.current/max, pids.current/max, io.stat's bytes."""
+    out: dict[str, int] = {}
+    for name, key in (("memory.current", "memory_bytes"), ("memory.max", "memory_limit_bytes"),
+                      ("pids.current", "pids"), ("pids.max", "pids_limit")):
+        text = (read(os.path.join(leaf, name)) or "").strip()
+        if text.isdigit():  # "max" is no limit: left out
+            out[key] = int(text)
+    stat = read(os.path.join(leaf, "io.stat"))
+    if stat is not None:
+        rbytes = wbytes = 0
+        for line in stat.splitlines():  # `MAJ:MIN rbytes=N wbytes=N rios=N ...`
+            for field in line.split()[1:]:
+                k, _, v = field.partition("=")
+                if v.isdigit():
+                    rbytes += int(v) if k == "rbytes" else 0
+                    wbytes += int(v) if k == "wbytes" else 0
+        out["io_read_bytes"], out["io_write_bytes"] = rbytes, wbytes
     return out
 
 

@@ -11,8 +11,10 @@ from typing import List, Optional
 
 import typer
 
-export_app = typer.Typer(no_args_is_help=True, help="Write a spec in another format: `export oci` (an OCI bundle).")
-import_app = typer.Typer(no_args_is_help=True, help="Read another format into a spec: `import oci` (config.json).")
+export_app = typer.Typer(no_args_is_help=True, help="Write a spec in another format: `export oci` (an OCI bundle).\n\n"
+                         "Example: linx-spec export oci specs/web-server.yaml -o bundle")
+import_app = typer.Typer(no_args_is_help=True, help="Read another format into a spec: `import oci` (config.json).\n\n"
+                         "Example: linx-spec import oci bundle/config.json -o web.yaml")
 
 MAX_CONFIG_BYTES = 4 * 2**20  # a config.json is a few KiB; seccomp profiles make it ~100 KiB
 EX_CANTCREAT = 73
@@ -52,7 +54,9 @@ def export_oci(
     lossy: bool = _Lossy,
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a field: path.to.field=value."),
 ) -> None:
-    """Write an OCI runtime bundle's config.json (runtime-spec 1.0.2-dev) that runs the spec's workload."""
+    """Write an OCI runtime bundle's config.json (runtime-spec 1.0.2-dev) that runs the spec's workload.
+
+    Example: linx-spec export oci specs/untrusted-runner.yaml -o bundle && runc run --bundle bundle c1"""
     from ..load import load_file
     from ..plan import build_plan
     from .export import export_config
@@ -126,7 +130,9 @@ def import_oci(
                                "standard output)."),
     lossy: bool = _Lossy,
 ) -> None:
-    """Write a linx-spec spec that runs what an OCI config.json describes."""
+    """Write a linx-spec spec that runs what an OCI config.json describes.
+
+    Example: linx-spec import oci --lossy bundle/config.json -o back.yaml"""
     from .import_ import import_config
     from .lossy import import_error
 

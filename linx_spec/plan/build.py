@@ -28,6 +28,11 @@ if TYPE_CHECKING:
     from ..spec import Spec
 
 
+def spec_hash(spec: Spec) -> str:
+    """What `status` and `inspect` compare a spec file with: its validated content's hash."""
+    return hashlib.sha256(json.dumps(spec.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
+
+
 def build_plan(spec: Spec, source: str = "<api>", base_dir: str | None = None) -> Plan:
     """Resolve a validated Spec into a Plan for this host (reads, never writes)."""
     ns = spec.namespaces
@@ -100,7 +105,7 @@ def build_plan(spec: Spec, source: str = "<api>", base_dir: str | None = None) -
     return Plan(
         name=spec.name or (Path(source).stem if source not in ("-", "<api>") else "workload"),
         source=source,
-        spec_hash=hashlib.sha256(json.dumps(spec.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16],
+        spec_hash=spec_hash(spec),
         ns_new=tuple(ns_new),
         ns_join=tuple(ns_join),
         process=process_plan,

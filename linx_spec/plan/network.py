@@ -126,11 +126,17 @@ class NetworkPlan:
         return out
 
 
+def _mode_name(kind: str, mode: int | None) -> str | int | None:
+    """`plan` prints the word the spec used (4 -> bridge), not if_link.h's number."""
+    names = {v: k for k, v in (MACVLAN_MODE if kind == "macvlan" else IPVLAN_MODE).items()}
+    return names.get(mode, mode) if mode is not None else None
+
+
 def _describe_interface(i: InterfacePlan, n: int) -> dict[str, Any]:
     d: dict[str, Any] = {"type": i.kind, "name": i.name}
     if i.parent:
         d["parent"] = i.parent
-        d["mode"] = i.mode
+        d["mode"] = _mode_name(i.kind, i.mode)
     if i.device:
         d["device"] = i.device
         if i.take_in_use:

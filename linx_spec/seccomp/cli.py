@@ -10,7 +10,8 @@ from typing import List, Optional
 
 import typer
 
-app = typer.Typer(no_args_is_help=True, help="The seccomp filter of a spec: export, explain; the syscall groups.")
+app = typer.Typer(no_args_is_help=True, help="The seccomp filter of a spec: export, explain; the syscall groups.\n\n"
+                  "Example: linx-spec seccomp explain specs/untrusted-runner.yaml")
 
 
 def _compile(spec_file: str, overrides: list[str]):
@@ -35,7 +36,9 @@ def export(
     set_: Optional[List[str]] = _SetOpt,
 ) -> None:
     """Write the compiled filter (struct sock_filter[], as seccomp_export_bpf writes it) to a file,
-    e.g. for `bwrap --seccomp FD`."""
+    e.g. for `bwrap --seccomp FD`.
+
+    Example: linx-spec seccomp export specs/untrusted-runner.yaml -o filter.bpf"""
     plan = _compile(spec_file, set_ or [])
     if output == "-":
         sys.stdout.buffer.write(plan.bpf)
@@ -57,7 +60,9 @@ def explain(
     spec_file: str = typer.Argument(..., metavar="SPEC.yaml"),
     set_: Optional[List[str]] = _SetOpt,
 ) -> None:
-    """What the filter does to each syscall a rule names; every other syscall gets the default."""
+    """What the filter does to each syscall a rule names; every other syscall gets the default.
+
+    Example: linx-spec seccomp explain specs/untrusted-runner.yaml"""
     plan = _compile(spec_file, set_ or [])
     print(f"default: {plan.default}")
     print(f"architectures: {', '.join(plan.architectures)} (any other ABI: kill)")
@@ -73,7 +78,9 @@ def explain(
 
 @app.command()
 def groups(name: Optional[str] = typer.Argument(None, help="A group, e.g. @mount: list its syscalls.")) -> None:
-    """The named syscall groups (usable in rules as `@name`)."""
+    """The named syscall groups (usable in rules as `@name`).
+
+    Example: linx-spec seccomp groups @mount"""
     from .groups import GROUPS, expand
 
     if name is not None:

@@ -6,6 +6,7 @@ and what happens to it when linx-spec itself goes away.
       stop_grace: 5s          # SIGTERM -> SIGKILL (timeout, `stop`, runner death)
       restart: {policy: on-failure, max_retries: 3, backoff: 1s, max_backoff: 30s}
       orphan: stop            # if linx-spec is killed: stop (default) | linger
+      summary: true           # after a foreground apply, its usage on stderr (as apply -v)
 """
 
 from __future__ import annotations
@@ -46,3 +47,8 @@ class Lifecycle(Model):
         default="stop",
         description="If linx-spec itself is killed: `stop` the workload (SIGTERM, grace, SIGKILL), or let it "
         "`linger` (reaped by its agent, which also removes its cgroups).")
+    summary: bool = Field(
+        default=False,
+        description="After a foreground `apply`, print a usage summary on stderr (result, exit status, wall and "
+        "CPU time, peak memory, OOM kills, pids peak), as `apply -v` does and `systemd-run --wait` prints; "
+        "`apply -q` leaves it out.")

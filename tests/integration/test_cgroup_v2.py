@@ -336,3 +336,36 @@ def test_rootless_without_delegation_names_the_remedy(user_dir):
     assert "not root and no writable delegated cgroup" in proc.stderr
     assert "systemd-run --user --scope -p Delegate=yes" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+# --- stats and inspect on v2 (issue 20) ------------------------------------------------
+
+def test_stats_and_inspect_read_the_v2_leaf(tmp_path, write_spec):
+    """memory.current/max, memory.peak, pids.current/max and cpu.stat of the
+    workload's own v2 leaf, as what it does inside makes them."""
+    root = str(tmp_path / "run")
+    path = write_spec("""
+version: 1
+name: cgt2-stats
+namespaces: [pid]
+lifecycle: {stop_grace: 200ms}
+cgroup: {memory: {max: 96Mi}, pids: {max: 30}}
+process:
+  command: [/bin/sh, -c, 'python3 -c "a = bytes([7]) * (40 << 20); import time; time.sleep(120)" & sleep 120']
+""")
+    assert cli("--root", root, "apply", "-d", str(path)).returncode == 0
+    try:
+        deadline = time.time() + 60
+        while True:
+            one = cli("--root", root, "stats", "--no-stream", "--json", "cgt2-stats", timeout=120)
+            assert one.returncode == 0, one.stderr
+            (r,) = json.loads(one.stdout)
+            if (r["memory_bytes"] or 0) >= 40 << 20 or time.time() > deadline:
+                break
+        assert 40 << 20 <= r["memory_bytes"] <= 96 << 20 and r["memory_limit_bytes"] == 96 << 20
+        assert r["memory_peak_bytes"] >= r["memory_bytes"] and r["pids"] >= 3 and r["pids_limit"] == 30
+        assert r["cpu_seconds"] > 0 and r["cpu_percent"] is not None
+        doc = json.loads(cli("--root", root, "inspect", "cgt2-stats", timeout=120).stdout)
+        assert doc["usage"]["source"] == "live" and doc["usage"]["figures"]["memory_bytes"] >= 40 << 20
+    finally:
+        cli("--root", root, "delete", "--force", "cgt2-stats", timeout=120)

@@ -127,3 +127,99 @@ def test_restart_starts_a_new_workload_from_the_stored_plan(write_spec, runtime)
     assert not alive(before["host_pid"], before["host_pid_start"])
     assert alive(after["host_pid"], after["host_pid_start"]) and after["host_pid"] != before["host_pid"]
     assert cli("stop", "lxre").returncode == 0
+
+
+def test_summary_from_the_spec_and_quiet_apply(write_spec, runtime):
+    """lifecycle.summary prints apply -v's summary without -v; -q leaves only the
+    workload's own output (and errors), detached or foreground (issue 20)."""
+    path = write_spec("version: 1\nname: lxquiet\nlifecycle: {summary: true, stop_grace: 200ms}\n"
+                      "cgroup: {pids: {max: 20}}\n"
+                      "process: {command: [/bin/sh, -c, 'echo out; echo err >&2; exit 4']}\n")
+    fg = cli("apply", str(path))
+    assert fg.returncode == 4 and fg.stdout == "out\n", fg.stderr
+    assert "lxquiet: result: failed, exit code 4" in fg.stderr and "lxquiet: wall time: " in fg.stderr
+    assert "step" not in fg.stderr and "cpu: " in fg.stderr  # the summary, not -v's steps
+    for args in (("apply", "-q"), ("-q", "apply")):
+        quiet = cli(*args, str(path))
+        assert quiet.returncode == 4 and (quiet.stdout, quiet.stderr) == ("out\n", "err\n"), quiet.stderr
+    detached = cli("-q", "apply", "-d", "--set", "process.command=[sleep, 60]", str(path))
+    assert detached.returncode == 0 and detached.stdout == "" and detached.stderr == ""
+    assert cli("ps", "-q").stdout == "lxquiet\n"
+    again = cli("apply", "-q", "--set", "process.command=[sleep, 60]", "--set", "cgroup.pids.max=30", str(path))
+    assert again.returncode == 0 and again.stdout == "" and again.stderr == ""  # converged live, silently
+    assert "cgroup.pids.max" not in cli("diff", "--set", "process.command=[sleep, 60]", "--set",
+                                        "cgroup.pids.max=30", str(path)).stdout
+    bad = cli("apply", "-q", "--set", "process.memory=1", str(path))
+    assert bad.returncode == 65 and "--set process.memory=1: unknown field" in bad.stderr  # errors still show
+    assert cli("stop", "lxquiet").returncode == 0
+
+
+def test_root_flag_keeps_detached_state_there(write_spec, runtime, tmp_path):
+    root = tmp_path / "rt"
+    path = write_spec("version: 1\nname: lxroot\nlifecycle: {stop_grace: 200ms}\nprocess: {command: [sleep, '60']}\n")
+    assert cli("--root", str(root), "apply", "-d", str(path)).returncode == 0
+    try:
+        assert (root / "lxroot" / "state.json").exists() and not (runtime / "lxroot").exists()
+        assert cli("ps", "-q").stdout == "" and cli("--root", str(root), "-q", "ps").stdout == "lxroot\n"
+        assert cli("--root", str(root), "stop", "lxroot").returncode == 0
+    finally:
+        assert cli("--root", str(root), "delete", "--force", "lxroot").returncode == 0
+
+
+def test_stats_and_inspect_read_a_running_workloads_cgroups(write_spec, runtime):
+    """What the workload does inside (48 MiB touched, three processes, a busy loop)
+    shows up in stats and inspect, read from its own cgroup files (issue 20)."""
+    import subprocess
+
+    from conftest import start_cli
+
+    path = write_spec("""
+version: 1
+name: lxstats
+lifecycle: {stop_grace: 200ms}
+cgroup: {memory: {max: 128Mi}, pids: {max: 40}}
+process:
+  command: [/bin/sh, -c, 'python3 -c "a = bytes([7]) * (48 << 20); import time; time.sleep(60)" &
+                         sleep 60 & while :; do :; done']
+""")
+    assert cli("apply", "-d", str(path)).returncode == 0
+    try:
+        deadline = time.time() + 20
+        while True:  # until python has touched its 48 MiB
+            one = cli("stats", "--no-stream", "--json", "lxstats")
+            assert one.returncode == 0, one.stderr
+            (r,) = json.loads(one.stdout)
+            if (r["memory_bytes"] or 0) >= 48 << 20 or time.time() > deadline:
+                break
+        assert r["name"] == "lxstats" and r["status"] == "running"
+        assert 48 << 20 <= r["memory_bytes"] <= 128 << 20 and r["memory_limit_bytes"] == 128 << 20
+        assert r["memory_peak_bytes"] >= r["memory_bytes"] and 0 < r["memory_percent"] <= 100
+        assert r["pids"] >= 3 and r["pids_limit"] == 40  # sh, python3, sleep
+        assert r["cpu_percent"] > 20 and r["cpu_seconds"] > 0  # the busy loop (the machine is shared)
+        everyone = cli("top", "--no-stream")  # the alias, every running workload, a table
+        assert everyone.returncode == 0 and everyone.stdout.splitlines()[0].split()[:2] == ["NAME", "STATUS"]
+        assert any(line.startswith("lxstats ") and "/ 128.0MiB" in line for line in everyone.stdout.splitlines())
+
+        doc = json.loads(cli("inspect", "lxstats").stdout)
+        assert doc["status"] == "running" and doc["state"]["host_pid"] == json.loads(
+            cli("status", "--json", "lxstats").stdout)["host_pid"]
+        assert doc["usage"]["source"] == "live" and doc["usage"]["figures"]["memory_bytes"] >= 48 << 20
+        assert doc["spec"]["document"]["cgroup"]["pids"] == {"max": 40}
+        assert [s["step"] for s in doc["plan"]["steps"]][:2] == ["spawn", "cgroup"]
+
+        piped = start_cli("stats", "--json", "-i", "100ms", "lxstats", stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+        assert json.loads(piped.stdout.readline())[0]["name"] == "lxstats"
+        piped.stdout.close()  # as `| head -1` does: the next refresh meets a closed pipe and ends quietly
+        assert piped.wait(timeout=30) == 0 and piped.stderr.read() == ""
+        piped.stderr.close()
+        stream = start_cli("stats", "--json", "-i", "200ms", "lxstats", stdout=subprocess.PIPE, text=True)
+        first, second = stream.stdout.readline(), stream.stdout.readline()
+        assert json.loads(first)[0]["name"] == "lxstats" and json.loads(second)[0]["pids"] >= 3
+        assert cli("stop", "lxstats").returncode == 0
+        out, _ = stream.communicate(timeout=10)  # a named workload that ended ends the stream
+        assert stream.returncode == 0 and json.loads(out.splitlines()[-1])[0]["status"] == "exited"
+        ended = json.loads(cli("inspect", "lxstats").stdout)
+        assert ended["usage"]["source"] == "ended" and ended["usage"]["figures"]["memory_peak_bytes"] >= 48 << 20
+    finally:
+        cli("delete", "--force", "lxstats")

@@ -111,7 +111,8 @@ def test_a_nul_is_refused_by_the_models_too_and_by_set():
         Process(command=["/bin/true"], cwd="/tmp\0/../etc")
     with pytest.raises(ValueError, match="NUL"):
         Process(command=["/bin/true"], env={"A": "b\0c"})
-    assert refused(GOOD, overrides=['process.cwd="/a\\0b"']) == ["--set: a NUL character (\\0) is not allowed"]
+    assert refused(GOOD, overrides=['process.cwd="/a\\0b"']) == [
+        '--set process.cwd="/a\\0b": a NUL character (\\0) is not allowed']
 
 
 def test_a_deep_or_tagged_set_value_is_a_spec_error():

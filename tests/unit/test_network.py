@@ -170,7 +170,7 @@ def test_describe_is_what_plan_prints(host):
     json.dumps(args)  # printable as it is
     assert args["loopback"] == "up"
     assert args["interfaces"][0]["host"]["name"] == "lxweb0"
-    assert args["interfaces"][1] == {"type": "macvlan", "name": "mv0", "parent": "lxpar0", "mode": 4,
+    assert args["interfaces"][1] == {"type": "macvlan", "name": "mv0", "parent": "lxpar0", "mode": "bridge",
                                      "addresses": ["10.2.0.5/16"], "up": True}
     assert args["routes"] == ["default via 10.1.0.1 dev eth0", "default via fd00:1::1 dev eth0 metric 5",
                               "10.9.0.0/16 dev mv0"]

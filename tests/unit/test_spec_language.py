@@ -12,9 +12,11 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
+from typer.testing import CliRunner
 
 from conftest import REPO, cli
 from linx_spec import SpecError, build_plan, load_file, load_text
+from linx_spec.commands import app
 from linx_spec.schema import schema_dict, schema_json
 from linx_spec.spec.units import parse_cpu, parse_duration, parse_mode, parse_size
 
@@ -191,7 +193,7 @@ def test_cli_every_mode_field_takes_every_spelling(tmp_path, spelling):
     proc = cli("plan", "--json", str(spec))
     assert proc.returncode == 0, proc.stderr
     plan = json.dumps(json.loads(proc.stdout))
-    assert "mode=1777" in plan and '"umask": 23' in plan
+    assert "mode=1777" in plan and '"umask": "0027"' in plan
     jsonschema.validate(yaml.safe_load(spec.read_text()), schema_dict())
 
 
@@ -213,6 +215,38 @@ def test_overrides_are_validated_like_the_file():
     assert "did you mean `process`?" in str(info.value)
     with pytest.raises(SpecError):
         load_text(base, overrides=["no-equals-sign"])
+
+
+def test_set_values_are_yaml_and_a_string_field_keeps_the_text(tmp_path):
+    """Issue 20: `--set process.command=[sleep, 5]` works; a field that wants a
+    string gets the text as written (`5`, `1.0`, `true`), a number field a number."""
+    base = "version: 1\nprocess: {command: [/bin/true]}\n"
+    spec = load_text(base, overrides=["process.command=[sleep, 5, 1.0, true, 0x10]", "hostname=123",
+                                      "cgroup.pids.max=40"])
+    assert spec.process.command == ["sleep", "5", "1.0", "true", "0x10"]
+    assert spec.hostname == "123" and spec.cgroup.pids.max == 40
+    spec = load_text("version: 1\nprocess: {command: [sleep, '1']}\n", overrides=["process.command.1=7"])
+    assert spec.process.command == ["sleep", "7"]
+
+
+@pytest.mark.parametrize("assignment, message", [
+    ("process.memory=x", "--set process.memory=x: unknown field; known fields: command"),
+    ("cgroup.memory.max=x", "--set cgroup.memory.max=x: `x` is not a size"),
+    ("process.command=[sleep, {a: 1}]", "--set process.command=[sleep, {a: 1}]: process.command[1]: Input should be"),
+    ("process.cwd=relative", "--set process.cwd=relative: cwd must be an absolute path"),
+    ("network.interfaces=[{type: veth}]", "--set network.interfaces=[{type: veth}]: network.interfaces[0]: a veth"),
+    ("no-equals-sign", "--set no-equals-sign: expected path.to.field=value"),
+    ("hostname=a\x1b[2J", "--set hostname=a\\x1b[2J:"),
+])
+def test_set_errors_point_at_the_set_argument_not_the_file(tmp_path, assignment, message):
+    path = tmp_path / "s.yaml"
+    path.write_text("version: 1\nprocess: {command: [/bin/true]}\n")
+    with pytest.raises(SpecError) as info:
+        load_file(path, overrides=[assignment])
+    text = str(info.value)
+    assert text.startswith(message) and str(path) not in text, text
+    out = CliRunner().invoke(app, ["plan", str(path), "--set", assignment])
+    assert out.exit_code == 65 and message in out.output and "Traceback" not in out.output
 
 
 def test_spec_file_name_is_the_default_workload_name(tmp_path):
