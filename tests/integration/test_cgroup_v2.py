@@ -151,6 +151,22 @@ cgroup:
     assert result.usage.get("oom_kills", 0) == 0
 
 
+def test_memory_low_and_min_land(tmp_path):
+    """Memory protection (v2 only): the workload reads its own cgroup's files, and
+    the parent /linx, made by linx-spec, passes memory down so they exist."""
+    plan = plan_of(f"""
+namespaces: [pid]
+process:
+  command: [/bin/sh, -c, '{own_files("memory.low", "memory.min", "memory.max")}']
+cgroup:
+  memory: {{max: 64Mi, low: 24Mi, min: 8Mi}}
+""")
+    assert ("memory.min", str(8 * 2**20)) in plan.cgroup.hierarchies[0].writes
+    result, out, err = run_plan(plan, tmp_path)
+    assert result.exit_code == 0, err
+    assert out.split() == [str(24 * 2**20), str(8 * 2**20), str(64 * 2**20)]
+
+
 def test_cpu_max_and_weight_land(tmp_path):
     plan = plan_of(f"""
 namespaces: [pid]
