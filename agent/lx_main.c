@@ -139,14 +139,16 @@ static int kill_listed(const char *path, int rounds, useconds_t pause_us)
 {
 	char buf[8192];
 	for (int round = 0; round < rounds; round++) {
-		int fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			return 0;
-		ssize_t n = read(fd, buf, sizeof(buf) - 1);
-		close(fd);
+		ssize_t n = lx_read_file(path, buf, sizeof(buf));
 		if (n <= 0)
 			return 0;
-		buf[n] = 0;
+		if ((size_t)n == sizeof(buf) - 1) {
+			/* Full: the last number may be cut short (12 of 1234): never kill
+			 * it; the next round reads the rest once these are gone. */
+			while (n > 0 && buf[n - 1] != ' ' && buf[n - 1] != '\n')
+				n--;
+			buf[n] = 0;
+		}
 		for (char *p = buf; *p;) {
 			long pid = strtol(p, &p, 10);
 			if (pid > 0)

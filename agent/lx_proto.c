@@ -2,6 +2,7 @@
 #include "lx_proto.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -128,6 +129,33 @@ int lx_read_full(int fd, void *buf, size_t len)
 		off += (size_t)n;
 	}
 	return 0;
+}
+
+ssize_t lx_read_file(const char *path, char *buf, size_t cap)
+{
+	if (cap == 0)
+		return -1;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	size_t off = 0;
+	while (off < cap - 1) {
+		ssize_t n = read(fd, buf + off, cap - 1 - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			int saved = errno;
+			close(fd);
+			errno = saved;
+			return -1;
+		}
+		if (n == 0)
+			break;
+		off += (size_t)n;
+	}
+	close(fd);
+	buf[off] = 0;
+	return (ssize_t)off;
 }
 
 int lx_write_full(int fd, const void *buf, size_t len)

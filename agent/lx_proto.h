@@ -41,6 +41,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define LX_MAGIC 0x584cu /* "LX" */
 #define LX_VERSION 1u
@@ -194,6 +195,10 @@ void lx_out_str(struct lx_out *o, uint16_t type, const char *s);
 /* Whole reads and writes, retrying EINTR; -1 on error or (read) early EOF. */
 int lx_read_full(int fd, void *buf, size_t len);
 int lx_write_full(int fd, const void *buf, size_t len);
+/* A small file (/proc, cgroupfs) read until EOF or until cap - 1 bytes, then
+ * NUL-terminated: its length, or -1 with errno (open or read failed).
+ * Async-signal-safe (the child uses it between clone and exec). */
+ssize_t lx_read_file(const char *path, char *buf, size_t cap);
 
 /* Writes the frame to fd (all of it); -1 on error. */
 int lx_out_send(struct lx_out *o, int fd);
