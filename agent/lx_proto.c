@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -126,6 +127,40 @@ int lx_read_full(int fd, void *buf, size_t len)
 			continue;
 		if (n <= 0)
 			return -1;
+		off += (size_t)n;
+	}
+	return 0;
+}
+
+int lx_recv_full(int fd, void *buf, size_t len, int *passed)
+{
+	size_t off = 0;
+	while (off < len) {
+		union { struct cmsghdr h; char b[CMSG_SPACE(4 * sizeof(int))]; } ctl;
+		struct iovec iov = { (char *)buf + off, len - off };
+		struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b,
+				    .msg_controllen = sizeof(ctl.b) };
+		ssize_t n = recvmsg(fd, &m, MSG_CMSG_CLOEXEC);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == ENOTSOCK)
+			return lx_read_full(fd, (char *)buf + off, len - off);
+		if (n <= 0)
+			return -1;
+		for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
+			if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+				continue;
+			size_t nfds = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			for (size_t i = 0; i < nfds; i++) {
+				int got;
+				memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+				if (*passed < 0)
+					*passed = got;
+				else
+					close(got);
+			}
+		}
+		/* MSG_CTRUNC: descriptors beyond the buffer were closed by the kernel. */
 		off += (size_t)n;
 	}
 	return 0;

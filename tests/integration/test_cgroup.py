@@ -370,9 +370,44 @@ cgroup: {{}}
     assert cg.backend == "v2"
     result, out, err = run_plan(dataclasses.replace(plan, cgroup=cg), tmp_path)
     assert result.exit_code == 0, err
-    assert f"0::/linx/linx-cgt-v2-{result.pid}" in out.splitlines()
+    # Cloned straight into it (CLONE_INTO_CGROUP), the leaf is named after the agent's pid.
+    assert [line for line in out.splitlines() if line.startswith("0::/linx/linx-cgt-v2-")], out
     assert "cpu_seconds" in result.usage  # cpu.stat is there without any controller
     assert _gone_or_not_sleep(int(pidfile.read_text()))
+
+
+@pytest.mark.parametrize("into", ["1", "0"], ids=["clone-into-cgroup", "attach"])
+def test_v2_parked_child_is_in_its_cgroup_from_the_clone(tmp_path, monkeypatch, into):
+    """cgroup v2 alone: the agent clones the child straight into the workload's
+    cgroup (clone3 CLONE_INTO_CGROUP), so right after SPAWNED, before any host
+    step ran, the kernel already shows it there; with LINX_CLONE_INTO_CGROUP=0
+    it is still in the runner's cgroup then and the cgroup step moves it.  Either
+    way the workload's first command finds itself in the leaf."""
+    from linx_spec import Workload
+
+    if V2_MOUNT is None:
+        pytest.skip("no cgroup2 mount")
+    monkeypatch.setenv("LINX_CLONE_INTO_CGROUP", into)
+    plan = plan_of("namespaces: [pid]\nprocess:\n  command: [/bin/cat, /proc/self/cgroup]\ncgroup: {}\n",
+                   name="cgt-into")
+    only_v2 = PC.HostView(tuple(m for m in PC.HostView.read().mounts if m[0] == "cgroup2"), (("", "/"),), 0)
+    s = load_text("version: 1\nname: cgt-into\nprocess: {command: [/bin/true]}\ncgroup: {}")
+    plan = dataclasses.replace(plan, cgroup=PC.resolve(s.cgroup, s, host=only_v2))
+    out = tmp_path / "out"
+    with open(out, "wb") as fo, Workload(plan, stdout=fo.fileno()) as w:
+        w.spawn()
+        parked_in = C._cgroups_of(w.pid)["0"]
+        agent_pid = w.agent.pid
+        assert w.agent.spawned_in_cgroup is (into == "1")
+        w.proceed()
+        result = w.wait()
+    assert result.exit_code == 0
+    first = [line for line in out.read_text().splitlines() if line.startswith("0::")]
+    if into == "1":
+        assert parked_in == f"/linx/linx-cgt-into-{agent_pid}"
+    else:
+        assert parked_in == C._cgroups_of("self")["0"]  # the runner's own, until the cgroup step
+    assert first == ["0::" + (parked_in if into == "1" else f"/linx/linx-cgt-into-{w.pid}")]
 
 
 def test_failed_setup_removes_the_cgroups_and_the_child_never_runs(tmp_path):

@@ -167,6 +167,41 @@ cgroup:
     assert out.split() == [str(24 * 2**20), str(8 * 2**20), str(64 * 2**20)]
 
 
+@pytest.mark.parametrize("into", ["1", "0"], ids=["clone-into-cgroup", "attach"])
+def test_child_is_cloned_into_its_cgroup_limits_already_in_force(tmp_path, monkeypatch, into):
+    """CLONE_INTO_CGROUP: the parked child, before any host step ran, is already in
+    the workload's cgroup with its limits written (the kernel's view, from
+    outside); the workload's first command reads the same cgroup and its limit.
+    LINX_CLONE_INTO_CGROUP=0 (the attach write, as on v1) shows the difference."""
+    from linx_spec import Workload
+
+    monkeypatch.setenv("LINX_CLONE_INTO_CGROUP", into)
+    plan = plan_of(f"""
+namespaces: [pid]
+process:
+  command: [/bin/sh, -c, 'cat /proc/self/cgroup; {own_files("pids.max")}']
+cgroup:
+  pids: {{max: 9}}
+""", name="cgt2-into")
+    out = tmp_path / "out"
+    with open(out, "wb") as fo, Workload(plan, stdout=fo.fileno()) as w:
+        w.spawn()
+        parked_in = C._cgroups_of(w.pid)["0"]
+        agent_pid = w.agent.pid
+        assert w.agent.spawned_in_cgroup is (into == "1")
+        if into == "1":
+            assert parked_in == f"/linx/linx-cgt2-into-{agent_pid}"
+            assert Path(MOUNT + parked_in, "pids.max").read_text().strip() == "9"
+        else:
+            assert not parked_in.startswith("/linx/")
+        w.proceed()
+        result = w.wait()
+    assert result.exit_code == 0
+    first, limit = out.read_text().split()
+    leaf = parked_in if into == "1" else f"/linx/linx-cgt2-into-{w.pid}"
+    assert (first, limit) == ("0::" + leaf, "9")
+
+
 def test_cpu_max_and_weight_land(tmp_path):
     plan = plan_of(f"""
 namespaces: [pid]
