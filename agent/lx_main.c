@@ -419,7 +419,7 @@ static void do_spawn(uint32_t seq, const uint8_t *payload, uint32_t len)
 	 * user namespace: EPERM/EACCES/EINVAL) falls back to a plain clone, and
 	 * SPAWNED says the runner must move the child itself. */
 	pid_t pid = -1;
-	int in_cgroup = 0;
+	int in_cgroup = 0, cgroup_err = 0;
 	if (want_cgroup && A.passed_fd >= 0) {
 		struct lx_clone_args ca;
 		memset(&ca, 0, sizeof(ca));
@@ -428,6 +428,7 @@ static void do_spawn(uint32_t seq, const uint8_t *payload, uint32_t len)
 		ca.cgroup = (uint64_t)A.passed_fd;
 		pid = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
 		in_cgroup = pid >= 0;
+		cgroup_err = pid < 0 ? errno : 0;
 	}
 	if (pid < 0)
 		pid = (pid_t)syscall(SYS_clone, (unsigned long)clone_flags | SIGCHLD, 0, NULL, NULL, 0);
@@ -456,6 +457,8 @@ static void do_spawn(uint32_t seq, const uint8_t *payload, uint32_t len)
 	lx_out_u32(&A.out, LX_A_PID, (uint32_t)pid);
 	if (want_cgroup)
 		lx_out_u32(&A.out, LX_A_CGROUP_FD, (uint32_t)in_cgroup);
+	if (cgroup_err)
+		lx_out_u32(&A.out, LX_A_ERRNO, (uint32_t)cgroup_err); /* why clone3 was refused */
 	send_out();
 }
 

@@ -73,6 +73,7 @@ class Agent:
         self.pid: int | None = None
         self.returncode: int | None = None
         self.spawned_in_cgroup = False  # the child was cloned into the cgroup SPAWN passed
+        self.clone_into_errno = 0
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self._sock = mine
         # Every source fd is first copied above the targets (0-3), so that no
@@ -220,6 +221,7 @@ class Agent:
             raise ProtocolError(f"agent protocol version {P.VERSION}", f"version {version}")
         frame = self._reply(spawn, (P.Msg.SPAWNED,))
         self.spawned_in_cgroup = frame.get(P.A.CGROUP_FD, 0) == 1
+        self.clone_into_errno = frame.get(P.A.ERRNO, 0)  # why clone3 refused the cgroup, when it did
         return frame.get(P.A.PID)
 
     def track_cgroup(self, path: str, remove_only: bool = False) -> None:

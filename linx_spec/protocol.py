@@ -9,7 +9,8 @@ same commit.
     SPAWN {ns flags, joins, grace,       open joins, setns, clone -->  parked on
            cgroup fd?} ----------------->  (clone3 CLONE_INTO_CGROUP     a pipe read
                                             with the fd, else clone)
-          <------------------------------ SPAWNED {host pid, in cgroup?}
+          <------------------------------ SPAWNED {host pid, in cgroup?,
+                                                   errno of a refused clone3}
     (host steps: idmap, cgroup, network, rlimits; TRACK_CGROUP per cgroup)
     TRACK_CGROUP {path, remove only?} -->
           <------------------------------ OK

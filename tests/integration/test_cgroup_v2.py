@@ -26,7 +26,7 @@ from linx_spec.host import cgroup as C
 from linx_spec.plan import cgroup as PC
 from linx_spec.plan import cgroup_v2
 
-from .test_cgroup import plan_of, run_plan
+from .test_cgroup import plan_of, run_parked, run_plan
 
 pytestmark = [pytest.mark.root, pytest.mark.v2guest]
 
@@ -173,8 +173,6 @@ def test_child_is_cloned_into_its_cgroup_limits_already_in_force(tmp_path, monke
     the workload's cgroup with its limits written (the kernel's view, from
     outside); the workload's first command reads the same cgroup and its limit.
     LINX_CLONE_INTO_CGROUP=0 (the attach write, as on v1) shows the difference."""
-    from linx_spec import Workload
-
     monkeypatch.setenv("LINX_CLONE_INTO_CGROUP", into)
     plan = plan_of(f"""
 namespaces: [pid]
@@ -183,22 +181,19 @@ process:
 cgroup:
   pids: {{max: 9}}
 """, name="cgt2-into")
-    out = tmp_path / "out"
-    with open(out, "wb") as fo, Workload(plan, stdout=fo.fileno()) as w:
-        w.spawn()
-        parked_in = C._cgroups_of(w.pid)["0"]
-        agent_pid = w.agent.pid
-        assert w.agent.spawned_in_cgroup is (into == "1")
+
+    def while_parked(parked_in: str) -> None:
         if into == "1":
-            assert parked_in == f"/linx/linx-cgt2-into-{agent_pid}"
-            assert Path(MOUNT + parked_in, "pids.max").read_text().strip() == "9"
+            assert parked_in.startswith("/linx/linx-cgt2-into-")
+            assert Path(MOUNT + parked_in, "pids.max").read_text().strip() == "9"  # limits already in force
         else:
             assert not parked_in.startswith("/linx/")
-        w.proceed()
-        result = w.wait()
-    assert result.exit_code == 0
-    first, limit = out.read_text().split()
-    leaf = parked_in if into == "1" else f"/linx/linx-cgt2-into-{w.pid}"
+
+    seen = run_parked(plan, tmp_path, into, while_parked)
+    if into == "1":
+        assert seen.parked_in == f"/linx/linx-cgt2-into-{seen.agent_pid}"
+    first, limit = seen.out.split()
+    leaf = seen.parked_in if into == "1" else f"/linx/linx-cgt2-into-{seen.pid}"
     assert (first, limit) == ("0::" + leaf, "9")
 
 

@@ -3,6 +3,7 @@ behaviour on bad frames (it answers with an error, never crashes)."""
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import socket
@@ -238,6 +239,7 @@ def test_agent_spawn_with_an_unusable_cgroup_fd_falls_back_to_a_plain_clone(raw_
     finally:
         os.close(fd)
     assert f.type == P.Msg.SPAWNED and f.get(P.A.CGROUP_FD) == 0 and f.get(P.A.PID) > 0
+    assert f.get(P.A.ERRNO) == errno.EBADF  # cgroup_get_from_file(): not a cgroup
     raw_agent.send(P.encode(P.Msg.HELLO, 5))
     assert raw_agent.recv().type == P.Msg.READY
     assert not _agent_holds(raw_agent.proc.pid, str(tmp_path))  # closed once the clone is done
