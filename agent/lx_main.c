@@ -33,6 +33,17 @@
 #define LX_NS_ALL (CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWUTS | \
 		   CLONE_NEWIPC | CLONE_NEWCGROUP | CLONE_NEWTIME)
 #define LX_MAX_JOINS 8
+#ifndef SYS_clone3
+#define SYS_clone3 435
+#endif
+#define LX_CLONE_INTO_CGROUP 0x200000000ULL /* linux/sched.h, 5.7 */
+
+/* struct clone_args of linux/sched.h up to `cgroup` (CLONE_ARGS_SIZE_VER2, 88
+ * bytes), spelled out: the uapi header's CLONE_* macros clash with glibc's. */
+struct lx_clone_args {
+	uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid,
+		set_tid_size, cgroup;
+};
 #define LX_MAX_TRACKED 64
 
 enum lx_state { ST_IDLE, ST_PARKED, ST_RUNNING, ST_DONE };
@@ -51,6 +62,7 @@ static struct {
 	uint32_t grace_ms;
 	int linger;
 	char linger_path[4096];
+	int passed_fd; /* a descriptor that came with the frame being handled, or -1 */
 	char *tracked[LX_MAX_TRACKED];
 	int tracked_remove_only[LX_MAX_TRACKED];
 	size_t ntracked;
@@ -139,14 +151,16 @@ static int kill_listed(const char *path, int rounds, useconds_t pause_us)
 {
 	char buf[8192];
 	for (int round = 0; round < rounds; round++) {
-		int fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			return 0;
-		ssize_t n = read(fd, buf, sizeof(buf) - 1);
-		close(fd);
+		ssize_t n = lx_read_file(path, buf, sizeof(buf));
 		if (n <= 0)
 			return 0;
-		buf[n] = 0;
+		if ((size_t)n == sizeof(buf) - 1) {
+			/* Full: the last number may be cut short (12 of 1234): never kill
+			 * it; the next round reads the rest once these are gone. */
+			while (n > 0 && buf[n - 1] != ' ' && buf[n - 1] != '\n')
+				n--;
+			buf[n] = 0;
+		}
 		for (char *p = buf; *p;) {
 			long pid = strtol(p, &p, 10);
 			if (pid > 0)
@@ -297,7 +311,7 @@ static void do_spawn(uint32_t seq, const uint8_t *payload, uint32_t len)
 {
 	struct lx_attr_it it = { payload, len };
 	struct lx_attrv a;
-	uint32_t flags = 0;
+	uint32_t flags = 0, want_cgroup = 0;
 	struct { uint32_t type; char path[4096]; int fd; } joins[LX_MAX_JOINS];
 	size_t njoins = 0;
 	int r;
@@ -323,6 +337,10 @@ static void do_spawn(uint32_t seq, const uint8_t *payload, uint32_t len)
 		} else if (a.type == LX_A_GRACE_MS) {
 			if (lx_attr_u32(&a, &A.grace_ms) < 0)
 				return send_error(seq, LX_STEP_PROTOCOL, EINVAL, "SPAWN: bad grace", NULL);
+		} else if (a.type == LX_A_CGROUP_FD) {
+			if (lx_attr_u32(&a, &want_cgroup) < 0 || want_cgroup != 1 || A.passed_fd < 0)
+				return send_error(seq, LX_STEP_PROTOCOL, EINVAL,
+						  "SPAWN: CGROUP_FD without a descriptor passed with the frame", NULL);
 		} else {
 			snprintf(detail, sizeof(detail), "SPAWN: unknown attribute %u", a.type);
 			return send_error(seq, LX_STEP_PROTOCOL, EINVAL, detail, NULL);
@@ -394,7 +412,26 @@ static void do_spawn(uint32_t seq, const uint8_t *payload, uint32_t len)
 	int sp[2], st[2];
 	if (pipe2(sp, O_CLOEXEC) < 0 || pipe2(st, O_CLOEXEC) < 0)
 		return send_error(seq, LX_STEP_SPAWN, errno, "pipe2", NULL);
-	pid_t pid = (pid_t)syscall(SYS_clone, (unsigned long)clone_flags | SIGCHLD, 0, NULL, NULL, 0);
+	/* Straight into the workload's cgroup when the runner made it first (cgroup
+	 * v2, 5.7+): the child never runs a cycle anywhere else, and the runner's
+	 * cgroup.procs write, the slow part of the cgroup step, is not needed.
+	 * Any failure (old kernel: ENOSYS or E2BIG; a joined cgroup namespace or
+	 * user namespace: EPERM/EACCES/EINVAL) falls back to a plain clone, and
+	 * SPAWNED says the runner must move the child itself. */
+	pid_t pid = -1;
+	int in_cgroup = 0, cgroup_err = 0;
+	if (want_cgroup && A.passed_fd >= 0) {
+		struct lx_clone_args ca;
+		memset(&ca, 0, sizeof(ca));
+		ca.flags = (uint64_t)clone_flags | LX_CLONE_INTO_CGROUP;
+		ca.exit_signal = SIGCHLD;
+		ca.cgroup = (uint64_t)A.passed_fd;
+		pid = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
+		in_cgroup = pid >= 0;
+		cgroup_err = pid < 0 ? errno : 0;
+	}
+	if (pid < 0)
+		pid = (pid_t)syscall(SYS_clone, (unsigned long)clone_flags | SIGCHLD, 0, NULL, NULL, 0);
 	if (pid < 0) {
 		int err = errno;
 		close(sp[0]); close(sp[1]); close(st[0]); close(st[1]);
@@ -404,6 +441,8 @@ static void do_spawn(uint32_t seq, const uint8_t *payload, uint32_t len)
 	if (pid == 0) {
 		close(A.ctl);
 		close(A.sfd);
+		if (A.passed_fd >= 0)
+			close(A.passed_fd);
 		close(sp[1]);
 		close(st[0]);
 		lx_child_main(sp[0], st[1]);
@@ -416,6 +455,10 @@ static void do_spawn(uint32_t seq, const uint8_t *payload, uint32_t len)
 	A.state = ST_PARKED;
 	lx_out_begin(&A.out, LX_M_SPAWNED, seq);
 	lx_out_u32(&A.out, LX_A_PID, (uint32_t)pid);
+	if (want_cgroup)
+		lx_out_u32(&A.out, LX_A_CGROUP_FD, (uint32_t)in_cgroup);
+	if (cgroup_err)
+		lx_out_u32(&A.out, LX_A_ERRNO, (uint32_t)cgroup_err); /* why clone3 was refused */
 	send_out();
 }
 
@@ -623,7 +666,7 @@ static int read_frame(void)
 	uint8_t raw[LX_HDR_LEN];
 	struct lx_hdr h;
 	char detail[160];
-	if (lx_read_full(A.ctl, raw, sizeof(raw)) < 0)
+	if (lx_recv_full(A.ctl, raw, sizeof(raw), &A.passed_fd) < 0)
 		return -1;
 	lx_hdr_decode(raw, &h);
 	if (h.magic != LX_MAGIC) {
@@ -647,7 +690,7 @@ static int read_frame(void)
 	uint8_t *payload = malloc(h.len ? h.len : 1);
 	if (!payload)
 		return -1;
-	if (h.len && lx_read_full(A.ctl, payload, h.len) < 0) {
+	if (h.len && lx_recv_full(A.ctl, payload, h.len, &A.passed_fd) < 0) {
 		free(payload);
 		return -1;
 	}
@@ -658,6 +701,11 @@ static int read_frame(void)
 		do_request(&h, payload);
 	}
 	free(payload);
+	/* A descriptor belongs to the frame it came with: used by now, or never. */
+	if (A.passed_fd >= 0) {
+		close(A.passed_fd);
+		A.passed_fd = -1;
+	}
 	return 0;
 }
 
@@ -665,7 +713,7 @@ int main(int argc, char **argv)
 {
 	sigset_t mask;
 	A.ctl = 3;
-	A.settings_w = A.status_r = -1;
+	A.settings_w = A.status_r = A.passed_fd = -1;
 	A.grace_ms = 2000;
 	lx_fault_init(getenv("LINX_FAULT"));
 	for (int i = 1; i < argc; i++) {

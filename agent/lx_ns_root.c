@@ -5,24 +5,19 @@
  * when 0 is mapped; in the initial user namespace, or already 0, nothing. */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <unistd.h>
 
 #include "lx_fail.h"
+#include "lx_proto.h"
 #include "lx_settings.h"
 #include "lx_steps.h"
 
 int lx_ns_root_in_child(const struct lx_settings *s, struct lx_err *e)
 {
 	(void)s;
-	char buf[64] = "";
-	int fd = open("/proc/self/uid_map", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
+	char buf[64];
+	if (lx_read_file("/proc/self/uid_map", buf, sizeof(buf)) <= 0)
 		return 0;
 	unsigned long inside, outside, count;
 	if (sscanf(buf, "%lu %lu %lu", &inside, &outside, &count) == 3 && inside == 0 && outside == 0 &&

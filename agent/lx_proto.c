@@ -2,6 +2,8 @@
 #include "lx_proto.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/socket.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -128,6 +130,67 @@ int lx_read_full(int fd, void *buf, size_t len)
 		off += (size_t)n;
 	}
 	return 0;
+}
+
+int lx_recv_full(int fd, void *buf, size_t len, int *passed)
+{
+	size_t off = 0;
+	while (off < len) {
+		union { struct cmsghdr h; char b[CMSG_SPACE(4 * sizeof(int))]; } ctl;
+		struct iovec iov = { (char *)buf + off, len - off };
+		struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b,
+				    .msg_controllen = sizeof(ctl.b) };
+		ssize_t n = recvmsg(fd, &m, MSG_CMSG_CLOEXEC);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == ENOTSOCK)
+			return lx_read_full(fd, (char *)buf + off, len - off);
+		if (n <= 0)
+			return -1;
+		for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
+			if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+				continue;
+			size_t nfds = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			for (size_t i = 0; i < nfds; i++) {
+				int got;
+				memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+				if (*passed < 0)
+					*passed = got;
+				else
+					close(got);
+			}
+		}
+		/* MSG_CTRUNC: descriptors beyond the buffer were closed by the kernel. */
+		off += (size_t)n;
+	}
+	return 0;
+}
+
+ssize_t lx_read_file(const char *path, char *buf, size_t cap)
+{
+	if (cap == 0)
+		return -1;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	size_t off = 0;
+	while (off < cap - 1) {
+		ssize_t n = read(fd, buf + off, cap - 1 - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			int saved = errno;
+			close(fd);
+			errno = saved;
+			return -1;
+		}
+		if (n == 0)
+			break;
+		off += (size_t)n;
+	}
+	close(fd);
+	buf[off] = 0;
+	return (ssize_t)off;
 }
 
 int lx_write_full(int fd, const void *buf, size_t len)

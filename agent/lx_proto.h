@@ -5,8 +5,11 @@
  *   ---------------                      ---------                    -----
  *   HELLO ------------------------------>
  *         <------------------------------ READY {version, agent pid}
- *   SPAWN {ns flags, joins, grace} ----->  open joins, setns, clone -->  parked on
- *         <------------------------------ SPAWNED {host pid}             a pipe read
+ *   SPAWN {ns flags, joins, grace,       open joins, setns, clone -->  parked on
+ *          cgroup fd?} ----------------->  (clone3 CLONE_INTO_CGROUP     a pipe read
+ *                                           with the fd, else clone)
+ *         <------------------------------ SPAWNED {host pid, in cgroup?,
+ *                                                   errno of a refused clone3}
  *   (host steps: idmap, cgroup, network, rlimits; TRACK_CGROUP per cgroup)
  *   TRACK_CGROUP {path, remove only?} -->
  *         <------------------------------ OK
@@ -32,6 +35,9 @@
  * (little-endian, 12 bytes), then `len` bytes of attributes, each
  * u16 type | u16 zero | u32 len | value.  A reply carries its request's seq.
  * Strings carry no NUL (a NUL inside is an error).  Integers are u32/u64 LE.
+ * One request may carry a file descriptor (SCM_RIGHTS on the frame's bytes):
+ * SPAWN with CGROUP_FD=1, a cgroup v2 directory the child is cloned into.
+ * A descriptor that arrives with any other frame is closed unused.
  * A child that dies while parked is answered on the next request with
  * ERROR {step=parked, wstatus}.  Bad frames are answered with
  * ERROR {step=protocol}; a bad magic loses the framing, so the agent then
@@ -41,6 +47,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define LX_MAGIC 0x584cu /* "LX" */
 #define LX_VERSION 1u
@@ -84,6 +91,9 @@ enum lx_attr {
 	LX_A_NS_FLAGS = 20, /* u32 CLONE_NEW* to create */
 	LX_A_NS_JOIN = 21,  /* bytes: u32 CLONE_NEW* type, then the path */
 	LX_A_GRACE_MS = 22, /* u32 SIGTERM -> SIGKILL grace when the runner is gone */
+	LX_A_CGROUP_FD = 23, /* u32; SPAWN: 1 = a cgroup2 directory fd rides with the frame;
+			      * SPAWNED: 1 = the child was cloned into it (CLONE_INTO_CGROUP),
+			      * 0 = it was not (the runner moves it: cgroup.procs) */
 
 	LX_A_STEP_ORDER = 30, /* bytes: u16 step ids, child side, in order */
 	LX_A_EXEC_PATH = 31,  /* str */
@@ -193,7 +203,15 @@ void lx_out_bytes(struct lx_out *o, uint16_t type, const void *v, size_t len);
 void lx_out_str(struct lx_out *o, uint16_t type, const char *s);
 /* Whole reads and writes, retrying EINTR; -1 on error or (read) early EOF. */
 int lx_read_full(int fd, void *buf, size_t len);
+/* lx_read_full on a socket, keeping a descriptor passed with the bytes
+ * (SCM_RIGHTS, received close-on-exec): the first one goes to *passed when it
+ * is -1, any other is closed.  Plain reads when fd is not a socket. */
+int lx_recv_full(int fd, void *buf, size_t len, int *passed);
 int lx_write_full(int fd, const void *buf, size_t len);
+/* A small file (/proc, cgroupfs) read until EOF or until cap - 1 bytes, then
+ * NUL-terminated: its length, or -1 with errno (open or read failed).
+ * Async-signal-safe (the child uses it between clone and exec). */
+ssize_t lx_read_file(const char *path, char *buf, size_t cap);
 
 /* Writes the frame to fd (all of it); -1 on error. */
 int lx_out_send(struct lx_out *o, int fd);

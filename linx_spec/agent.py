@@ -10,6 +10,7 @@ import os
 import select
 import signal as _signal
 import socket
+import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +72,8 @@ class Agent:
         self._wait_seq: int | None = None
         self.pid: int | None = None
         self.returncode: int | None = None
+        self.spawned_in_cgroup = False  # the child was cloned into the cgroup SPAWN passed
+        self.clone_into_errno = 0
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self._sock = mine
         # Every source fd is first copied above the targets (0-3), so that no
@@ -102,13 +105,20 @@ class Agent:
                 os.close(fd)
 
     # --- framing ---------------------------------------------------------
-    def _send(self, type_: int, attrs, *, ignore_reply: bool = False) -> int:
+    def _send(self, type_: int, attrs, *, ignore_reply: bool = False, fd: int | None = None) -> int:
         self._seq = (self._seq + 1) & 0xFFFFFFFF
         seq = self._seq
         if ignore_reply:
             self._ignore.add(seq)
+        data = P.encode(type_, seq, attrs)
         try:
-            self._sock.sendall(P.encode(type_, seq, attrs))
+            if fd is None:
+                self._sock.sendall(data)
+            else:
+                # The descriptor rides on the frame's first bytes (SCM_RIGHTS).
+                sent = self._sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                                    struct.pack("i", fd))])
+                self._sock.sendall(data[sent:])
         except OSError as exc:
             raise ProtocolError(f"to send {P.Msg(type_).name}", f"the channel is closed ({exc.strerror})") from None
         return seq
@@ -193,18 +203,26 @@ class Agent:
         attrs += [(P.A.NS_JOIN, P.ns_join_value(flag, path)) for flag, path in joins]
         return self._call(P.Msg.SPAWN, attrs, (P.Msg.SPAWNED,)).get(P.A.PID)
 
-    def hello_spawn(self, ns_flags: int, joins: list[tuple[int, str]] = (), grace_ms: int = 2000) -> int:
+    def hello_spawn(self, ns_flags: int, joins: list[tuple[int, str]] = (), grace_ms: int = 2000,
+                    cgroup_fd: int | None = None) -> int:
         """HELLO and SPAWN back to back, one wait instead of two.  Safe: every
         frame carries the version, so an agent of another version answers the
-        SPAWN with an error and clones nothing."""
+        SPAWN with an error and clones nothing.  cgroup_fd: a cgroup v2
+        directory to clone the child into (CLONE_INTO_CGROUP); whether it was
+        is `spawned_in_cgroup` afterwards."""
         attrs: list[tuple[int, object]] = [(P.A.NS_FLAGS, ns_flags), (P.A.GRACE_MS, grace_ms)]
         attrs += [(P.A.NS_JOIN, P.ns_join_value(flag, path)) for flag, path in joins]
+        if cgroup_fd is not None:
+            attrs.append((P.A.CGROUP_FD, 1))
         hello = self._send(P.Msg.HELLO, ())
-        spawn = self._send(P.Msg.SPAWN, attrs)
+        spawn = self._send(P.Msg.SPAWN, attrs, fd=cgroup_fd)
         version = self._reply(hello, (P.Msg.READY,)).get(P.A.VERSION)
         if version != P.VERSION:
             raise ProtocolError(f"agent protocol version {P.VERSION}", f"version {version}")
-        return self._reply(spawn, (P.Msg.SPAWNED,)).get(P.A.PID)
+        frame = self._reply(spawn, (P.Msg.SPAWNED,))
+        self.spawned_in_cgroup = frame.get(P.A.CGROUP_FD, 0) == 1
+        self.clone_into_errno = frame.get(P.A.ERRNO, 0)  # why clone3 refused the cgroup, when it did
+        return frame.get(P.A.PID)
 
     def track_cgroup(self, path: str, remove_only: bool = False) -> None:
         """If the runner dies, the agent kills what is in `path` and removes it

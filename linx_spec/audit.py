@@ -293,6 +293,22 @@ def _checks(spec: "Spec", base_dir: str) -> list[Check]:
                      "the host's /dev is reachable (disks, ttys, /dev/mem as far as the identity allows)"
                      if host_dev and not minimal_dev else "only a minimal /dev (or none)"))
 
+    # Host interfaces moved into the workload (type: existing).  `in_use: take` moves one the
+    # host is using (up, addressed, routed, maybe its default route): the host loses that
+    # connectivity until the workload ends, and the workload drives the host's wire directly.
+    net = spec.network if "net" in new else None
+    existing = [i for i in (net.interfaces if net else ()) if i.type == "existing"]
+    taken = [i.device for i in existing if i.in_use == "take"]
+    if taken:
+        text, e = (f"takes host interface{'s' if len(taken) > 1 else ''} {', '.join(map(str, taken))} even in use "
+                   "(in_use: take): the host loses its addresses and routes there until the workload ends"), 1.0
+    elif existing:
+        text, e = (f"moves host interface{'s' if len(existing) > 1 else ''} "
+                   f"{', '.join(str(i.device) for i in existing)} in, only when idle (in_use: refuse)"), 0.3
+    else:
+        text, e = "no host interface moved in", 0.0
+    out.append(Check("host-interface-taken", 400, e, text))
+
     # Resources.
     cg = spec.cgroup
     pids = cg is not None and cg.pids is not None and cg.pids.max is not None

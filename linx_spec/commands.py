@@ -257,13 +257,14 @@ def audit(
 
 
 @app.command()
-def schema() -> None:
+def schema(path: bool = typer.Option(False, "--path", help="Print the path of the schema file shipped with "
+                                     "linx-spec instead (for editors' modelines and check-jsonschema).")) -> None:
     """Print the JSON Schema of the spec language (the file under schema/).
 
     Example: linx-spec schema > linx-spec.schema.json"""
-    from .schema import schema_json
+    from .schema import SCHEMA_FILE, schema_json
 
-    print(schema_json(), end="")
+    print(SCHEMA_FILE if path else schema_json(), end="\n" if path else "")
 
 
 def _signal_number(text: str) -> int:

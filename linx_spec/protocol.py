@@ -6,8 +6,11 @@ same commit.
     ---------------                      ---------                    -----
     HELLO ------------------------------>
           <------------------------------ READY {version, agent pid}
-    SPAWN {ns flags, joins, grace} ----->  open joins, setns, clone -->  parked on
-          <------------------------------ SPAWNED {host pid}             a pipe read
+    SPAWN {ns flags, joins, grace,       open joins, setns, clone -->  parked on
+           cgroup fd?} ----------------->  (clone3 CLONE_INTO_CGROUP     a pipe read
+                                            with the fd, else clone)
+          <------------------------------ SPAWNED {host pid, in cgroup?,
+                                                   errno of a refused clone3}
     (host steps: idmap, cgroup, network, rlimits; TRACK_CGROUP per cgroup)
     TRACK_CGROUP {path, remove only?} -->
           <------------------------------ OK
@@ -32,7 +35,11 @@ same commit.
 Every frame, both ways: ``u16 magic 'LX' | u8 version | u8 type | u32 seq | u32 len``
 (little-endian, 12 bytes), then ``len`` bytes of attributes, each
 ``u16 type | u16 zero | u32 len | value``.  A reply carries its request's seq.
-Strings carry no NUL.  Integers are u32/u64 little-endian.
+Strings carry no NUL.  Integers are u32/u64 little-endian.  One request may
+carry a file descriptor (SCM_RIGHTS on the frame's bytes): SPAWN with
+CGROUP_FD=1, the cgroup v2 directory the child is cloned into; SPAWNED answers
+CGROUP_FD=1 when it was, 0 when the runner must move the child itself.  A
+descriptor that comes with any other frame is closed unused.
 """
 
 from __future__ import annotations
@@ -85,6 +92,7 @@ class A(enum.IntEnum):
     NS_FLAGS = 20
     NS_JOIN = 21
     GRACE_MS = 22
+    CGROUP_FD = 23
     STEP_ORDER = 30
     EXEC_PATH = 31
     ARG = 32
@@ -111,7 +119,7 @@ class A(enum.IntEnum):
 
 
 U32_ATTRS = {A.VERSION, A.PID, A.STEP, A.ERRNO, A.CODE, A.SIGNO, A.CORE, A.WSTATUS, A.NS_FLAGS,
-             A.GRACE_MS, A.UID, A.GID, A.GROUP, A.UMASK, A.NO_NEW_PRIVS, A.MOUNT_OPT, A.SESSION, A.REMOVE_ONLY}
+             A.GRACE_MS, A.CGROUP_FD, A.UID, A.GID, A.GROUP, A.UMASK, A.NO_NEW_PRIVS, A.MOUNT_OPT, A.SESSION, A.REMOVE_ONLY}
 U64_ATTRS = {A.CAP_BOUNDING, A.CAP_EFFECTIVE, A.CAP_PERMITTED, A.CAP_INHERITABLE, A.CAP_AMBIENT}
 STR_ATTRS = {A.DETAIL, A.PATH, A.EXEC_PATH, A.ARG, A.ENV, A.CWD, A.HOSTNAME, A.DOMAINNAME, A.ROOTFS}
 

@@ -79,6 +79,10 @@ class HostContext:
         self.pid: int = workload.pid
         self.plan: Plan = workload.plan
         self.step = ""  # the host step running now: its undo fails under its name
+        # cgroup v2: the cgroup made before the clone (host/cgroup.py prepare_before_clone),
+        # and whether the agent cloned the child straight into it.
+        self.cgroup_prepared = workload._cgroup_prepared
+        self.spawned_in_cgroup = getattr(workload.agent, "spawned_in_cgroup", False)
 
     def on_undo(self, what: str, fn: Callable[[], None]) -> None:
         """fn runs on rollback and after the workload ends, in reverse order."""
@@ -188,6 +192,8 @@ class Workload:
         self.releasing = False
         self.timings: list[StepTiming] = []
         self._undo: list[tuple[str, Callable[[], None]]] = []
+        self._cgroup_prepared = None  # host/cgroup.py Prepared: made before the clone (v2)
+        self._cgroup_prep_s = 0.0  # its time, counted as the cgroup step's, not spawn's
         self._after_exit: list[Callable[[Result], None]] = []
         self._threads: list[threading.Thread] = []
         self._captured: dict[int, list[bytes]] = {}
@@ -277,15 +283,40 @@ class Workload:
                 os.close(fd)
         try:
             joins = [(CLONE_FLAGS[n], path) for n, path in self.plan.ns_join]
-            self.pid = self.agent.hello_spawn(self.plan.clone_flags, joins, int(self.plan.grace_seconds * 1000))
+            cgroup_fd = self._prepare_cgroup()
+            try:
+                into = {"cgroup_fd": cgroup_fd} if cgroup_fd is not None else {}
+                self.pid = self.agent.hello_spawn(self.plan.clone_flags, joins, int(self.plan.grace_seconds * 1000),
+                                                  **into)
+            finally:
+                if cgroup_fd is not None:
+                    os.close(cgroup_fd)
             if self.plan.lifecycle.orphan == "linger" or self._linger_path:
                 self.agent.linger(self._linger_path)
         except BaseException:
             self._teardown()
             raise
         self.state = "parked"
-        self._time("spawn", "agent", time.perf_counter() - t0)
+        self._time("spawn", "agent", time.perf_counter() - t0 - self._cgroup_prep_s)
         return self.pid
+
+    def _prepare_cgroup(self) -> int | None:
+        """On cgroup v2, the cgroup step's mkdir and limits run before the clone, so
+        that the agent clones the child straight into the cgroup (CLONE_INTO_CGROUP):
+        no cgroup.procs write later, and no instruction of the child outside it.
+        Its undo is registered like the step's own; a failure here is the cgroup
+        step's.  -> the leaf's directory fd for the agent, or None."""
+        from .host import cgroup
+
+        if self.plan.cgroup is None or not cgroup.clone_into(self.plan.cgroup):
+            return None
+        ctx = HostContext(self)
+        ctx.step = "cgroup"
+        t0 = time.perf_counter()
+        with host_errors("cgroup"):
+            self._cgroup_prepared = cgroup.prepare_before_clone(self.plan.cgroup, ctx, self.agent.pid)
+        self._cgroup_prep_s = time.perf_counter() - t0
+        return self._cgroup_prepared.fd
 
     def setup(self) -> None:
         """Run the host-side steps against the parked child, in order."""
@@ -301,7 +332,8 @@ class Workload:
                 ctx.step = step.name
                 with host_errors(step.name):  # OSError -> StepError, once per step
                     _host_step(step.name)(self.plan, ctx)
-                self._time(step.name, "host", time.perf_counter() - t0)
+                extra = self._cgroup_prep_s if step.name == "cgroup" else 0.0  # its half before the clone
+                self._time(step.name, "host", time.perf_counter() - t0 + extra)
         except BaseException:
             self.abort()
             raise

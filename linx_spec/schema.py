@@ -7,7 +7,11 @@ from pathlib import Path
 
 from .spec import Spec
 
-SCHEMA_ID = "https://linx-spec.dev/schema/linx-spec.schema.json"
+# No `$id`: the project has no web address of its own, and an invented one (it
+# used to be https://linx-spec.dev/..., a domain nobody here owns) would name a
+# schema anyone could serve.  Without `$id` a schema's base URI is where it was
+# read from (JSON Schema 2020-12, section 9.1.1): the file below, whose path
+# `linx-spec schema --path` prints for editors' modelines and check-jsonschema.
 # The same document as a file: shipped inside the installed package (setup.py
 # copies it there), or the checked-in schema/ of a source checkout.  Point an
 # editor's `# yaml-language-server: $schema=` modeline at it (docs/ci.md).
@@ -36,7 +40,7 @@ def _hoist_descriptions(node: object) -> None:
 def schema_dict() -> dict:
     schema = Spec.model_json_schema(mode="validation")
     _hoist_descriptions(schema)
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID, **schema}
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
 
 
 def schema_json() -> str:

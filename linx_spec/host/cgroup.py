@@ -348,12 +348,54 @@ class Live:
                 result.reason = f"a process of the workload was killed by the kernel OOM killer ({limit})"
 
 
+def clone_into(plan) -> bool:
+    """Whether the child is cloned straight into its cgroup (CLONE_INTO_CGROUP,
+    clone3, 5.7+): only when its one hierarchy is cgroup v2, so that no other
+    hierarchy still needs a cgroup.procs write.  LINX_CLONE_INTO_CGROUP=0 turns
+    it off (bench/ measures both ways)."""
+    return (isinstance(plan, CgroupPlan) and len(plan.hierarchies) == 1 and plan.hierarchies[0].version == 2
+            and os.environ.get("LINX_CLONE_INTO_CGROUP", "1") != "0")
+
+
+class Prepared:
+    """The workload's v2 cgroup, made and configured before the clone; `fd` is
+    its directory, for the agent's clone3 (closed by the runner once spawned)."""
+
+    def __init__(self, live: Live, h: Hierarchy, leaf: str, fd: int):
+        self.live, self.h, self.leaf, self.fd = live, h, leaf, fd
+
+
+def prepare_before_clone(plan: CgroupPlan, ctx, owner_pid: int, fs: CgroupFs | None = None) -> Prepared:
+    """The cgroup step's first half, run before the child exists: mkdir (tracked by
+    the agent), limits, and an fd of the leaf for CLONE_INTO_CGROUP.  The leaf is
+    named after `owner_pid`, the agent's pid (the child's is not known yet; the
+    agent is the workload's parent and lives as long as it does; cgroup v2 cannot
+    rename a cgroup, so the name cannot follow the child)."""
+    live = Live(plan, fs or CgroupFs())
+    ctx.on_undo("cgroup: kill what is left, remove the cgroups", live.destroy)
+    (h,) = plan.hierarchies
+    leaf = live.create(h, plan.leaf_name(plan.name or ctx.plan.name, owner_pid), ctx.track_cgroup)
+    live.configure(h, leaf)
+    # O_RDONLY, not O_PATH: clone3 takes the fd with fdget(), which refuses O_PATH files.
+    with touching("open", leaf):
+        fd = os.open(leaf, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    return Prepared(live, h, leaf, fd)
+
+
 def apply_from_host(plan: CgroupPlan | JoinCgroupsPlan, ctx, fs: CgroupFs | None = None) -> Live | None:
     """Create the workload's cgroups, write every limit, then move the parked child in
-    (for `exec`, a JoinCgroupsPlan: join the running workload's cgroups)."""
+    (for `exec`, a JoinCgroupsPlan: join the running workload's cgroups).  When the
+    cgroup was prepared before the clone (prepare_before_clone), only the move is
+    left, and only if the agent could not clone the child into it."""
     if isinstance(plan, JoinCgroupsPlan):
         join_running(plan.target, ctx.pid)
         return None
+    prepared: Prepared | None = getattr(ctx, "cgroup_prepared", None)
+    if prepared is not None:
+        if not getattr(ctx, "spawned_in_cgroup", False):
+            prepared.live.join(prepared.leaf, ctx.pid)
+        ctx.after_exit(prepared.live.collect)
+        return prepared.live
     live = Live(plan, fs or CgroupFs())
     # Registered before the first mkdir: undo removes whatever exists by then,
     # so a setup failing halfway leaves nothing behind.
@@ -411,4 +453,5 @@ def join_running(target: int, pid: int) -> None:
             f.write(str(pid))
 
 
-__all__ = ["CgroupFs", "Live", "apply_from_host", "join_running", "human_bytes"]
+__all__ = ["CgroupFs", "Live", "Prepared", "apply_from_host", "clone_into", "prepare_before_clone", "join_running",
+           "human_bytes"]

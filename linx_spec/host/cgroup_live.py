@@ -33,6 +33,7 @@ _UNLIMITED_FROM = 1 << 62  # v1 prints "no limit" as 9223372036854771712 (PAGE_C
 FIELD = {
     "memory.max": "cgroup.memory.max", "memory.limit_in_bytes": "cgroup.memory.max",
     "memory.high": "cgroup.memory.high", "memory.soft_limit_in_bytes": "cgroup.memory.high",
+    "memory.low": "cgroup.memory.low", "memory.min": "cgroup.memory.min",
     "memory.swap.max": "cgroup.memory.swap_max", "memory.memsw.limit_in_bytes": "cgroup.memory.swap_max",
     "cpu.max": "cgroup.cpu.max", "cpu.cfs_quota_us": "cgroup.cpu.max", "cpu.cfs_period_us": "cgroup.cpu.period",
     "cpu.weight": "cgroup.cpu.weight", "cpu.shares": "cgroup.cpu.weight",
@@ -41,12 +42,12 @@ FIELD = {
     "io.weight": "cgroup.io.weight", "blkio.weight": "cgroup.io.weight", "blkio.bfq.weight": "cgroup.io.weight",
 }
 _MEMORY = {"memory.max", "memory.high", "memory.swap.max", "memory.limit_in_bytes", "memory.soft_limit_in_bytes",
-           "memory.memsw.limit_in_bytes"}
+           "memory.memsw.limit_in_bytes", "memory.low", "memory.min"}
 _PER_DEVICE = {"io.max", "blkio.throttle.read_bps_device", "blkio.throttle.write_bps_device",
                "blkio.throttle.read_iops_device", "blkio.throttle.write_iops_device"}
 # What a new cgroup holds (Documentation/admin-guide/cgroup-v2.rst, cgroup-v1/*.rst).
 _FRESH = {
-    "memory.max": "max", "memory.high": "max", "memory.swap.max": "max",
+    "memory.max": "max", "memory.high": "max", "memory.swap.max": "max", "memory.low": "0", "memory.min": "0",
     "memory.limit_in_bytes": "-1", "memory.soft_limit_in_bytes": "-1", "memory.memsw.limit_in_bytes": "-1",
     "cpu.max": "max 100000", "cpu.weight": "100", "cpu.cfs_quota_us": "-1", "cpu.cfs_period_us": "100000",
     "cpu.shares": "1024", "pids.max": "max", "io.weight": "default 100", "blkio.weight": "500",

@@ -331,6 +331,10 @@ def _cgroup(spec, name: str, linux: dict[str, Any], losses: list[Loss]) -> None:
         if cg.memory.high is not None:
             losses.append(Loss("cgroup.memory.high", "OCI has no memory.high (its `reservation` is v1's soft "
                                                      "limit, and runc writes memory.low for it on v2)"))
+        for key in ("low", "min"):
+            if getattr(cg.memory, key) is not None:
+                losses.append(Loss(f"cgroup.memory.{key}", f"OCI 1.0.2 has no memory.{key} (`reservation` means "
+                                                           "v1's soft limit on a v1 host, not a protection)"))
         if mem:
             res["memory"] = mem
     cpu: dict[str, Any] = {}

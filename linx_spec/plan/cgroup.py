@@ -175,6 +175,9 @@ class CgroupPlan:
             "cgroup": " ".join(f"{p}/{leaf}" for p in parents),
             "join": [f"{h.label} at {h.mount}" for h in self.hierarchies],
             "writes": [f"{f}={v}" for h in self.hierarchies for f, v in h.writes],
+            # host/cgroup.py clone_into(): one v2 hierarchy -> made before the clone, the child cloned into it.
+            "placement": ("clone3 CLONE_INTO_CGROUP (else cgroup.procs)"
+                          if len(self.hierarchies) == 1 and self.hierarchies[0].version == 2 else "cgroup.procs"),
         }
 
 

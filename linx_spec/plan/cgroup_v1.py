@@ -4,6 +4,9 @@ knob becomes (the usage figures a v1 kernel keeps: host/cgroup_usage.py).
 File names and semantics: Documentation/admin-guide/cgroup-v1/ (memory.rst,
 cpusets.rst, pids.rst, blkio-controller.rst, freezer-subsystem.rst) and
 sched-bwc.rst for the CFS quota.  Rules that shape this module:
+- memory.low and memory.min have no v1 equivalent (v1 protects no memory from
+  reclaim; soft_limit_in_bytes is a reclaim target): a plan error, not a
+  silent mapping;
 - memory.memsw.limit_in_bytes counts memory + swap and must not be below
   memory.limit_in_bytes, so it is written after it, as max + swap_max;
 - a new cpuset cgroup starts with empty cpuset.cpus and cpuset.mems and no
@@ -58,6 +61,15 @@ def writes(cg: "Cgroup", mounts: dict[str, str], devices: dict[str, str],
     if cg.memory is not None and "memory" in only:
         m = cg.memory
         w = out.setdefault("memory", [])
+        for key in ("low", "min"):
+            # v1 protects nothing: soft_limit_in_bytes is the opposite (a reclaim target, what
+            # memory.high becomes) and no other v1 file keeps memory from reclaim.
+            if getattr(m, key) is not None:
+                raise PlanError(f"memory.{key} is cgroup v2's memory protection; the memory controller is on "
+                                "cgroup v1 here, which has no equivalent (memory.soft_limit_in_bytes is a reclaim "
+                                "target, not a protection)",
+                                f"drop cgroup.memory.{key}, or run on a host with the memory controller on "
+                                "cgroup v2", f"cgroup.memory.{key}")
         if m.max is not None:
             w.append(("memory.limit_in_bytes", str(m.max)))
         if m.swap_max is not None:

@@ -164,6 +164,10 @@ def writes(cg: "Cgroup", devices: dict[str, str], only: set[str]) -> list[tuple[
             out.append(("memory.max", str(m.max)))
         if m.high is not None:
             out.append(("memory.high", str(m.high)))
+        if m.min is not None:
+            out.append(("memory.min", str(m.min)))
+        if m.low is not None:
+            out.append(("memory.low", str(m.low)))
         if m.swap_max is not None:
             out.append(("memory.swap.max", str(m.swap_max)))
     if cg.cpu is not None and "cpu" in only:
@@ -194,6 +198,7 @@ def controllers_of(cg: "Cgroup") -> list[str]:
     """The v2 controllers the spec's knobs need, in KNOB_CONTROLLERS order."""
     used = {
         "memory": cg.memory is not None and any(v is not None for v in (cg.memory.max, cg.memory.high,
+                                                                          cg.memory.low, cg.memory.min,
                                                                           cg.memory.swap_max)),
         "cpu": cg.cpu is not None and (cg.cpu.max is not None or cg.cpu.weight is not None),
         "cpuset": cg.cpuset is not None and (cg.cpuset.cpus is not None or cg.cpuset.mems is not None),

@@ -2,7 +2,7 @@
 
     cgroup:
       parent: /linx                        # optional
-      memory: {max: 64Mi, high: 48Mi, swap_max: 0}
+      memory: {max: 64Mi, high: 48Mi, low: 16Mi, min: 8Mi, swap_max: 0}
       cpu: {max: 0.5, weight: 100}         # max in CPUs (0.5 or 500m), per period (100ms)
       cpuset: {cpus: "0", mems: "0"}
       pids: {max: 64}
@@ -50,7 +50,8 @@ def parse_list(text: str) -> frozenset[int]:
 
 
 class Memory(Model):
-    """Memory limits (cgroup v2 memory.max / memory.high / memory.swap.max)."""
+    """Memory limits and protection (cgroup v2 memory.max / memory.high / memory.low / memory.min /
+    memory.swap.max)."""
 
     max: PositiveByteSize | None = Field(
         default=None,
@@ -60,6 +61,17 @@ class Memory(Model):
         default=None,
         description="Throttle point below `max`: past it the workload is slowed down and reclaimed hard, never "
         "killed. v1 has no equivalent: memory.soft_limit_in_bytes (reclaimed first under host memory pressure).")
+    low: ByteSize | None = Field(
+        default=None,
+        description="Best-effort protection (cgroup v2 memory.low): while the workload uses at most this much, "
+        "the kernel reclaims its memory only when no unprotected memory is left to reclaim. 0 is no protection, "
+        "what a new cgroup has. Protection reaches the workload only as far as every ancestor cgroup is protected "
+        "too. cgroup v2 only: v1 has no memory protection (a plan error there).")
+    min: ByteSize | None = Field(
+        default=None,
+        description="Hard protection (cgroup v2 memory.min): memory up to this much is never reclaimed, even "
+        "under host memory pressure (the host's OOM killer runs first); at most `low` and `max`. "
+        "cgroup v2 only: v1 has no memory protection (a plan error there).")
     swap_max: ByteSize | None = Field(
         default=None,
         description="Swap the workload may use on top of its memory; 0 forbids swapping. v1: "
@@ -70,6 +82,14 @@ class Memory(Model):
         if self.max is not None and self.high is not None and self.high > self.max:
             raise ValueError(f"memory.high ({self.high} bytes) is above memory.max ({self.max} bytes): "
                              "it would never apply")
+        for key in ("low", "min"):
+            value = getattr(self, key)
+            if self.max is not None and value is not None and value > self.max:
+                raise ValueError(f"memory.{key} ({value} bytes) is above memory.max ({self.max} bytes): "
+                                 "protection past the hard limit can never be used")
+        if self.min is not None and self.low is not None and self.min > self.low:
+            raise ValueError(f"memory.min ({self.min} bytes) is above memory.low ({self.low} bytes): min is the "
+                             "hard floor and low the best-effort protection above it")
         return self
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -251,7 +252,10 @@ cgroup:
   pids: {max: 10}
 """)
     result, out, _err = run_plan(plan, tmp_path)
-    assert f"/linx/linx-cgt-{result.pid}" in out
+    if C.clone_into(plan.cgroup):  # pure v2: cloned into a leaf named after the agent's pid
+        assert re.search(r"^0::/linx/linx-cgt-\d+$", out, re.M), out
+    else:
+        assert f"/linx/linx-cgt-{result.pid}" in out
 
 
 # --- nothing survives ------------------------------------------------------------
@@ -370,9 +374,61 @@ cgroup: {{}}
     assert cg.backend == "v2"
     result, out, err = run_plan(dataclasses.replace(plan, cgroup=cg), tmp_path)
     assert result.exit_code == 0, err
-    assert f"0::/linx/linx-cgt-v2-{result.pid}" in out.splitlines()
+    # Cloned straight into it (CLONE_INTO_CGROUP), the leaf is named after the agent's pid.
+    assert [line for line in out.splitlines() if line.startswith("0::/linx/linx-cgt-v2-")], out
     assert "cpu_seconds" in result.usage  # cpu.stat is there without any controller
     assert _gone_or_not_sleep(int(pidfile.read_text()))
+
+
+@pytest.mark.parametrize("into", ["1", "0"], ids=["clone-into-cgroup", "attach"])
+def test_v2_parked_child_is_in_its_cgroup_from_the_clone(tmp_path, monkeypatch, into):
+    """cgroup v2 alone: the agent clones the child straight into the workload's
+    cgroup (clone3 CLONE_INTO_CGROUP), so right after SPAWNED, before any host
+    step ran, the kernel already shows it there; with LINX_CLONE_INTO_CGROUP=0
+    it is still in the runner's cgroup then and the cgroup step moves it.  Either
+    way the workload's first command finds itself in the leaf."""
+    if V2_MOUNT is None:
+        pytest.skip("no cgroup2 mount")
+    monkeypatch.setenv("LINX_CLONE_INTO_CGROUP", into)
+    plan = plan_of("namespaces: [pid]\nprocess:\n  command: [/bin/cat, /proc/self/cgroup]\ncgroup: {}\n",
+                   name="cgt-into")
+    only_v2 = PC.HostView(tuple(m for m in PC.HostView.read().mounts if m[0] == "cgroup2"), (("", "/"),), 0)
+    s = load_text("version: 1\nname: cgt-into\nprocess: {command: [/bin/true]}\ncgroup: {}")
+    plan = dataclasses.replace(plan, cgroup=PC.resolve(s.cgroup, s, host=only_v2))
+    seen = run_parked(plan, tmp_path, into)
+    first = [line for line in seen.out.splitlines() if line.startswith("0::")]
+    if into == "1":
+        assert seen.parked_in == f"/linx/linx-cgt-into-{seen.agent_pid}"
+    else:
+        assert seen.parked_in == C._cgroups_of("self")["0"]  # the runner's own, until the cgroup step
+    assert first == ["0::" + (seen.parked_in if into == "1" else f"/linx/linx-cgt-into-{seen.pid}")]
+
+
+@dataclasses.dataclass
+class Parked:
+    parked_in: str  # the v2 cgroup of the parked child, right after SPAWNED
+    agent_pid: int
+    pid: int
+    out: str  # the workload's stdout
+
+
+def run_parked(plan, tmp_path: Path, into: str, while_parked=lambda parked_in: None) -> Parked:
+    """Spawn (the child parked, no host step run yet), look at its v2 cgroup from
+    outside, then run it to the end.  `into`: whether the agent is to clone it
+    into its cgroup (LINX_CLONE_INTO_CGROUP, set by the caller)."""
+    from linx_spec import Workload
+
+    out = tmp_path / "out"
+    with open(out, "wb") as fo, Workload(plan, stdout=fo.fileno()) as w:
+        w.spawn()
+        parked_in = C._cgroups_of(w.pid)["0"]
+        assert w.agent.spawned_in_cgroup is (into == "1")
+        while_parked(parked_in)
+        agent_pid = w.agent.pid
+        w.proceed()
+        result = w.wait()
+    assert result.exit_code == 0
+    return Parked(parked_in, agent_pid, w.pid, out.read_text())
 
 
 def test_failed_setup_removes_the_cgroups_and_the_child_never_runs(tmp_path):

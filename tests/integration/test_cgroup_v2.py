@@ -26,7 +26,7 @@ from linx_spec.host import cgroup as C
 from linx_spec.plan import cgroup as PC
 from linx_spec.plan import cgroup_v2
 
-from .test_cgroup import plan_of, run_plan
+from .test_cgroup import plan_of, run_parked, run_plan
 
 pytestmark = [pytest.mark.root, pytest.mark.v2guest]
 
@@ -149,6 +149,52 @@ cgroup:
     assert out.split() == [str(16 * 2**20), str(8 * 2**20), "max", "ok"]
     assert result.usage["memory_high_hits"] >= 1  # memory.events high: reclaimed and throttled, not killed
     assert result.usage.get("oom_kills", 0) == 0
+
+
+def test_memory_low_and_min_land(tmp_path):
+    """Memory protection (v2 only): the workload reads its own cgroup's files, and
+    the parent /linx, made by linx-spec, passes memory down so they exist."""
+    plan = plan_of(f"""
+namespaces: [pid]
+process:
+  command: [/bin/sh, -c, '{own_files("memory.low", "memory.min", "memory.max")}']
+cgroup:
+  memory: {{max: 64Mi, low: 24Mi, min: 8Mi}}
+""")
+    assert ("memory.min", str(8 * 2**20)) in plan.cgroup.hierarchies[0].writes
+    result, out, err = run_plan(plan, tmp_path)
+    assert result.exit_code == 0, err
+    assert out.split() == [str(24 * 2**20), str(8 * 2**20), str(64 * 2**20)]
+
+
+@pytest.mark.parametrize("into", ["1", "0"], ids=["clone-into-cgroup", "attach"])
+def test_child_is_cloned_into_its_cgroup_limits_already_in_force(tmp_path, monkeypatch, into):
+    """CLONE_INTO_CGROUP: the parked child, before any host step ran, is already in
+    the workload's cgroup with its limits written (the kernel's view, from
+    outside); the workload's first command reads the same cgroup and its limit.
+    LINX_CLONE_INTO_CGROUP=0 (the attach write, as on v1) shows the difference."""
+    monkeypatch.setenv("LINX_CLONE_INTO_CGROUP", into)
+    plan = plan_of(f"""
+namespaces: [pid]
+process:
+  command: [/bin/sh, -c, 'cat /proc/self/cgroup; {own_files("pids.max")}']
+cgroup:
+  pids: {{max: 9}}
+""", name="cgt2-into")
+
+    def while_parked(parked_in: str) -> None:
+        if into == "1":
+            assert parked_in.startswith("/linx/linx-cgt2-into-")
+            assert Path(MOUNT + parked_in, "pids.max").read_text().strip() == "9"  # limits already in force
+        else:
+            assert not parked_in.startswith("/linx/")
+
+    seen = run_parked(plan, tmp_path, into, while_parked)
+    if into == "1":
+        assert seen.parked_in == f"/linx/linx-cgt2-into-{seen.agent_pid}"
+    first, limit = seen.out.split()
+    leaf = seen.parked_in if into == "1" else f"/linx/linx-cgt2-into-{seen.pid}"
+    assert (first, limit) == ("0::" + leaf, "9")
 
 
 def test_cpu_max_and_weight_land(tmp_path):

@@ -6,7 +6,9 @@ dependencies are installed from it), as the README's quick start does."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import sys
 import tarfile
 import venv
 import zipfile
@@ -76,6 +78,41 @@ def test_installed_wheel_runs_hello_in_a_clean_venv(built, tmp_path):
     assert "inside: uid=0 gid=0 pid=1 hostname=linx-hello" in proc.stdout
     where = _run([env_dir / "bin/python", "-c", "import linx_spec.agent as a; print(a.__file__)"], cwd=tmp_path, env=env)
     assert where.stdout.startswith(str(env_dir))
+
+
+def test_release_build_retags_the_static_agent_manylinux_and_it_runs(built, tmp_path):
+    """.ci/release-wheel: auditwheel (PyPI) finds no external library and retags only."""
+    _root, _sdist, wheel = built
+    proc = _run([REPO / ".ci/release-wheel", tmp_path / "rel", wheel])
+    assert "requires no external shared libraries" in proc.stdout
+    (rel,) = (tmp_path / "rel").glob("linx_spec-*.whl")
+    arch = os.uname().machine
+    assert rel.name.endswith(f"-py3-none-manylinux1_{arch}.manylinux_2_5_{arch}.whl"), rel.name
+    with zipfile.ZipFile(wheel) as a, zipfile.ZipFile(rel) as b:
+        assert a.read("linx_spec/_bin/linx-agent") == b.read("linx_spec/_bin/linx-agent")
+        assert b.getinfo("linx_spec/_bin/linx-agent").external_attr >> 16 & 0o111
+    # pip on this host takes the tag, and the package from it runs a workload with its own agent.
+    target = tmp_path / "site"
+    _run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", target, rel])
+    env = {k: v for k, v in os.environ.items() if k not in ("LINX_AGENT", "PYTHONPATH")}
+    env["PYTHONPATH"] = str(target)
+    run = _run([sys.executable, "-c", "import linx_spec, linx_spec.cli as c; print(linx_spec.__file__); c.main()",
+                "apply", REPO / "specs/hello.yaml"], cwd=tmp_path, env=env)
+    assert run.stdout.startswith(str(target)) and "inside: uid=0 gid=0 pid=1" in run.stdout
+
+
+def test_release_build_refuses_a_dynamically_linked_agent(built, tmp_path):
+    _root, _sdist, wheel = built
+    dynamic = tmp_path / wheel.name
+    with zipfile.ZipFile(wheel) as src, zipfile.ZipFile(dynamic, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename == "linx_spec/_bin/linx-agent":
+                data = open(shutil.which("true"), "rb").read()  # a dynamically linked program
+            dst.writestr(item, data)
+    proc = subprocess.run([REPO / ".ci/release-wheel", tmp_path / "rel", dynamic], capture_output=True, text=True)
+    assert proc.returncode == 1 and "linked dynamically" in proc.stderr, proc.stderr
+    assert not list((tmp_path / "rel").glob("*.whl"))
 
 
 @pytest.mark.parametrize("cc", ["no-such-cc", "false"], ids=["missing", "failing"])

@@ -81,6 +81,19 @@ def test_io_uring_denied_only_when_the_filter_denies_io_uring_setup():
     assert c.exposure == 0.0 and "errno EPERM" in c.text
 
 
+def test_taking_a_host_interface_in_use_is_scored():
+    def net(in_use: str | None) -> str:
+        if in_use is None:
+            return BASE
+        return BASE + ("network:\n  interfaces: [{type: existing, device: lxnic1"
+                       + (f", in_use: {in_use}" if in_use != "refuse" else "") + "}]\n")
+    none, refuse, take = (check(net(x), "host-interface-taken") for x in (None, "refuse", "take"))
+    assert none.exposure == 0.0 and "no host interface" in none.text
+    assert 0 < refuse.exposure < take.exposure == 1.0
+    assert "lxnic1" in take.text and "in_use: take" in take.text and take.weight == 400
+    assert score(net(None)) < score(net("refuse")) < score(net("take"))
+
+
 def test_threshold_exit_code_and_formats(tmp_path):
     spec = tmp_path / "open.yaml"
     spec.write_text(BASE.replace("[user, pid, net, mount, uts, ipc, cgroup]", "[pid]"))

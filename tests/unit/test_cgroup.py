@@ -26,7 +26,8 @@ from linx_spec.plan import cgroup_v1, cgroup_v2
 from linx_spec.runner import Result
 
 V2_FILES = {
-    "memory": ("memory.max", "memory.high", "memory.swap.max", "memory.peak", "memory.events"),
+    "memory": ("memory.max", "memory.high", "memory.low", "memory.min", "memory.swap.max", "memory.peak",
+               "memory.events"),
     "cpu": ("cpu.max", "cpu.weight"),
     "cpuset": ("cpuset.cpus", "cpuset.mems"),
     "pids": ("pids.max", "pids.peak", "pids.events"),
@@ -219,6 +220,11 @@ def test_spec_units_and_defaults():
     ("  io: {limits: [{device: vda, read_bps: 1Mi}]}\n", "pattern"),
     ("  io: {limits: [{device: '8:0', read_bps: 1Mi}, {device: '8:0', write_bps: 1Mi}]}\n", "two io limits"),
     ("  memory: {maxx: 1Mi}\n", "maxx"),
+    ("  memory: {max: 1Mi, low: 2Mi}\n", "memory.low (2097152 bytes) is above memory.max"),
+    ("  memory: {max: 1Mi, min: 2Mi}\n", "memory.min (2097152 bytes) is above memory.max"),
+    ("  memory: {low: 1Mi, min: 2Mi}\n", "memory.min (2097152 bytes) is above memory.low"),
+    ("  memory: {low: -1}\n", "memory.low"),
+    ("  memory: {min: 8Ei}\n", "too large"),
 ])
 def test_spec_rejects(text, words):
     with pytest.raises(SpecError) as e:
@@ -320,6 +326,24 @@ def test_v2_writes_the_right_files_with_the_right_values(tmp_path):
     assert 4242 in fs.killed
     assert (f"{leaf}/cgroup.kill", "1") in fs.writes
     assert tree(mount) == set()
+
+
+def test_v2_memory_protection_is_written_after_the_limits(tmp_path):
+    mount, fs = v2_tree(tmp_path)
+    s = spec("  memory: {max: 64Mi, low: 16Mi, min: 0}\n")
+    assert (s.cgroup.memory.low, s.cgroup.memory.min) == (16 * 2**20, 0)
+    plan = PC.resolve(s.cgroup, s, host=v2_host(mount))
+    assert plan.hierarchies[0].writes == (("memory.max", str(64 * 2**20)), ("memory.min", "0"),
+                                          ("memory.low", str(16 * 2**20)))
+    # Protection alone still needs (and enables) the memory controller.
+    s = spec("  memory: {min: 4Mi}\n")
+    assert cgroup_v2.controllers_of(s.cgroup) == ["memory"]
+    (h,) = PC.resolve(s.cgroup, s, host=v2_host(mount)).hierarchies
+    assert h.writes == (("memory.min", str(4 * 2**20)),) and "memory" in h.controllers
+    ctx = FakeCtx(pid=4343)
+    C.apply_from_host(PC.resolve(s.cgroup, s, host=v2_host(mount)), ctx, fs)
+    assert Path(mount, "linx/linx-web-4343/memory.min").read_text() == str(4 * 2**20)
+    ctx.rollback()
 
 
 def test_v2_describe_is_what_plan_prints(tmp_path):
@@ -659,6 +683,16 @@ def test_v1_swap_needs_memory_max_and_swap_accounting(tmp_path):
     with pytest.raises(PlanError, match="memory.memsw.limit_in_bytes") as e:
         PC.resolve(s.cgroup, s, host=host)
     assert "swapaccount=1" in str(e.value)
+
+
+@pytest.mark.parametrize("key", ["low", "min"])
+def test_v1_has_no_memory_protection_and_says_so(tmp_path, key):
+    _fs, host = v1_tree(tmp_path, {"memory": ("memory",)})
+    s = spec(f"  memory: {{max: 64Mi, {key}: 16Mi}}\n")
+    with pytest.raises(PlanError) as e:
+        PC.resolve(s.cgroup, s, host=host)
+    assert e.value.field == f"cgroup.memory.{key}"
+    assert "cgroup v1" in str(e.value) and f"drop cgroup.memory.{key}" in str(e.value)
 
 
 def test_v1_missing_controller_is_named(tmp_path):

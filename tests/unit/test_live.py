@@ -84,6 +84,23 @@ def test_the_kernels_rewriting_is_not_a_difference():
     assert not L.same("pids.max", "max", "50") and not L.same("pids.max", None, "50")
 
 
+def test_memory_protection_is_live_and_released_to_zero(tmp_path, monkeypatch):
+    target, fs, leaf = running(tmp_path, monkeypatch, "  memory: {max: 64Mi, low: 8Mi}\n")
+    mount = str(Path(leaf).parents[1])
+    Path(leaf, "memory.min").write_text("0\n")  # what the kernel shows in a new cgroup
+    new = plan_for(mount, "  memory: {max: 64Mi, low: 16Mi, min: 4Mi}\n")
+    d = diff(target, new, fs=fs)
+    assert [(c.field, c.wanted, c.how) for c in d.changes] == [
+        ("cgroup.memory.min", str(4 << 20), "live"), ("cgroup.memory.low", str(16 << 20), "live")]
+    reconcile(target, new, fs=fs)
+    assert read(leaf, "memory.low") == str(16 << 20) and read(leaf, "memory.min") == str(4 << 20)
+    assert diff(target, new, fs=fs).changes == []
+    # Released with --revert-released: back to what a new cgroup holds (no protection).
+    back = plan_for(mount, "  memory: {max: 64Mi}\n")
+    reconcile(target, back, fs=fs, revert_released=True)
+    assert read(leaf, "memory.low") == "0" and read(leaf, "memory.min") == "0"
+
+
 def test_drift_made_behind_our_back_is_seen_and_restored(tmp_path, monkeypatch):
     target, fs, leaf = running(tmp_path, monkeypatch, CG)
     Path(leaf, "pids.max").write_text("7\n")

@@ -197,6 +197,20 @@ def test_export_names_what_oci_cannot_express(field, tmp_path):
     assert (tmp_path / "b" / "config.json").is_file()
 
 
+def test_export_names_memory_protection_as_lost():
+    # Through _cgroup directly: a whole export plans the spec, and planning memory.low on this
+    # host's v1 memory controller is already a plan error.
+    from linx_spec import load_text
+    from linx_spec.oci import export as E
+
+    s = load_text(BASE + "cgroup: {memory: {max: 64Mi, low: 16Mi, min: 8Mi}}\n")
+    linux: dict = {}
+    losses: list = []
+    E._cgroup(s, "x", linux, losses)
+    assert [loss.field for loss in losses] == ["cgroup.memory.low", "cgroup.memory.min"]
+    assert linux["resources"]["memory"] == {"limit": 64 * 2**20}
+
+
 def test_export_without_rootfs_binds_the_hosts_directories(tmp_path):
     path = tmp_path / "x.yaml"
     path.write_text(BASE + "mounts: [{type: proc}]\n")

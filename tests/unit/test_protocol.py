@@ -3,6 +3,8 @@ behaviour on bad frames (it answers with an error, never crashes)."""
 
 from __future__ import annotations
 
+import errno
+import os
 import re
 import socket
 import struct
@@ -192,6 +194,56 @@ def test_agent_rejects_nul_in_strings_and_malformed_attributes(raw_agent):
     assert "unknown request" in raw_agent.recv().get(P.A.DETAIL)
     # the parked child is still there and can be aborted
     raw_agent.send(P.encode(P.Msg.ABORT, 6))
+    assert raw_agent.recv().type == P.Msg.ABORTED
+
+
+def _send_with_fd(a: RawAgent, raw: bytes, fd: int) -> None:
+    sent = a.sock.sendmsg([raw], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", fd))])
+    a.sock.sendall(raw[sent:])
+
+
+def _agent_holds(pid: int, target: str) -> bool:
+    fds = f"/proc/{pid}/fd"
+    return any(os.readlink(os.path.join(fds, n)) == target for n in os.listdir(fds))
+
+
+def test_agent_closes_a_descriptor_that_comes_with_the_wrong_frame(raw_agent):
+    r, w = os.pipe()
+    try:
+        _send_with_fd(raw_agent, P.encode(P.Msg.HELLO, 1), r)
+        assert raw_agent.recv().type == P.Msg.READY
+        # The reply precedes the frame's cleanup; a second frame's reply follows it.
+        raw_agent.send(P.encode(P.Msg.HELLO, 2))
+        assert raw_agent.recv().type == P.Msg.READY
+        target = os.readlink(f"/proc/self/fd/{r}")
+        assert not _agent_holds(raw_agent.proc.pid, target)  # not kept: only SPAWN takes one
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_agent_spawn_cgroup_fd_needs_a_descriptor(raw_agent):
+    raw_agent.send(P.encode(P.Msg.SPAWN, 2, [(P.A.NS_FLAGS, 0), (P.A.CGROUP_FD, 1)]))
+    f = raw_agent.recv()
+    assert f.type == P.Msg.ERROR and f.get(P.A.STEP) == 0 and "CGROUP_FD without a descriptor" in f.get(P.A.DETAIL)
+    assert not open(f"/proc/{raw_agent.proc.pid}/task/{raw_agent.proc.pid}/children").read().strip()
+
+
+def test_agent_spawn_with_an_unusable_cgroup_fd_falls_back_to_a_plain_clone(raw_agent, tmp_path):
+    # A plain directory is no cgroup: clone3 refuses it, the agent clones without it
+    # and says so, and the runner then moves the child itself.
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        _send_with_fd(raw_agent, P.encode(P.Msg.SPAWN, 3, [(P.A.NS_FLAGS, 0), (P.A.CGROUP_FD, 1)]), fd)
+        f = raw_agent.recv()
+    finally:
+        os.close(fd)
+    assert f.type == P.Msg.SPAWNED and f.get(P.A.CGROUP_FD) == 0 and f.get(P.A.PID) > 0
+    assert f.get(P.A.ERRNO) == errno.EBADF  # cgroup_get_from_file(): not a cgroup
+    raw_agent.send(P.encode(P.Msg.HELLO, 5))
+    assert raw_agent.recv().type == P.Msg.READY
+    assert not _agent_holds(raw_agent.proc.pid, str(tmp_path))  # closed once the clone is done
+    raw_agent.send(P.encode(P.Msg.ABORT, 4))
     assert raw_agent.recv().type == P.Msg.ABORTED
 
 
