@@ -68,7 +68,7 @@ TMPFS_MODE = 0o1777  # the kernel's default for a tmpfs root (mm/shmem.c), what 
 
 # The Spec fields export reads (a unit test checks this against Spec.model_fields).
 HANDLED = ("version", "name", "process", "namespaces", "idmap", "hostname", "domainname", "cgroup", "network",
-           "capabilities", "no_new_privs", "seccomp", "mounts", "rlimits", "stdio", "lifecycle")
+           "capabilities", "no_new_privs", "seccomp", "mounts", "rlimits", "stdio", "lifecycle", "time")
 
 
 @dataclass
@@ -99,6 +99,8 @@ def export_config(spec, plan, base_dir: str) -> Exported:
                                                   "setgroups(2) allowed in the user namespace"))
     if spec.cgroup is not None:
         _cgroup(spec, plan.name, linux, losses)
+    if spec.time is not None:
+        losses.append(Loss("time", "runtime-spec 1.0.2 has no time namespace offsets (1.1's linux.timeOffsets)"))
     if spec.network is not None:
         _network(spec.network, linux, losses)
     if spec.seccomp is not None:
