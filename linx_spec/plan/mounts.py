@@ -220,6 +220,14 @@ def _overlay_options(lower: list[str], upper: str | None, work: str | None, base
     return tuple(opts)
 
 
+def _etc_bind(value: str, target: str, base_dir: str, field: str) -> MountEntry:
+    """An /etc file bound read-only from the host: its own (`host`) or a given path."""
+    source = target if value == "host" else _host(base_dir, value)
+    if not os.path.isfile(source):
+        raise PlanError(f"`{source}` is not a file on this host", "fix the path, or use `generate`", field)
+    return MountEntry(MK.BIND, target, int(MF.RDONLY), source=source)
+
+
 def _etc_entries(m: Mounts, spec, base_dir: str) -> list[tuple[str, MountEntry]]:
     """(field, entry) for /etc/hostname, /etc/hosts, /etc/resolv.conf."""
     from ..spec.mounts import ResolvConf
@@ -252,10 +260,7 @@ def _etc_entries(m: Mounts, spec, base_dir: str) -> list[tuple[str, MountEntry]]
                     text += f"127.0.1.1\t{spec.hostname}\n"
             out.append((field, MountEntry(MK.FILE, target, content=text.encode(), what="generated")))
         else:
-            source = target if value == "host" else _host(base_dir, value)
-            if not os.path.isfile(source):
-                raise PlanError(f"`{source}` is not a file on this host", "fix the path, or use `generate`", field)
-            out.append((field, MountEntry(MK.BIND, target, int(MF.RDONLY), source=source)))
+            out.append((field, _etc_bind(value, target, base_dir, field)))
     return out
 
 
@@ -353,10 +358,7 @@ def _account_entries(m: Mounts, spec, base_dir: str, layers: tuple[str, ...], et
             text = account_entries(base or "", name, u.uid, u.gid, tuple(u.groups))
             out.append((field, MountEntry(MK.FILE, target, content=text.encode(), what="generated")))
         else:
-            source = target if value == "host" else _host(base_dir, value)
-            if not os.path.isfile(source):
-                raise PlanError(f"`{source}` is not a file on this host", "fix the path, or use `generate`", field)
-            out.append((field, MountEntry(MK.BIND, target, int(MF.RDONLY), source=source)))
+            out.append((field, _etc_bind(value, target, base_dir, field)))
     return out
 
 
