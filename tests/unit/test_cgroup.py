@@ -839,3 +839,17 @@ def test_a_device_path_that_is_no_device_is_a_plan_error(tmp_path):
     s = spec("  devices:\n    - {path: /etc/hostname}\n")
     with pytest.raises(PlanError, match="not a device node"):
         PC.resolve(s.cgroup, s, host=host)
+
+
+def test_a_changed_devices_list_needs_a_restart(tmp_path):
+    from linx_spec import build_plan
+    from linx_spec.live import restart_fields
+
+    fs, host = v1_tree(tmp_path, {**V1_HIERARCHIES, "devices": ("devices",)})
+    base = build_plan(load_text("version: 1\nprocess: {command: [/bin/true]}\n"))
+    plans = []
+    for rules in ("[{path: /dev/null}]", "[{path: /dev/null}, {path: /dev/zero}]"):
+        s = spec(f"  pids: {{max: 10}}\n  devices: {rules}\n")
+        plans.append(dataclasses.replace(base, cgroup=PC.resolve(s.cgroup, s, host=host)))
+    assert restart_fields(plans[0], plans[0]) == []
+    assert restart_fields(plans[0], plans[1]) == ["cgroup.devices"]

@@ -38,3 +38,11 @@ def test_a_new_time_namespace_without_offsets_still_gets_the_step():
 def test_bad_offsets_are_spec_errors(extra, message):
     with pytest.raises(SpecError, match=message):
         load_text(BASE + extra)
+
+
+def test_changed_offsets_need_a_restart():
+    from linx_spec.live import restart_fields
+
+    old = build_plan(load_text(BASE + "namespaces: [time]\ntime: {monotonic: 1h}\n"))
+    new = build_plan(load_text(BASE + "namespaces: [time]\ntime: {monotonic: 2h}\n"))
+    assert restart_fields(old, new) == ["time"]
