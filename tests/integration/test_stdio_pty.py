@@ -40,7 +40,7 @@ def test_the_issue_command_ends_at_end_of_input_without_escape_bytes():
 
 def test_piped_commands_run_and_the_shell_exit_code_is_ours():
     proc = sh(f"timeout 20 {LINX_SPEC} apply specs/rootless-shell.yaml",
-              input=b"echo inside-$(hostname); exit 7\n")
+              input=b"echo inside-$HOSTNAME; exit 7\n")
     assert proc.returncode == 7, proc.stderr
     assert b"inside-rootless" in proc.stdout
     assert b"\x1b" not in proc.stdout + proc.stderr
