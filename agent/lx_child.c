@@ -29,6 +29,7 @@ static const struct {
 	{ LX_STEP_NS_ROOT, lx_ns_root_in_child },
 	{ LX_STEP_LOOPBACK, lx_loopback_in_child },
 	{ LX_STEP_CGROUPNS, lx_cgroupns_in_child },
+	{ LX_STEP_TIME, lx_time_in_child },
 	{ LX_STEP_HOSTNAME, lx_hostname_in_child },
 	{ LX_STEP_MOUNTS, lx_mounts_in_child },
 	{ LX_STEP_BOUNDING, lx_bounding_in_child },

@@ -398,15 +398,11 @@ static void do_spawn(uint32_t seq, const uint8_t *payload, uint32_t len)
 	for (size_t i = 0; i < njoins; i++)
 		close(joins[i].fd);
 
-	/* time namespaces only take effect for children (clone(2) cannot carry
-	 * the flag: it collides with CSIGNAL); the cgroup namespace is unshared
-	 * by the child after the host placed it in its cgroup, so that the
-	 * namespace root is the workload's own cgroup. */
-	if ((flags & CLONE_NEWTIME) && unshare(CLONE_NEWTIME) < 0) {
-		int err = errno;
-		A.state = ST_DONE;
-		return send_error(seq, LX_STEP_SPAWN, err, "unshare(CLONE_NEWTIME)", NULL);
-	}
+	/* The time namespace is unshared by the child (the time step, lx_time.c):
+	 * its offsets can be written only before a process is in it, and clone(2)
+	 * cannot carry the flag anyway (it collides with CSIGNAL).  The cgroup
+	 * namespace is unshared by the child after the host placed it in its
+	 * cgroup, so that the namespace root is the workload's own cgroup. */
 	uint32_t clone_flags = flags & ~(uint32_t)(CLONE_NEWTIME | CLONE_NEWCGROUP);
 
 	int sp[2], st[2];

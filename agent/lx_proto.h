@@ -118,6 +118,8 @@ enum lx_attr {
 	LX_A_MOUNT_OPT = 50,       /* u32 flags for the mounts step (lx_mounts.c) */
 	LX_A_SESSION = 51,         /* u32: 2 = fd 0 becomes the controlling tty (every child gets setsid) */
 	LX_A_REMOVE_ONLY = 52,     /* u32 on TRACK_CGROUP: rmdir it if empty, never kill in it */
+	LX_A_TIME_MONOTONIC = 60,  /* u64 ns: CLOCK_MONOTONIC offset of the new time namespace (lx_time.c) */
+	LX_A_TIME_BOOTTIME = 61,   /* u64 ns: CLOCK_BOOTTIME offset */
 };
 
 /* LX_A_MOUNT_OPT bits. */

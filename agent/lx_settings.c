@@ -148,6 +148,12 @@ int lx_settings_parse(const uint8_t *payload, size_t len, struct lx_settings *s,
 		case LX_A_MOUNT_OPT:
 			bad = lx_attr_u32(&a, &s->mount_opt);
 			break;
+		case LX_A_TIME_MONOTONIC:
+			bad = lx_attr_u64(&a, &s->time_monotonic_ns) || s->time_monotonic_ns > LX_TIME_MAX_NS;
+			break;
+		case LX_A_TIME_BOOTTIME:
+			bad = lx_attr_u64(&a, &s->time_boottime_ns) || s->time_boottime_ns > LX_TIME_MAX_NS;
+			break;
 		case LX_A_SESSION:
 			bad = lx_attr_u32(&a, &s->session) || s->session > 2;
 			break;

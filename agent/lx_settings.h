@@ -12,6 +12,9 @@
 
 #define LX_MAX_ORDER 32
 #define LX_MAX_MOUNTS 256
+/* A time namespace offset: at most 100 years (linx_spec/spec/namespaces.py's
+ * bound); the kernel refuses a clock beyond KTIME_SEC_MAX / 2 (~146 years). */
+#define LX_TIME_MAX_NS (100ull * 366 * 86400 * 1000000000ull)
 
 struct lx_settings {
 	uint16_t order[LX_MAX_ORDER];
@@ -40,6 +43,7 @@ struct lx_settings {
 	char *rootfs;
 	uint32_t mount_opt;
 	uint32_t session; /* LX_A_SESSION: 2 = fd 0 becomes the controlling tty */
+	uint64_t time_monotonic_ns, time_boottime_ns; /* LX_A_TIME_*: offsets of the new time namespace */
 	/* storage */
 	char *arena;
 };

@@ -32,6 +32,7 @@ enum lx_step {
 	LX_STEP_PDEATHSIG = 33,   /* child */
 	LX_STEP_CLOSE_FDS = 34,   /* child */
 	LX_STEP_INIT = 35,        /* child: forks; only the child returns (lx_init.c) */
+	LX_STEP_TIME = 40,        /* child: unshare(CLONE_NEWTIME), its offsets; execve enters it */
 };
 
 struct lx_settings;
@@ -43,6 +44,7 @@ int lx_session_in_child(const struct lx_settings *s, struct lx_err *e);
 int lx_ns_root_in_child(const struct lx_settings *s, struct lx_err *e);
 int lx_loopback_in_child(const struct lx_settings *s, struct lx_err *e);
 int lx_cgroupns_in_child(const struct lx_settings *s, struct lx_err *e);
+int lx_time_in_child(const struct lx_settings *s, struct lx_err *e);
 int lx_hostname_in_child(const struct lx_settings *s, struct lx_err *e);
 int lx_mounts_in_child(const struct lx_settings *s, struct lx_err *e);
 int lx_bounding_in_child(const struct lx_settings *s, struct lx_err *e);

@@ -40,6 +40,14 @@ def run_foreground(plan: Plan, *, on_step: Reporter | None = None, timeout: floa
     from .runner import Workload
 
     use_pty = plan.stdio.pty if pty is None else pty
+    if use_pty and not (os.isatty(0) and os.isatty(1)):
+        # As ssh without -tt: a pty over a pipe or a file would never see end of
+        # input (a terminal has no EOF, only ^D) and would write the program's
+        # terminal control sequences (bracketed paste, colours) into the file.
+        # The workload gets linx-spec's own streams instead.
+        which = "stdin" if not os.isatty(0) else "stdout"
+        _say(f"{which} is not a terminal: no pseudo-terminal for the workload, it gets linx-spec's own streams")
+        use_pty = False
     if use_pty:
         from .tty import Terminal
 

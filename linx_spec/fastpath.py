@@ -175,6 +175,7 @@ def dependencies(plan) -> list[tuple[str, str]]:
             if m.rootfs is None and e.target and not e.flags & MF.CREATE and e.kind in (MK.BIND, MK.FS, MK.DEV):
                 paths.append(e.target)  # an existing host mount point, used as it is
         paths += m.absent
+        paths += m.read  # a root's /etc/passwd and /etc/group, merged into the plan
     host = m.host_path if m is not None else (lambda p: p)
     exe, argv0 = plan.process.exec_path, plan.process.argv[0]
     if "/" not in argv0:  # looked up on PATH: every earlier candidate must stay what it was

@@ -7,6 +7,7 @@
                             SIGKILL; then w.finish() -> Result
       signals               "forward": SIGINT/SIGTERM/SIGHUP go to the running
                             workload (before it runs they interrupt the setup);
+                            after SIGTERM/SIGHUP it gets stop_grace, then SIGKILL;
                             "supervise": SIGTERM/SIGINT stop it (no restart),
                             SIGHUP is ignored (the detached supervisor)
       Waiter                how the runner spends the time while it runs:
@@ -161,23 +162,43 @@ def stop(w: Workload, grace: float, waiter: Waiter = PLAIN, signalled: bool = Fa
     return end, f"killed by SIGKILL after a {seconds(grace)} grace period"
 
 
-def run_to_end(w: Workload, limit: float | None, waiter: Waiter = PLAIN) -> Result:
+FORWARD_TICK = 0.25  # how often a wait looks at a forwarded stop signal (signal handlers cannot wake it)
+
+
+def run_to_end(w: Workload, limit: float | None, waiter: Waiter = PLAIN,
+               forwarded: Callable[[], float | None] | None = None) -> Result:
     """Wait for the running workload's end, stopping it at the time limit
     (seconds since it was released; None: none) or when a stop is requested;
-    then finish: usage collected, everything undone."""
+    then finish: usage collected, everything undone.
+
+    forwarded() -> when a SIGTERM or SIGHUP was forwarded to the workload
+    (time.monotonic()), or None: from then on it gets `stop_grace`, then
+    SIGKILL, as `stop` gives it.  An interactive shell ignores SIGTERM, and so
+    does a pid 1 without a handler: a caller that sends TERM (timeout(1),
+    systemd, a CI runner) would otherwise wait forever."""
     grace = w.plan.lifecycle.stop_grace
     reason, timed_out = "", False
     try:
         with waiter.attached(w):
             while True:
                 remaining = None if limit is None else max(0.0, limit - (time.monotonic() - w.started))
-                end = waiter.wait(w, remaining)
+                step = remaining
+                if forwarded is not None:
+                    step = FORWARD_TICK if remaining is None else min(remaining, FORWARD_TICK)
+                end = waiter.wait(w, step)
                 if end is not None:
                     break
                 if waiter.stop_requested():
                     end, _how = stop(w, grace, waiter, signalled=True)
                     break
-                if limit is not None:  # the waiter gives up only at its timeout: the limit
+                since = forwarded() if forwarded is not None else None
+                if since is not None and time.monotonic() >= since + grace:
+                    end, how = stop(w, 0.0, waiter, signalled=True)
+                    if end.signal == _signal.SIGKILL:
+                        reason = f"still running {seconds(grace)} after the forwarded signal: killed by SIGKILL"
+                    break
+                # the waiter gives up only at its timeout: the limit, unless the wait was a slice of it
+                if limit is not None and (step == remaining or time.monotonic() - w.started >= limit):
                     timed_out = True
                     end, how = stop(w, grace, waiter)
                     reason = f"timed out after {seconds(limit)}: {how}"
@@ -213,6 +234,7 @@ class Lifecycle:
         self.current: Workload | None = None
         self.restarts = 0
         self.stopping = False  # a forwarded or stop signal arrived: no restart
+        self.term_forwarded: float | None = None  # when a SIGTERM/SIGHUP went to the workload
 
     def start(self, w: Workload) -> None:
         """spawn, the waiter's look at the parked child, host steps, child steps + execve."""
@@ -233,7 +255,8 @@ class Lifecycle:
                     (start or self.start)(w)
                     if started is not None:
                         started(w)
-                    result = run_to_end(w, self.limit, self.waiter)
+                    result = run_to_end(w, self.limit, self.waiter,
+                                        (lambda: self.term_forwarded) if self.signals == "forward" else None)
                 self.current = None
                 result.restarts = self.restarts
                 if result.timed_out and self.signals == "supervise":
@@ -275,6 +298,8 @@ class Lifecycle:
         w = self.current
         if w is not None and (w.state == "running" or w.releasing) and w.agent is not None:
             self.stopping = True
+            if signo != _signal.SIGINT and self.term_forwarded is None:
+                self.term_forwarded = time.monotonic()  # run_to_end: stop_grace, then SIGKILL
             try:
                 w.agent.signal_nowait(signo)
             except LinxError:

@@ -55,9 +55,9 @@ from .plan.workload import Plan
 # Plan fields that only a new workload can change (the clone flags, what the
 # child did before execve, the supervisor's own settings).
 RESTART_FIELDS = ("ns_new", "ns_join", "process", "idmap", "hostname", "domainname", "capabilities",
-                  "no_new_privs", "seccomp", "mounts", "stdio", "lifecycle")
+                  "no_new_privs", "seccomp", "mounts", "stdio", "lifecycle", "time_offsets_ns")
 _FIELD_NAMES = {"ns_new": "namespaces", "ns_join": "namespaces (join)", "idmap": "user (idmap)",
-                "mounts": "mounts (rootfs)", "no_new_privs": "no_new_privs"}
+                "mounts": "mounts (rootfs)", "no_new_privs": "no_new_privs", "time_offsets_ns": "time"}
 _MAX_KNOBS = 256
 _MAX_TEXT = 4096
 
@@ -189,6 +189,10 @@ def restart_fields(old: Plan, new: Plan) -> list[str]:
             ctrls = have.get((h.version, h.mount, h.parent))
             if ctrls is None or (h.version == 2 and not set(h.controllers) <= ctrls):
                 out.append(f"cgroup ({h.label} at {h.mount}: a cgroup or controller the running workload lacks)")
+        # The v1 devices list is written once (devices.allow/deny cannot be read back as written).
+        if ([h.device_allow for h in oc.hierarchies if h.device_allow is not None]
+                != [h.device_allow for h in nc.hierarchies if h.device_allow is not None]):
+            out.append("cgroup.devices")
     return out
 
 

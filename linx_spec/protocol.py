@@ -116,11 +116,14 @@ class A(enum.IntEnum):
     MOUNT_OPT = 50
     SESSION = 51
     REMOVE_ONLY = 52
+    TIME_MONOTONIC = 60
+    TIME_BOOTTIME = 61
 
 
 U32_ATTRS = {A.VERSION, A.PID, A.STEP, A.ERRNO, A.CODE, A.SIGNO, A.CORE, A.WSTATUS, A.NS_FLAGS,
              A.GRACE_MS, A.CGROUP_FD, A.UID, A.GID, A.GROUP, A.UMASK, A.NO_NEW_PRIVS, A.MOUNT_OPT, A.SESSION, A.REMOVE_ONLY}
-U64_ATTRS = {A.CAP_BOUNDING, A.CAP_EFFECTIVE, A.CAP_PERMITTED, A.CAP_INHERITABLE, A.CAP_AMBIENT}
+U64_ATTRS = {A.CAP_BOUNDING, A.CAP_EFFECTIVE, A.CAP_PERMITTED, A.CAP_INHERITABLE, A.CAP_AMBIENT,
+             A.TIME_MONOTONIC, A.TIME_BOOTTIME}
 STR_ATTRS = {A.DETAIL, A.PATH, A.EXEC_PATH, A.ARG, A.ENV, A.CWD, A.HOSTNAME, A.DOMAINNAME, A.ROOTFS}
 
 MOUNT_OPT_SLAVE = 1  # A.MOUNT_OPT bits
@@ -302,6 +305,8 @@ def proceed_attrs(plan, order: list[int], session: int = 0) -> list[tuple[int, o
     attrs.append((A.NO_NEW_PRIVS, 1 if plan.no_new_privs else 0))
     if session:
         attrs.append((A.SESSION, session))
+    if plan.time_offsets_ns is not None:
+        attrs += [(A.TIME_MONOTONIC, plan.time_offsets_ns[0]), (A.TIME_BOOTTIME, plan.time_offsets_ns[1])]
     if plan.seccomp is not None:
         attrs.append((A.SECCOMP, plan.seccomp.bpf))
     if plan.mounts is not None:

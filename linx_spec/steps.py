@@ -164,6 +164,12 @@ STEPS: list[Step] = [
     Step(19, "cgroupns", "child",
          "after the cgroup step placed the child: the namespace's root becomes the workload's own cgroup",
          lambda p: p.has_new("cgroup"), lambda p: {}),
+    Step(40, "time", "child",
+         "unshare the time namespace and write its offsets while no process is in it yet (as runc); "
+         "after ns_root (CAP_SYS_TIME in the user namespace that owns it); execve enters it",
+         lambda p: p.has_new("time"),
+         lambda p: {"monotonic_ns": p.time_offsets_ns[0], "boottime_ns": p.time_offsets_ns[1]}
+         if p.time_offsets_ns else {}),
     Step(20, "hostname", "child",
          "needs CAP_SYS_ADMIN in the uts namespace, so before the identity switch",
          lambda p: p.hostname is not None or p.domainname is not None,

@@ -51,6 +51,7 @@ class Terminal(Waiter):
         self.stdout = stdout
         self._inputs: list[int] = []
         self._master_open = False
+        self._line_open = False  # the last byte sent was not the end of a line
 
     def spawned(self, w: Workload) -> None:
         if os.isatty(self.stdin):
@@ -102,8 +103,11 @@ class Terminal(Waiter):
                 data = os.read(self.stdin, 65536)
                 if data and self._master_open:
                     _write_all(master, data)
+                    self._line_open = not data.endswith((b"\n", b"\r"))
                 elif not data:
                     self._inputs.remove(self.stdin)
+                    if self._master_open:
+                        _send_eof(master, self._line_open)
             if agent_fd in ready or not self._master_open:
                 end = w.poll(0 if self._master_open else left)
             if end is None and deadline is not None and time.monotonic() >= deadline:
@@ -118,6 +122,17 @@ def proxy_terminal(w: Workload, timeout: float | None = -1, stdin: int = 0, stdo
     """Shuttle bytes between the caller's terminal and the workload's pty until
     the workload ends (stopping it at the time limit); returns its Result."""
     return run_to_end(w, w.plan.lifecycle.timeout if timeout == -1 else timeout, Terminal(stdin, stdout))
+
+
+def _send_eof(master: int, line_open: bool) -> None:
+    """End of the caller's input, as a terminal says it: the VEOF character (^D),
+    after a newline that ends a partial line (the line discipline, and readline,
+    read ^D as end of file only at the start of a line)."""
+    try:
+        veof = termios.tcgetattr(master)[6][termios.VEOF]
+        _write_all(master, (b"\n" if line_open else b"") + (veof if isinstance(veof, bytes) else bytes([veof])))
+    except OSError:
+        pass
 
 
 def _drain(master: int, stdout: int) -> None:

@@ -197,6 +197,12 @@ class Live:
     def configure(self, h: Hierarchy, leaf: str) -> None:
         for name, value in h.writes:
             self._write(leaf, name, value)
+        if h.device_allow is not None:
+            # Deny everything first, then allow: a new v1 devices cgroup inherits its
+            # parent's list, and the kernel takes one rule per write (devices.rst).
+            self._write(leaf, "devices.deny", "a")
+            for rule in h.device_allow:
+                self._write(leaf, "devices.allow", rule)
         if h.copy_cpuset:
             self._copy_cpuset(leaf, h.dir(h.parent), {n for n, _ in h.writes})
 

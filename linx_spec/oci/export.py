@@ -68,7 +68,7 @@ TMPFS_MODE = 0o1777  # the kernel's default for a tmpfs root (mm/shmem.c), what 
 
 # The Spec fields export reads (a unit test checks this against Spec.model_fields).
 HANDLED = ("version", "name", "process", "namespaces", "idmap", "hostname", "domainname", "cgroup", "network",
-           "capabilities", "no_new_privs", "seccomp", "mounts", "rlimits", "stdio", "lifecycle")
+           "capabilities", "no_new_privs", "seccomp", "mounts", "rlimits", "stdio", "lifecycle", "time")
 
 
 @dataclass
@@ -99,6 +99,10 @@ def export_config(spec, plan, base_dir: str) -> Exported:
                                                   "setgroups(2) allowed in the user namespace"))
     if spec.cgroup is not None:
         _cgroup(spec, plan.name, linux, losses)
+        if spec.cgroup.devices is not None:
+            linux.setdefault("resources", {})["devices"] = _devices(plan)
+    if spec.time is not None:
+        losses.append(Loss("time", "runtime-spec 1.0.2 has no time namespace offsets (1.1's linux.timeOffsets)"))
     if spec.network is not None:
         _network(spec.network, linux, losses)
     if spec.seccomp is not None:
@@ -115,6 +119,23 @@ def export_config(spec, plan, base_dir: str) -> Exported:
             linux["readonlyPaths"] = readonly
     c["linux"] = linux
     _lifecycle(spec, losses)
+    return out
+
+
+def _devices(plan) -> list[dict[str, Any]]:
+    """cgroup.devices -> linux.resources.devices: deny all, then the plan's rules
+    (paths already resolved to type and numbers)."""
+    out: list[dict[str, Any]] = [{"allow": False, "access": "rwm"}]
+    for h in plan.cgroup.hierarchies if plan.cgroup is not None else ():
+        for rule in h.device_allow or ():
+            kind, numbers, access = rule.split()
+            major, minor = numbers.split(":")
+            entry: dict[str, Any] = {"allow": True, "type": kind, "access": access}
+            if major != "*":
+                entry["major"] = int(major)
+            if minor != "*":
+                entry["minor"] = int(minor)
+            out.append(entry)
     return out
 
 

@@ -18,7 +18,7 @@ from ..errors import PlanError
 from . import caps, idmap, lifecycle, process, stdio
 from .cgroup import CgroupPlan
 from .idmap import is_root
-from .mounts import MountsPlan
+from .mounts import MountsPlan, _kernel
 from .network import NetworkPlan
 from .rlimits import RlimitsPlan
 from .seccomp import SeccompPlan
@@ -26,6 +26,8 @@ from .workload import Plan
 
 if TYPE_CHECKING:
     from ..spec import Spec
+
+TIME_EXEC_KERNEL = (6, 0)  # execve enters the time namespace the child unshared (agent/lx_time.c)
 
 
 def spec_hash(spec: Spec) -> str:
@@ -52,6 +54,13 @@ def build_plan(spec: Spec, source: str = "<api>", base_dir: str | None = None) -
             raise PlanError(f"`{name}` would change the host's {name}: no new uts namespace",
                             "add `uts` to namespaces", name)
     idmap_plan = idmap.resolve(spec, ns_new)
+    if "time" in ns_new and _kernel() < TIME_EXEC_KERNEL:
+        raise PlanError(f"a new time namespace needs Linux 6.0 or newer here: the child unshares it and its "
+                        f"execve enters it (\"fs/exec: switch timens when a task gets a new mm\"); this is "
+                        f"{os.uname().release}", "upgrade the kernel, or drop `time` from namespaces", "namespaces.time")
+    time_offsets = None
+    if spec.time is not None:
+        time_offsets = (round(spec.time.monotonic * 1e9), round(spec.time.boottime * 1e9))
 
     root = None  # with a rootfs, PATH lookup happens inside it
     mounts_plan: MountsPlan | None = None
@@ -119,6 +128,7 @@ def build_plan(spec: Spec, source: str = "<api>", base_dir: str | None = None) -
         no_new_privs=spec.no_new_privs,
         seccomp=seccomp_plan,
         mounts=mounts_plan,
+        time_offsets_ns=time_offsets,
         stdio=stdio.resolve(spec, base_dir or os.getcwd()),
         lifecycle=lifecycle.resolve(spec),
         notes=tuple(notes),

@@ -147,6 +147,9 @@ class Hierarchy:
     evacuate: str | None = None  # v2: delegated cgroup whose processes move to RUNNER_LEAF first
     enable_root: tuple[str, ...] = ()  # v2, host without systemd: what we enable in the root (only these)
     default_parent: bool = False  # parent is linx-spec's own /linx: removed when its last workload ends
+    # v1 devices controller here: `devices.deny a`, then one `devices.allow` line each (cgroup.devices).
+    # Kept out of `writes`: those files are write-only, and live.py reads back what `writes` holds.
+    device_allow: tuple[str, ...] | None = None
 
     @property
     def label(self) -> str:
@@ -174,7 +177,9 @@ class CgroupPlan:
             "backend": self.backend,
             "cgroup": " ".join(f"{p}/{leaf}" for p in parents),
             "join": [f"{h.label} at {h.mount}" for h in self.hierarchies],
-            "writes": [f"{f}={v}" for h in self.hierarchies for f, v in h.writes],
+            "writes": [f"{f}={v}" for h in self.hierarchies for f, v in h.writes]
+            + [f"devices.{'allow' if i else 'deny'}={r}" for h in self.hierarchies if h.device_allow is not None
+               for i, r in enumerate(("a",) + h.device_allow)],
             # host/cgroup.py clone_into(): one v2 hierarchy -> made before the clone, the child cloned into it.
             "placement": ("clone3 CLONE_INTO_CGROUP (else cgroup.procs)"
                           if len(self.hierarchies) == 1 and self.hierarchies[0].version == 2 else "cgroup.procs"),
@@ -203,6 +208,34 @@ def _device(text: str, field_name: str) -> str:
         raise PlanError(f"io device {text} ({majmin}) is a partition; the kernel limits whole disks only",
                         "give the disk the partition is on", field_name)
     return majmin
+
+
+def device_rules(rules) -> tuple[str, ...]:
+    """cgroup.devices -> `devices.allow` lines (`c 1:3 rw`); a path is stat'ed
+    here: its type and numbers (devices(7) v1 syntax: type major:minor access)."""
+    out = []
+    for i, r in enumerate(rules):
+        if r.path is not None:
+            try:
+                st = os.stat(r.path)
+            except OSError as exc:
+                raise PlanError(f"device `{r.path}`: {os.strerror(exc.errno or 0)}", "fix the path, or give "
+                                "type, major and minor", f"cgroup.devices.{i}.path") from None
+            if stat.S_ISCHR(st.st_mode):
+                kind = "c"
+            elif stat.S_ISBLK(st.st_mode):
+                kind = "b"
+            else:
+                raise PlanError(f"`{r.path}` is not a device node", "give a character or block device",
+                                f"cgroup.devices.{i}.path")
+            out.append(f"{kind} {os.major(st.st_rdev)}:{os.minor(st.st_rdev)} {r.access}")
+        elif r.type == "a":
+            out.append(f"a *:* {r.access}")
+        else:
+            major = "*" if r.major in (None, "*") else r.major
+            minor = "*" if r.minor in (None, "*") else r.minor
+            out.append(f"{r.type} {major}:{minor} {r.access}")
+    return tuple(out)
 
 
 def _online(path: str) -> frozenset[int] | None:
@@ -262,6 +295,16 @@ def resolve(cg: "Cgroup", spec: "Spec", host: HostView | None = None) -> CgroupP
     knobs = cgroup_v2.controllers_of(cg)
     v1_need: list[str] = []
     v2_need: list[str] = []
+    allow = None
+    if cg.devices is not None:
+        allow = device_rules(cg.devices)
+        if "devices" not in lay.v1:
+            raise PlanError("cgroup.devices needs the cgroup v1 devices controller; on cgroup v2 the kernel "
+                            "takes a BPF_PROG_TYPE_CGROUP_DEVICE program instead, which linx-spec does not load "
+                            "yet" + ("" if lay.v1 else " (this host is pure cgroup v2)"),
+                            "drop cgroup.devices (and keep /dev minimal with mounts), or run on a host with the "
+                            "v1 devices hierarchy", "cgroup.devices")
+        v1_need.append("devices")
     for c in knobs:
         v1name = cgroup_v1.KNOB_CONTROLLER[c]
         if v1name in lay.v1:
@@ -297,6 +340,7 @@ def resolve(cg: "Cgroup", spec: "Spec", host: HostView | None = None) -> CgroupP
         hierarchies.append(Hierarchy(
             version=1, mount=mount, controllers=tuple(ctrls), parent=parent,
             writes=tuple(w for c in ctrls for w in v1_writes.get(c, ())),
+            device_allow=allow if "devices" in ctrls else None,
             copy_cpuset="cpuset" in comounted, default_parent=cg.parent is None and parent == DEFAULT_PARENT))
 
     # v2: limits when controllers live there; otherwise process tracking only.

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import stat
 from dataclasses import dataclass
 from typing import Callable
 
@@ -99,6 +100,7 @@ class MountsPlan:
     entries: tuple[MountEntry, ...]
     root_layers: tuple[str, ...] = ()  # host dirs making up the root, topmost first
     absent: tuple[str, ...] = ()  # optional bind sources left out as missing (the plan cache watches them)
+    read: tuple[str, ...] = ()  # host files whose content the plan holds (a root's /etc/passwd; watched too)
 
     def describe(self) -> dict:
         return {
@@ -218,6 +220,14 @@ def _overlay_options(lower: list[str], upper: str | None, work: str | None, base
     return tuple(opts)
 
 
+def _etc_bind(value: str, target: str, base_dir: str, field: str) -> MountEntry:
+    """An /etc file bound read-only from the host: its own (`host`) or a given path."""
+    source = target if value == "host" else _host(base_dir, value)
+    if not os.path.isfile(source):
+        raise PlanError(f"`{source}` is not a file on this host", "fix the path, or use `generate`", field)
+    return MountEntry(MK.BIND, target, int(MF.RDONLY), source=source)
+
+
 def _etc_entries(m: Mounts, spec, base_dir: str) -> list[tuple[str, MountEntry]]:
     """(field, entry) for /etc/hostname, /etc/hosts, /etc/resolv.conf."""
     from ..spec.mounts import ResolvConf
@@ -250,10 +260,105 @@ def _etc_entries(m: Mounts, spec, base_dir: str) -> list[tuple[str, MountEntry]]
                     text += f"127.0.1.1\t{spec.hostname}\n"
             out.append((field, MountEntry(MK.FILE, target, content=text.encode(), what="generated")))
         else:
-            source = target if value == "host" else _host(base_dir, value)
-            if not os.path.isfile(source):
-                raise PlanError(f"`{source}` is not a file on this host", "fix the path, or use `generate`", field)
-            out.append((field, MountEntry(MK.BIND, target, int(MF.RDONLY), source=source)))
+            out.append((field, _etc_bind(value, target, base_dir, field)))
+    return out
+
+
+MAX_ETC_BYTES = 256 * 1024  # a root's /etc/passwd or /etc/group read into the plan (the agent's frame is 1 MiB)
+
+
+def _read_in_root(layers: tuple[str, ...], rel: str, field: str) -> tuple[str | None, str | None]:
+    """(text, host path) of `rel` (e.g. "etc/passwd") in the first root layer
+    that has it, or (None, None).  Walked by fds with O_NOFOLLOW: a symlink
+    planted in the root (`etc/passwd -> /etc/shadow`) must not make the runner
+    copy a host file into the workload's view; such a file counts as absent.
+    Non-blocking and regular files only: a FIFO there must not hang the plan."""
+    *dirs, leaf = rel.split("/")
+    for layer in layers:
+        fds: list[int] = []
+        try:
+            fds.append(os.open(layer, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC))
+            for d in dirs:
+                fds.append(os.open(d, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fds[-1]))
+            fds.append(os.open(leaf, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=fds[-1]))
+            if not stat.S_ISREG(os.fstat(fds[-1]).st_mode):
+                return None, None
+            data = os.read(fds[-1], MAX_ETC_BYTES + 1)
+        except OSError:
+            continue  # not in this layer (or not a plain path): the next one, as overlayfs looks
+        finally:
+            for fd in fds:
+                os.close(fd)
+        if len(data) > MAX_ETC_BYTES:
+            raise PlanError(f"`{os.path.join(layer, rel)}` is over {MAX_ETC_BYTES // 1024} KiB; too big to merge "
+                            "an entry into", "set it to `none` (or a host path)", field)
+        return data.decode("utf-8", "replace"), os.path.join(layer, rel)
+    return None, None
+
+
+def _ids_listed(text: str) -> set[int]:
+    """The ids (third field) of a passwd or group file's entries."""
+    ids = set()
+    for line in text.splitlines():
+        parts = line.split(":")
+        if len(parts) >= 3 and parts[2].isdigit():
+            ids.add(int(parts[2]))
+    return ids
+
+
+def _names_listed(text: str) -> set[str]:
+    return {line.split(":", 1)[0] for line in text.splitlines() if ":" in line}
+
+
+def account_entries(base: str, kind: str, uid: int, gid: int, groups: tuple[int, ...]) -> str:
+    """`base` (a root's /etc/passwd or /etc/group) with the workload's user and
+    groups added where it lacks them, as podman adds its passwd entry."""
+    have, names = _ids_listed(base), _names_listed(base)
+    user = "root" if uid == 0 else f"user{uid}"
+    if kind == "passwd":
+        lines = [] if uid in have or user in names else [f"{user}:x:{uid}:{gid}:linx-spec workload:/:/bin/sh"]
+    else:
+        lines = []
+        primary = "root" if gid == 0 else (user if gid == uid else f"group{gid}")
+        if gid not in have and primary not in names:
+            lines.append(f"{primary}:x:{gid}:")
+            names.add(primary)
+        for g in groups:
+            name = "root" if g == 0 else f"group{g}"
+            if g not in have and g != gid and name not in names:
+                lines.append(f"{name}:x:{g}:{user}")
+                names.add(name)
+    if not lines:
+        return base
+    return base + ("" if not base or base.endswith("\n") else "\n") + "\n".join(lines) + "\n"
+
+
+def _account_entries(m: Mounts, spec, base_dir: str, layers: tuple[str, ...], etc_fresh: bool,
+                     read: list[str]) -> list[tuple[str, MountEntry]]:
+    """(field, entry) for /etc/passwd and /etc/group (Etc.passwd's description:
+    the default is `generate` when the workload has a root of its own)."""
+    out: list[tuple[str, MountEntry]] = []
+    own_root = bool(layers) or etc_fresh
+    u = spec.process.user
+    for name in ("passwd", "group"):
+        field = f"mounts.etc.{name}"
+        value = getattr(m.etc, name) if m.etc is not None else None
+        if value == "none" or (value is None and not own_root):
+            continue
+        target = f"/etc/{name}"
+        if value in (None, "generate"):
+            if value == "generate" and not own_root:
+                raise PlanError(f"etc.{name}: generate needs a root of the workload's own (the host's {target} is "
+                                "its own business)", "set `rootfs`, mount a tmpfs on /etc, or use `host`", field)
+            base, path = (None, None) if etc_fresh else _read_in_root(layers, f"etc/{name}", field)
+            if base is None and value is None and not etc_fresh:
+                continue  # the default binds over a file the root has, or into a fresh /etc; never creates one
+            if path is not None:
+                read.append(path)
+            text = account_entries(base or "", name, u.uid, u.gid, tuple(u.groups))
+            out.append((field, MountEntry(MK.FILE, target, content=text.encode(), what="generated")))
+        else:
+            out.append((field, _etc_bind(value, target, base_dir, field)))
     return out
 
 
@@ -347,6 +452,10 @@ def resolve(spec_mounts: Mounts, spec, base_dir: str) -> MountsPlan:
     for current_field, entry in _etc_entries(m, spec, base_dir):
         entries.append(MountEntry(entry.kind, entry.target, entry.flags | create_flag(entry.target),
                                   source=entry.source, content=entry.content, what=entry.what))
+    read: list[str] = []
+    for current_field, entry in _account_entries(m, spec, base_dir, layers, "/etc" in fresh, read):
+        entries.append(MountEntry(entry.kind, entry.target, entry.flags | create_flag(entry.target),
+                                  source=entry.source, content=entry.content, what=entry.what))
     for p in expand_paths(list(m.readonly_paths), DEFAULT_READONLY_PATHS):
         entries.append(MountEntry(MK.READONLY, p))
     for p in expand_paths(list(m.masked_paths), DEFAULT_MASKED_PATHS):
@@ -358,4 +467,4 @@ def resolve(spec_mounts: Mounts, spec, base_dir: str) -> MountsPlan:
         raise PlanError(f"mounts need Linux {MIN_KERNEL[0]}.{MIN_KERNEL[1]} or newer (mount_setattr, openat2); "
                         f"this is {os.uname().release}", "upgrade the kernel, or drop `mounts`", "mounts")
     return MountsPlan(rootfs=rootfs, propagation=m.propagation, rootfs_readonly=m.rootfs_readonly,
-                      entries=tuple(entries), root_layers=layers, absent=tuple(absent))
+                      entries=tuple(entries), root_layers=layers, absent=tuple(absent), read=tuple(read))

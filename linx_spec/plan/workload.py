@@ -73,6 +73,7 @@ class Plan:
     no_new_privs: bool = True
     seccomp: SeccompPlan | None = None  # compiled BPF bytes
     mounts: MountsPlan | None = None  # agent/lx_mounts.c
+    time_offsets_ns: tuple[int, int] | None = None  # (monotonic, boottime) of a new time namespace (agent/lx_time.c)
     stdio: StdioPlan = StdioPlan()
     lifecycle: LifecyclePlan = LifecyclePlan()
     notes: tuple[str, ...] = field(default=())  # what the plan decided and why

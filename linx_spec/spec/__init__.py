@@ -17,7 +17,7 @@ from .cgroup import Cgroup
 from .idmap import IdMap, IdRange
 from .lifecycle import Lifecycle, Restart
 from .mounts import Mounts
-from .namespaces import NAMESPACE_NAMES, Join, Namespaces, default_namespaces
+from .namespaces import NAMESPACE_NAMES, Join, Namespaces, TimeOffsets, default_namespaces
 from .network import Network
 from .process import ARGV_ENV_MAX_BYTES, EXECVE_FLOOR_BYTES, Process, User, execve_bytes
 from .rlimits import Rlimits
@@ -71,6 +71,8 @@ class Spec(Model):
         description="Resource limits by name (`nofile: 1024`, `nproc: {soft: 100, hard: 200}`, `as: 1Gi`), set "
         "from the host with prlimit before the workload runs; also `oom_score_adj`.",
     )
+    time: TimeOffsets | None = Field(default=None, description="Clock offsets of the workload's new time "
+                                     "namespace (`namespaces: [time]`): `{monotonic: 1h, boottime: 24h}`.")
     stdio: StdioSpec | None = "inherit"  # a bare YAML `null` means /dev/null
     lifecycle: Lifecycle = Field(default_factory=Lifecycle, description="Time limit, stop grace, restarts, orphan behaviour.")
 
@@ -99,6 +101,13 @@ class Spec(Model):
         if allowed < ARGV_ENV_MAX_BYTES and total > allowed:
             raise ValueError(f"process: command and env take {total} bytes as execve counts them; with "
                              f"rlimits.stack {soft} execve allows {allowed} (a quarter of the stack)")
+        return self
+
+    @model_validator(mode="after")
+    def _time_needs_its_namespace(self) -> "Spec":
+        if self.time is not None and self.namespaces.time != "new":
+            raise ValueError("time: offsets are for a new time namespace: add `time` to namespaces (a joined "
+                             "one keeps the offsets it was made with)")
         return self
 
     @field_validator("hostname")

@@ -15,7 +15,7 @@ the files of v2 or v1, whichever holds the controller on this host.
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -192,6 +192,42 @@ class Io(Model):
         return v
 
 
+MAX_DEVICE_RULES = 64
+DeviceNumber = Annotated[int, Field(strict=True, ge=0, le=(1 << 20) - 1)] | Literal["*"]  # MINORBITS: 20; majors 12 bits
+
+
+class DeviceRule(Model):
+    """One allowed device, as systemd's DeviceAllow= and runc's linux.resources.devices: by host path, or by
+    type and major:minor numbers."""
+
+    path: str | None = Field(default=None, max_length=4095, description="A device node on the host, e.g. "
+                             "/dev/null: its type and numbers are read when planning.",
+                             json_schema_extra={"pattern": "^/"})
+    type: Literal["c", "b", "a"] | None = Field(default=None, description="`c` character, `b` block, `a` all "
+                                                "devices (with `path`: taken from the node).")
+    major: DeviceNumber | None = Field(default=None, description="Major number, or `*` for any (default).")
+    minor: DeviceNumber | None = Field(default=None, description="Minor number, or `*` for any (default).")
+    access: str = Field(default="rwm", pattern="^[rwm]{1,3}$",
+                        description="What is allowed: any of `r` read, `w` write, `m` mknod (default `rwm`).")
+
+    @model_validator(mode="after")
+    def _one_form(self) -> "DeviceRule":
+        if len(set(self.access)) != len(self.access):
+            raise ValueError(f"access `{self.access}` names a letter twice")
+        if self.path is not None:
+            if self.type is not None or self.major is not None or self.minor is not None:
+                raise ValueError("give a device either by `path` or by `type`/`major`/`minor`, not both")
+            if not self.path.startswith("/") or "\0" in self.path:
+                raise ValueError(f"`{self.path}` is not an absolute path")
+        elif self.type is None:
+            raise ValueError("a device rule needs `path`, or `type` (c, b or a) with `major`/`minor`")
+        elif self.type == "a" and (self.major is not None or self.minor is not None):
+            raise ValueError("type `a` (all devices) takes no major or minor")
+        if isinstance(self.major, int) and self.major >= 1 << 12:
+            raise ValueError(f"major {self.major} is beyond the kernel's 12 bits (at most 4095)")
+        return self
+
+
 class Cgroup(Model):
     """Where the workload's cgroup is created and what it may use. The workload joins it before its first
     instruction; after it ends, whatever is left inside is killed and the cgroup removed."""
@@ -206,6 +242,12 @@ class Cgroup(Model):
     cpuset: Cpuset | None = Field(default=None, description="CPUs and memory nodes the workload may use.")
     pids: Pids | None = Field(default=None, description="Limit on processes and threads.")
     io: Io | None = Field(default=None, description="Block I/O weight and per-device bandwidth limits.")
+    devices: list[DeviceRule] | None = Field(
+        default=None, max_length=MAX_DEVICE_RULES,
+        description="Devices allow-list: when given, every device is denied (open and mknod fail with EPERM) "
+        "but these, as systemd's DevicePolicy=strict with DeviceAllow=. Enforced by the cgroup v1 devices "
+        "controller; on cgroup v2 it needs a BPF device program, which linx-spec does not load yet: a plan "
+        "error there. Descriptors opened before the workload (its stdio, a pty) are not checked again.")
 
     @field_validator("parent")
     @classmethod

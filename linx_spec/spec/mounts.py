@@ -256,7 +256,19 @@ class Etc(Model):
         description="/etc/resolv.conf: `host`, a host path, or `{nameservers, search, options}` to generate one.",
     )
 
-    @field_validator("hostname", "hosts", "resolv_conf")
+    passwd: EtcSource | None = Field(
+        default=None, max_length=4095,
+        description="/etc/passwd: `generate` (the root's own file, plus an entry for `process.user.uid` when it "
+        "has none: `root` for 0, else `user<UID>`, home `/`, shell /bin/sh; as podman does), `host`, a host path, "
+        "or `none` (the root's file as it is). Default: `generate` when the workload has its own root "
+        "(`rootfs`, or a fresh filesystem on /etc) that holds an /etc/passwd, so `id`, `whoami` and `ls -l` "
+        "show a name for the mapped user; never written into the root itself (bound over it).")
+    group: EtcSource | None = Field(
+        default=None, max_length=4095,
+        description="/etc/group: as `passwd`, for `process.user.gid` (named as the user) and each of "
+        "`process.user.groups` (`group<GID>`, the user a member) that the root's file lacks.")
+
+    @field_validator("hostname", "hosts", "resolv_conf", "passwd", "group")
     @classmethod
     def _src(cls, v: Any) -> Any:
         if isinstance(v, str):

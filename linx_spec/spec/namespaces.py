@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BeforeValidator, Discriminator, Field, Tag, field_validator, model_validator
 
 from .base import ABS_PATH, Model
+from .units import Duration
 
 NAMESPACE_NAMES = ("user", "pid", "net", "mount", "uts", "ipc", "cgroup", "time")
 NamespaceName = Literal["user", "pid", "net", "mount", "uts", "ipc", "cgroup", "time"]
@@ -102,6 +103,17 @@ class Namespaces(Model):
 
     def joined(self) -> dict[str, str]:
         return {n: v.join for n in NAMESPACE_NAMES if isinstance(v := getattr(self, n), Join)}
+
+
+class TimeOffsets(Model):
+    """Clock offsets of a new time namespace (time_namespaces(7)): what the
+    workload's CLOCK_MONOTONIC and CLOCK_BOOTTIME (and /proc/uptime) read is the
+    host's plus these.  At most 100 years each (the kernel's own bound is
+    KTIME_SEC_MAX / 2, about 146 years, for the clock's value)."""
+
+    monotonic: Duration = Field(default=0.0, description="Added to CLOCK_MONOTONIC inside, e.g. `3600s`, `1h`.")
+    boottime: Duration = Field(default=0.0, description="Added to CLOCK_BOOTTIME (and /proc/uptime) inside, "
+                               "e.g. `24h`.")
 
 
 def default_namespaces() -> Namespaces:

@@ -833,3 +833,57 @@ def test_freeze_and_thaw_through_cgroup_freeze_or_the_v1_freezer(tmp_path):
     with pytest.raises(StepError, match="no v2 leaf and no v1 freezer"):
         with host_errors("cgroup"):
             live.freeze(True)
+
+
+# --- cgroup.devices (issue 20) -------------------------------------------------------
+
+def test_devices_allow_list_on_v1_denies_all_then_allows(tmp_path):
+    fs, host = v1_tree(tmp_path, {**V1_HIERARCHIES, "devices": ("devices",)})
+    s = spec("  devices:\n    - {path: /dev/null, access: rw}\n    - {type: c, major: 136}\n    - {type: a, access: m}\n")
+    plan = PC.resolve(s.cgroup, s, host=host)
+    (h,) = [h for h in plan.hierarchies if "devices" in h.controllers]
+    assert h.device_allow == ("c 1:3 rw", "c 136:* rwm", "a *:* m")
+    assert h.writes == ()  # write-only files stay out of what live.py reads back
+    assert plan.describe()["writes"][:2] == ["devices.deny=a", "devices.allow=c 1:3 rw"]
+    assert all(x.device_allow is None for x in plan.hierarchies if x is not h)
+
+
+def test_devices_on_pure_v2_is_a_plan_error_naming_the_reason(tmp_path):
+    mount, _fs = v2_tree(tmp_path)
+    s = spec("  devices:\n    - {path: /dev/null}\n")
+    with pytest.raises(PlanError, match="BPF_PROG_TYPE_CGROUP_DEVICE") as info:
+        PC.resolve(s.cgroup, s, host=v2_host(mount))
+    assert info.value.field == "cgroup.devices"
+
+
+@pytest.mark.parametrize("rule,message", [
+    ("{path: /dev/null, type: c}", "either by `path`"),
+    ("{type: c, access: rr}", "names a letter twice"),
+    ("{type: a, major: 1}", "takes no major"),
+    ("{type: c, major: 4096}", "12 bits"),
+    ("{type: x}", r"devices\[0\]\.type"),
+])
+def test_bad_device_rules_are_spec_errors(rule, message):
+    with pytest.raises(SpecError, match=message):
+        spec(f"  devices:\n    - {rule}\n")
+
+
+def test_a_device_path_that_is_no_device_is_a_plan_error(tmp_path):
+    fs, host = v1_tree(tmp_path, {"devices": ("devices",)})
+    s = spec("  devices:\n    - {path: /etc/hostname}\n")
+    with pytest.raises(PlanError, match="not a device node"):
+        PC.resolve(s.cgroup, s, host=host)
+
+
+def test_a_changed_devices_list_needs_a_restart(tmp_path):
+    from linx_spec import build_plan
+    from linx_spec.live import restart_fields
+
+    fs, host = v1_tree(tmp_path, {**V1_HIERARCHIES, "devices": ("devices",)})
+    base = build_plan(load_text("version: 1\nprocess: {command: [/bin/true]}\n"))
+    plans = []
+    for rules in ("[{path: /dev/null}]", "[{path: /dev/null}, {path: /dev/zero}]"):
+        s = spec(f"  pids: {{max: 10}}\n  devices: {rules}\n")
+        plans.append(dataclasses.replace(base, cgroup=PC.resolve(s.cgroup, s, host=host)))
+    assert restart_fields(plans[0], plans[0]) == []
+    assert restart_fields(plans[0], plans[1]) == ["cgroup.devices"]

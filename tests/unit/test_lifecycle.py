@@ -156,6 +156,33 @@ def test_supervised_stop_request_skips_the_second_sigterm(clock):
     assert clock.log == ["proceed", "signal SIGKILL", "finish"]
 
 
+def test_a_forwarded_sigterm_gets_the_grace_then_sigkill(clock):
+    # `timeout 20 linx-spec apply` of an interactive shell (it ignores SIGTERM):
+    # the forwarded TERM is followed by SIGKILL once stop_grace has passed.
+    w = started(plan_with(stop_grace=2.0), clock, ends_after=None, term_after=None)
+    forwarded_at = [None]
+    real_poll = w.poll
+
+    def poll(timeout=0):
+        if clock.now >= 1001.0 and forwarded_at[0] is None:
+            forwarded_at[0] = clock.now  # the handler forwarded SIGTERM here
+        return real_poll(timeout)
+
+    w.poll = poll
+    r = lifecycle.run_to_end(w, None, forwarded=lambda: forwarded_at[0])
+    assert not r.timed_out and r.signal == signal.SIGKILL
+    assert r.reason == "still running 2s after the forwarded signal: killed by SIGKILL"
+    assert clock.log == ["proceed", "signal SIGKILL", "finish"]
+    assert 1003.0 <= clock.now <= 1003.0 + lifecycle.FORWARD_TICK
+
+
+def test_a_forwarded_sigterm_obeyed_is_no_kill(clock):
+    w = started(plan_with(stop_grace=2.0), clock, ends_after=1.5)
+    r = lifecycle.run_to_end(w, None, forwarded=lambda: 1001.0)
+    assert (r.exit_code, r.signal, r.reason) == (0, None, "")
+    assert clock.log == ["proceed", "finish"]
+
+
 @pytest.mark.parametrize("policy,codes,expected_runs", [
     ("no", [1, 1, 1], 1),
     ("on-failure", [1, 1, 0, 1], 3),

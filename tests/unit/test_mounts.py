@@ -403,3 +403,53 @@ def test_agent_refuses_malformed_mount_entries_before_the_child_runs(nested, why
         assert a.request(P.Msg.ABORT, []).type == P.Msg.ABORTED
     finally:
         a.close()
+
+
+# --- /etc/passwd and /etc/group (issue 20) ----------------------------------------
+
+def _accounts(plan):
+    return {e.target: e for e in plan.entries if e.target in ("/etc/passwd", "/etc/group")}
+
+
+def test_account_entries_added_only_where_the_root_lacks_them():
+    base = "root:x:0:0:root:/root:/bin/sh\n"
+    assert H.account_entries(base, "passwd", 0, 0, ()) == base
+    assert H.account_entries(base, "passwd", 1000, 1000, ()) == base + "user1000:x:1000:1000:linx-spec workload:/:/bin/sh\n"
+    assert H.account_entries("root:x:0:", "group", 1000, 1000, (0, 2000)) == \
+        "root:x:0:\nuser1000:x:1000:\ngroup2000:x:2000:user1000\n"
+
+
+def test_passwd_default_generate_over_a_roots_own_file(rootfs):
+    (rootfs / "etc").mkdir()
+    (rootfs / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
+    data = {"version": 1, "namespaces": ["user", "mount", "pid"], "mounts": {"rootfs": str(rootfs)},
+            "process": {"command": ["/bin/true"], "user": {"uid": 7}}}
+    s = Spec.model_validate(data)
+    plan = H.resolve(s.mounts, s, "/")
+    got = _accounts(plan)
+    assert set(got) == {"/etc/passwd"}  # the root has no /etc/group: the default creates none
+    assert b"user7:x:7:0:" in got["/etc/passwd"].content
+    assert plan.read == (str(rootfs / "etc/passwd"),)  # the plan cache watches it
+    data["mounts"]["etc"] = {"passwd": "none"}
+    s = Spec.model_validate(data)
+    assert _accounts(H.resolve(s.mounts, s, "/")) == {}
+
+
+def test_passwd_without_a_root_of_its_own(rootfs):
+    assert _accounts(resolve({"entries": []})) == {}  # the host's /etc is its own business
+    with pytest.raises(PlanError, match="generate needs a root of the workload's own"):
+        resolve({"etc": {"passwd": "generate"}})
+    got = _accounts(resolve({"entries": [{"type": "tmpfs", "target": "/etc"}]}))
+    assert got["/etc/passwd"].content == b"root:x:0:0:linx-spec workload:/:/bin/sh\n"
+
+
+def test_passwd_symlink_in_the_root_is_not_read(rootfs, tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text("SECRET\n")
+    (rootfs / "etc").mkdir()
+    (rootfs / "etc/passwd").symlink_to(secret)
+    got = _accounts(resolve({"rootfs": str(rootfs), "etc": {"passwd": "generate"}}))
+    assert b"SECRET" not in got["/etc/passwd"].content
+    (rootfs / "etc/passwd").unlink()
+    os.mkfifo(rootfs / "etc/passwd")  # never blocks the plan
+    assert b"root:x:0:0" in _accounts(resolve({"rootfs": str(rootfs), "etc": {"passwd": "generate"}}))["/etc/passwd"].content
