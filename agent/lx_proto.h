@@ -23,6 +23,10 @@
  *         <------------------------------ EXITED {code} | SIGNALED {signo, core}
  *   LINGER {path} ---------------------->  on channel close, keep the workload
  *         <------------------------------ OK
+ *   RELEASE ---------------------------->  (running workload, an OCI runtime's
+ *         <------------------------------ OK   `start`) let go of it: exit at once;
+ *                                          the workload is reparented to the
+ *                                          nearest subreaper (the engine's shim)
  *   (channel closes) ------------------->  SIGTERM, grace, SIGKILL, kill and
  *                                          remove tracked cgroups, exit; or, if
  *                                          lingering: reap it, write its end to
@@ -57,6 +61,7 @@ enum lx_msg {
 	LX_M_SIGNAL = 0x06,
 	LX_M_WAIT = 0x07,
 	LX_M_LINGER = 0x08,
+	LX_M_RELEASE = 0x0e,
 	/* events (replies) */
 	LX_M_READY = 0x41,
 	LX_M_SPAWNED = 0x42,
@@ -108,6 +113,7 @@ enum lx_attr {
 	LX_A_MOUNT_OPT = 50,       /* u32 flags for the mounts step (lx_mounts.c) */
 	LX_A_SESSION = 51,         /* u32: 2 = fd 0 becomes the controlling tty (every child gets setsid) */
 	LX_A_REMOVE_ONLY = 52,     /* u32 on TRACK_CGROUP: rmdir it if empty, never kill in it */
+	LX_A_PDEATHSIG = 60,       /* u32: signal the pdeathsig step arms; 0 disarms (default SIGKILL) */
 };
 
 /* LX_A_MOUNT_OPT bits. */

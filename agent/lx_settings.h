@@ -40,6 +40,7 @@ struct lx_settings {
 	char *rootfs;
 	uint32_t mount_opt;
 	uint32_t session; /* LX_A_SESSION: 2 = fd 0 becomes the controlling tty */
+	uint32_t pdeathsig; /* LX_A_PDEATHSIG: what the pdeathsig step arms (0: disarm) */
 	/* storage */
 	char *arena;
 };
