@@ -33,7 +33,7 @@ pytestmark = pytest.mark.root
 
 REPO = Path(__file__).resolve().parents[2]
 BUSYBOX = "/usr/bin/busybox"
-APPLETS = ("sh", "cat", "sleep", "echo", "readlink", "hostname", "test", "[", "true", "id", "pwd")
+APPLETS = ("sh", "cat", "sleep", "echo", "readlink", "hostname", "test", "[", "true", "id", "pwd", "grep")
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def oci(rootfs, tmp_path):
                 raise AssertionError(f"{args}: exit {p.returncode}: {p.stderr}")
             return p
 
-        def bundle(self, args, *, hooks=None, terminal=False, name=None):
+        def bundle(self, args, *, hooks=None, terminal=False, name=None, extra=None):
             b = tmp_path / (name or f"b-{uuid.uuid4().hex[:6]}")
             b.mkdir()
             config = {
@@ -93,6 +93,8 @@ def oci(rootfs, tmp_path):
             }
             if hooks:
                 config["hooks"] = hooks
+            for key, value in (extra or {}).items():
+                config.setdefault(key, {}).update(value) if isinstance(value, dict) else config.update({key: value})
             (b / "config.json").write_text(json.dumps(config))
             return b
 
@@ -374,3 +376,21 @@ def test_exec_into_a_running_container(oci, tmp_path):
     assert p.returncode != 0
     oci.run("delete", "--force", "ex")
     assert not any(Path("/sys/fs/cgroup").glob(f"*/linx/linx-ex-{pid}"))
+
+
+def test_seccomp_without_no_new_privileges_as_engines_configure_it(oci):
+    """runtime-tools' and podman's configs: a filter, no noNewPrivileges, CAP_SYS_ADMIN dropped.
+    The filter is installed before the capabilities are (as runc); seen from inside."""
+    b = oci.bundle(["/bin/sh", "-c", "grep -E '^(NoNewPrivs|Seccomp|CapEff):' /proc/self/status > /out/sc; "
+                                     "hostname renamed 2>> /out/sc; true"],
+                   extra={"process": {"capabilities": {k: ["CAP_KILL"] for k in ("bounding", "effective",
+                                                                                  "permitted")}},
+                          "linux": {"seccomp": {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+                              {"names": ["sethostname"], "action": "SCMP_ACT_ERRNO", "errnoRet": 26}]}}})
+    oci.run("create", "--bundle", str(b), "sc")
+    oci.run("start", "sc")
+    oci.wait_status("sc", "stopped")
+    oci.run("delete", "sc")
+    text = (oci.outdir / "sc").read_text()
+    assert "NoNewPrivs:\t0" in text and "Seccomp:\t2" in text and "CapEff:\t0000000000000020" in text, text
+    assert "Text file busy" in text, text  # sethostname: the filter's ETXTBSY, not EPERM for want of the cap
