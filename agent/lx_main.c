@@ -640,6 +640,15 @@ static void do_request(const struct lx_hdr *h, const uint8_t *payload)
 				return send_error(h->seq, LX_STEP_PROTOCOL, EINVAL, "LINGER: bad path", NULL);
 		}
 		return send_simple(LX_M_OK, h->seq);
+	case LX_M_RELEASE:
+		/* Only a running workload: a parked one has nothing to run without
+		 * us.  Its pdeathsig was disarmed (LX_A_PDEATHSIG 0) by the runner
+		 * that releases it; tracked cgroups are the runner's to remove. */
+		reap();
+		if (A.state != ST_RUNNING || A.exited)
+			return send_error(h->seq, LX_STEP_PROTOCOL, EINVAL, "RELEASE: no running workload", NULL);
+		send_simple(LX_M_OK, h->seq);
+		_exit(0);
 	case LX_M_WAIT:
 		reap();
 		if (A.state == ST_DONE && A.exited && A.child > 0)

@@ -26,6 +26,10 @@
  *         <------------------------------ EXITED {code} | SIGNALED {signo, core}
  *   LINGER {path} ---------------------->  on channel close, keep the workload
  *         <------------------------------ OK
+ *   RELEASE ---------------------------->  (running workload, an OCI runtime's
+ *         <------------------------------ OK   `start`) let go of it: exit at once;
+ *                                          the workload is reparented to the
+ *                                          nearest subreaper (the engine's shim)
  *   (channel closes) ------------------->  SIGTERM, grace, SIGKILL, kill and
  *                                          remove tracked cgroups, exit; or, if
  *                                          lingering: reap it, write its end to
@@ -64,6 +68,7 @@ enum lx_msg {
 	LX_M_SIGNAL = 0x06,
 	LX_M_WAIT = 0x07,
 	LX_M_LINGER = 0x08,
+	LX_M_RELEASE = 0x0e,
 	/* events (replies) */
 	LX_M_READY = 0x41,
 	LX_M_SPAWNED = 0x42,
@@ -120,6 +125,7 @@ enum lx_attr {
 	LX_A_REMOVE_ONLY = 52,     /* u32 on TRACK_CGROUP: rmdir it if empty, never kill in it */
 	LX_A_TIME_MONOTONIC = 60,  /* u64 ns: CLOCK_MONOTONIC offset of the new time namespace (lx_time.c) */
 	LX_A_TIME_BOOTTIME = 61,   /* u64 ns: CLOCK_BOOTTIME offset */
+	LX_A_PDEATHSIG = 62,       /* u32: signal the pdeathsig step arms; 0 disarms (default SIGKILL) */
 };
 
 /* LX_A_MOUNT_OPT bits. */

@@ -2,6 +2,7 @@
 #include "lx_settings.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,6 +26,7 @@ int lx_settings_parse(const uint8_t *payload, size_t len, struct lx_settings *s,
 	int r;
 
 	memset(s, 0, sizeof(*s));
+	s->pdeathsig = SIGKILL;
 	while ((r = lx_attr_next(&it, &a)) > 0) {
 		nattrs++;
 		if (a.type == LX_A_ARG)
@@ -156,6 +158,9 @@ int lx_settings_parse(const uint8_t *payload, size_t len, struct lx_settings *s,
 			break;
 		case LX_A_SESSION:
 			bad = lx_attr_u32(&a, &s->session) || s->session > 2;
+			break;
+		case LX_A_PDEATHSIG:
+			bad = lx_attr_u32(&a, &s->pdeathsig) || s->pdeathsig >= 65;
 			break;
 		default:
 			lx_settings_free(s);

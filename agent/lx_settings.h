@@ -44,6 +44,7 @@ struct lx_settings {
 	uint32_t mount_opt;
 	uint32_t session; /* LX_A_SESSION: 2 = fd 0 becomes the controlling tty */
 	uint64_t time_monotonic_ns, time_boottime_ns; /* LX_A_TIME_*: offsets of the new time namespace */
+	uint32_t pdeathsig; /* LX_A_PDEATHSIG: what the pdeathsig step arms (0: disarm) */
 	/* storage */
 	char *arena;
 };

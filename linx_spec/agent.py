@@ -254,6 +254,14 @@ class Agent:
         `exited N` / `signaled N` to path (if given) and remove tracked cgroups."""
         self._call(P.Msg.LINGER, [(P.A.PATH, path)] if path else [], (P.Msg.OK,))
 
+    def release(self) -> None:
+        """Let go of the running workload: the agent answers and exits, the
+        workload is reparented to the nearest subreaper (an OCI engine's shim
+        reaps it, as runc's init once `runc create` has exited).  The PROCEED
+        must have disarmed its pdeathsig (A.PDEATHSIG 0)."""
+        self._call(P.Msg.RELEASE, (), (P.Msg.OK,))
+        self.close()
+
     def wait(self, timeout: float | None = None) -> End | None:
         """Waits for the workload's end; with a timeout, None if it has not ended yet
         (the WAIT stays outstanding: call again, signal in between)."""

@@ -15,6 +15,10 @@ import sys
 
 def main() -> None:
     argv = sys.argv[1:]
+    if argv[:1] == ["oci"]:  # the OCI runtime (linx-oci), its own runc-style command line
+        from .oci.main import main as oci_main
+
+        sys.exit(oci_main(argv[1:]))
     if argv[:1] == ["apply"]:
         from .errors import LinxError, report
         from .fastpath import try_apply

@@ -27,6 +27,10 @@ same commit.
           <------------------------------ EXITED {code} | SIGNALED {signo, core}
     LINGER {path} ---------------------->  on channel close, keep the workload
           <------------------------------ OK
+    RELEASE ---------------------------->  (running workload, an OCI runtime's
+          <------------------------------ OK   `start`) let go of it: exit at once;
+                                           the workload is reparented to the
+                                           nearest subreaper (the engine's shim)
     (channel closes) ------------------->  SIGTERM, grace, SIGKILL, kill and
                                            remove tracked cgroups, exit; or, if
                                            lingering: reap it, write its end to
@@ -65,6 +69,7 @@ class Msg(enum.IntEnum):
     SIGNAL = 0x06
     WAIT = 0x07
     LINGER = 0x08
+    RELEASE = 0x0E
     READY = 0x41
     SPAWNED = 0x42
     RUNNING = 0x43
@@ -118,10 +123,12 @@ class A(enum.IntEnum):
     REMOVE_ONLY = 52
     TIME_MONOTONIC = 60
     TIME_BOOTTIME = 61
+    PDEATHSIG = 62
 
 
 U32_ATTRS = {A.VERSION, A.PID, A.STEP, A.ERRNO, A.CODE, A.SIGNO, A.CORE, A.WSTATUS, A.NS_FLAGS,
-             A.GRACE_MS, A.CGROUP_FD, A.UID, A.GID, A.GROUP, A.UMASK, A.NO_NEW_PRIVS, A.MOUNT_OPT, A.SESSION, A.REMOVE_ONLY}
+             A.GRACE_MS, A.CGROUP_FD, A.UID, A.GID, A.GROUP, A.UMASK, A.NO_NEW_PRIVS, A.MOUNT_OPT, A.SESSION, A.REMOVE_ONLY,
+             A.PDEATHSIG}
 U64_ATTRS = {A.CAP_BOUNDING, A.CAP_EFFECTIVE, A.CAP_PERMITTED, A.CAP_INHERITABLE, A.CAP_AMBIENT,
              A.TIME_MONOTONIC, A.TIME_BOOTTIME}
 STR_ATTRS = {A.DETAIL, A.PATH, A.EXEC_PATH, A.ARG, A.ENV, A.CWD, A.HOSTNAME, A.DOMAINNAME, A.ROOTFS}

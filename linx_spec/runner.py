@@ -177,8 +177,10 @@ class Workload:
 
     def __init__(self, plan: Plan, *, stdin: int | None = None, stdout: int | str | None = None,
                  stderr: int | str | None = None, input: bytes | None = None, pty: bool | None = None,
-                 on_step: Reporter | None = None, session: bool = False, linger_path: str | None = None):
+                 on_step: Reporter | None = None, session: bool = False, linger_path: str | None = None,
+                 releasable: bool = False):
         self.plan = plan
+        self._releasable = releasable  # an OCI container: outlives the agent (release())
         self._stdio = (stdin, stdout, stderr)
         self._input = input
         self._pty = plan.stdio.pty if pty is None else pty
@@ -188,7 +190,7 @@ class Workload:
         self.agent: Agent | None = None
         self.pid: int = 0
         self.pty_master: int | None = None
-        self.state = "new"  # new -> parked -> ready -> running -> ended | aborted
+        self.state = "new"  # new -> parked -> ready -> running [-> released] -> ended | aborted
         self.releasing = False
         self.timings: list[StepTiming] = []
         self._undo: list[tuple[str, Callable[[], None]]] = []
@@ -350,7 +352,12 @@ class Workload:
         # of the setup: the agent handles it after the exec it is doing now.
         self.releasing = True
         try:
-            timings = self.agent.proceed(proceed_attrs(self.plan, child_order(self.plan), session))
+            attrs = proceed_attrs(self.plan, child_order(self.plan), session)
+            if self._releasable:
+                from .protocol import A
+
+                attrs.append((A.PDEATHSIG, 0))  # it must survive the agent's exit (release)
+            timings = self.agent.proceed(attrs)
         except BaseException:
             # The child is gone (it failed a step) or must go; undo the host side.
             self.abort()
@@ -377,6 +384,16 @@ class Workload:
                 pass
         self.state = "aborted"
         self._teardown()
+
+    def release(self) -> None:
+        """A releasable running workload leaves the agent (Agent.release): it is
+        reparented to the nearest subreaper, which reaps it, as an OCI engine's
+        shim does runc's.  What the host steps created stays until close()."""
+        if self.state != "running" or not self._releasable:
+            raise RuntimeError(f"release: workload is {self.state}")
+        self.agent.release()
+        self.agent = None
+        self.state = "released"
 
     def signal(self, signo: int) -> None:
         if self.state not in ("parked", "ready", "running"):
