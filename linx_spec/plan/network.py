@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
 
 # The constants only: socket.py and ipaddress (imported where used) are ~5 ms a cached plan with a netns pays
 import _socket as socket
@@ -295,6 +296,9 @@ def _address(text: str) -> AddressPlan:
 
 
 def _host_has(name: str) -> bool:
+    teardown = sys.modules.get("linx_spec.host.network_teardown")  # loaded: this process ran a veth
+    if teardown is not None and teardown.pending():
+        teardown.wait_for(name, set())  # our own finished workload's pair, being deleted: not "taken"
     return os.path.exists(os.path.join(SYS_CLASS_NET, name))
 
 
