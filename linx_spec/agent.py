@@ -85,9 +85,11 @@ class Agent:
                 high.append(copy)
                 actions.append((os.POSIX_SPAWN_DUP2, copy, target))
         exe = path or agent_path()
-        env = os.environ
-        if "LINX_FAULT" in env:
-            env = _fault_env(env)
+        # The bytes view: os.environ decodes and posix_spawn encodes each variable
+        # again, per spawn (~0.1 ms of Python for 40 variables).
+        env = os.environb
+        if "LINX_FAULT" in os.environ:
+            env = _fault_env(os.environ)
         try:
             # posix_spawn (vfork underneath): cheap even from a large process.
             self.pid = os.posix_spawn(exe, [exe], env, file_actions=actions, setsigdef=(
