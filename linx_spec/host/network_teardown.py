@@ -14,7 +14,8 @@ daemon thread per process, and run() returns.
   - when `settle()` returns (the API's way to wait for all of them; the tests'
     leak census waits with it);
   - before the process exits (atexit: `settle()`), so a CLI `apply` never leaves
-    one behind, and neither does a Python program that returns from main.
+    one behind, and neither does a Python program that returns from main; the
+    detached supervisor, which ends with os._exit, calls settle() itself.
 Should the process be killed first, the kernel still destroys the pair when the
 workload's netns dies (as before this module: the runner killed mid-delete).
 
@@ -25,6 +26,7 @@ was created from (a thread's netns is its own; the daemon thread's could differ)
 from __future__ import annotations
 
 import atexit
+import os
 import threading
 from typing import Callable
 
@@ -96,6 +98,20 @@ def pending() -> list[str]:
     """The host names whose delete has not finished yet."""
     with _lock:
         return [n for n, _a in _pending.values()]
+
+
+def _forget_in_child() -> None:
+    """A forked child (the detached supervisor) has no worker thread: the deletes
+    queued before the fork are the parent's to finish, not the child's to wait for."""
+    global _worker, _lock
+    _lock = threading.Condition()  # the worker may have held it at the fork
+    _pending.clear()
+    _queue.clear()
+    _errors.clear()
+    _worker = None
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
 
 
 @atexit.register

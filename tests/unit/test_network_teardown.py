@@ -56,3 +56,16 @@ def test_settle_waits_for_all_and_raises_a_failed_delete_once():
     with pytest.raises(OSError):
         nt.settle(5)
     assert nt.settle(5) is True  # reported once
+
+
+def test_a_forked_child_does_not_wait_for_its_parents_deletes():
+    import os
+
+    release = _blocked("lxa3")
+    pid = os.fork()
+    if pid == 0:  # the child: nothing pending, settle() returns at once
+        os._exit(0 if nt.pending() == [] and nt.settle(1) is True else 1)
+    _, status = os.waitpid(pid, 0)
+    release.set()
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert nt.settle(5) is True
