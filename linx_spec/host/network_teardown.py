@@ -36,13 +36,18 @@ _queue: list[tuple[int, Callable[[], None]]] = []
 _errors: list[BaseException] = []  # deletes that failed: raised by settle(), once
 _worker: threading.Thread | None = None
 _next = 0
+MAX_PENDING = 16  # each holds a netlink socket: beyond this, defer() waits (the kernel's delete rate)
 SETTLE_TIMEOUT_S = 30.0  # a delete the kernel has not answered in this long is a bug to report, not to wait out
 
 
 def defer(name: str, addresses: frozenset[str], delete: Callable[[], None]) -> None:
-    """Queue `delete` (the synchronous undo, socket already opened) for the daemon thread."""
+    """Queue `delete` (the synchronous undo, socket already opened) for the daemon thread.
+    At MAX_PENDING it first waits for one to finish: workloads that end faster than
+    the kernel deletes their veths must not pile up sockets without bound."""
     global _worker, _next
     with _lock:
+        if _worker is not None and _worker.is_alive():
+            _lock.wait_for(lambda: len(_pending) < MAX_PENDING, SETTLE_TIMEOUT_S)
         _next += 1
         _pending[_next] = (name, addresses)
         _queue.append((_next, delete))

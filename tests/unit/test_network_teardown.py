@@ -69,3 +69,19 @@ def test_a_forked_child_does_not_wait_for_its_parents_deletes():
     release.set()
     assert os.waitstatus_to_exitcode(status) == 0
     assert nt.settle(5) is True
+
+
+def test_at_most_max_pending_deletes_wait_at_once(monkeypatch):
+    # Workloads ending faster than the kernel deletes their veths: defer() waits
+    # instead of piling up a socket per pending delete.
+    monkeypatch.setattr(nt, "MAX_PENDING", 2)
+    release = _blocked("lxq0")
+    nt.defer("lxq1", frozenset(), lambda: None)  # queued behind the blocked one: 2 pending
+    third = threading.Event()
+    t = threading.Thread(target=lambda: (nt.defer("lxq2", frozenset(), lambda: None), third.set()))
+    t.start()
+    assert not third.wait(0.2) and len(nt.pending()) == 2
+    release.set()
+    assert third.wait(5)
+    t.join(5)
+    assert nt.settle(5) is True
