@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,6 +37,17 @@ def _stream_fd(sd: StateDir, plan: Plan, index: int) -> tuple[int | None, str | 
     return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640), str(path)
 
 
+def _settle_network() -> None:
+    """os._exit skips atexit: the veth deletes still running in the background
+    (host/network_teardown.py) are waited for here."""
+    teardown = sys.modules.get("linx_spec.host.network_teardown")
+    if teardown is not None:
+        try:
+            teardown.settle()
+        except BaseException:  # noqa: BLE001 - on the way out; the kernel removes the pair with the netns
+            pass
+
+
 def start_detached(plan: Plan) -> tuple[str, int]:
     """-> (name, host pid) once the workload runs; raises what its start raised."""
     if plan.stdio.pty:
@@ -57,6 +69,7 @@ def start_detached(plan: Plan) -> tuple[str, int]:
         except BaseException:  # noqa: BLE001 - the supervisor must never leave a traceback
             code = 1
         finally:
+            _settle_network()
             os._exit(code)
     os.close(w)
     chunks = []

@@ -84,15 +84,19 @@ class HostContext:
         self.cgroup_prepared = workload._cgroup_prepared
         self.spawned_in_cgroup = getattr(workload.agent, "spawned_in_cgroup", False)
 
-    def on_undo(self, what: str, fn: Callable[[], None]) -> None:
-        """fn runs on rollback and after the workload ends, in reverse order."""
+    def on_undo(self, what: str, fn: Callable[[], None], after_end: Callable[[], None] | None = None) -> None:
+        """fn runs on rollback and after the workload ends, in reverse order;
+        after_end, when given, runs instead of fn once the workload ended (a
+        rollback always runs fn): a veth's delete is deferred there."""
         step = self.step
 
-        def undo() -> None:
-            with host_errors(step):
-                fn()
+        def guarded(call: Callable[[], None]) -> Callable[[], None]:
+            def undo() -> None:
+                with host_errors(step):
+                    call()
+            return undo
 
-        self._w._undo.append((what, undo))
+        self._w._undo.append((what, guarded(fn), guarded(after_end) if after_end is not None else None))
 
     def after_exit(self, fn: Callable[[Result], None]) -> None:
         """fn runs after the workload ended, before any undo: read usage, find reasons."""
@@ -193,7 +197,7 @@ class Workload:
         self.state = "new"  # new -> parked -> ready -> running [-> released] -> ended | aborted
         self.releasing = False
         self.timings: list[StepTiming] = []
-        self._undo: list[tuple[str, Callable[[], None]]] = []
+        self._undo: list[tuple[str, Callable[[], None], Callable[[], None] | None]] = []
         self._cgroup_prepared = None  # host/cgroup.py Prepared: made before the clone (v2)
         self._cgroup_prep_s = 0.0  # its time, counted as the cgroup step's, not spawn's
         self._after_exit: list[Callable[[Result], None]] = []
@@ -437,7 +441,9 @@ class Workload:
         return self.result
 
     def close(self) -> None:
-        """Whatever the state: nothing of this workload remains afterwards."""
+        """Whatever the state: nothing of this workload remains afterwards, but
+        for the host end of a veth of a workload that ended, whose delete finishes
+        in the background (host/network_teardown.py: settle() waits for it)."""
         if self.state in ("parked", "ready"):
             self.abort()
         else:
@@ -458,9 +464,9 @@ class Workload:
                 errors.append(exc)
             self.agent = None
         while self._undo:
-            what, fn = self._undo.pop()
+            what, fn, after_end = self._undo.pop()
             try:
-                fn()
+                (after_end if after_end is not None and self.state == "ended" else fn)()
             except BaseException as exc:  # noqa: BLE001 - keep undoing
                 errors.append(exc)
         self._after_exit.clear()

@@ -16,8 +16,6 @@ is a programming error, raised as TypeError when the class is first used.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import enum
 import json
@@ -103,6 +101,8 @@ def to_data(obj: Any) -> Any:
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return obj
     if isinstance(obj, bytes):
+        import base64  # only for bytes fields: not on the path of a plan without them
+
         return base64.b64encode(obj).decode("ascii")
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {name: to_data(getattr(obj, name)) for name, _t, _r in _hints(type(obj))}
@@ -181,6 +181,9 @@ def from_data(tp: Any, data: Any, where: str = "") -> Any:
         raise BadData(where, "expected a string")
     if tp is bytes:
         if isinstance(data, str):
+            import base64
+            import binascii
+
             try:
                 return base64.b64decode(data.encode("ascii"), validate=True)
             except (binascii.Error, UnicodeEncodeError):

@@ -9,6 +9,7 @@ own cgroups and processes are never touched, only counted against a baseline.
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 from linx_spec import mountinfo
@@ -70,6 +71,11 @@ def _mounts() -> set[str]:
 
 
 def take(settle: bool = False) -> dict[str, set[str]]:
+    """settle: first wait for this process's deferred veth deletes (the point where
+    linx-spec promises they are done), then for the kernel's own asynchronous removals."""
+    teardown = sys.modules.get("linx_spec.host.network_teardown")
+    if settle and teardown is not None:
+        teardown.settle()
     snap = {}
     for attempt in range(20 if settle else 1):
         snap = {"process": _agents(), "cgroup": _cgroups(), "interface": _links(), "netns": _netns(),

@@ -33,11 +33,21 @@ class CgroupFs:
     """The few operations the step makes on cgroupfs; tests substitute a fake tree."""
 
     def read(self, path: str) -> str | None:
+        # os.open/os.read, not open(): no fstat, isatty ioctl, lseek or io objects
+        # for each of the ~10 small files a workload's cgroups are read through.
         try:
-            with open(path) as f:
-                return f.read()
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
             return None
+        try:
+            chunks = []
+            while chunk := os.read(fd, 65536):
+                chunks.append(chunk)
+            return b"".join(chunks).decode("utf-8", "replace")
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
 
     def write(self, path: str, text: str) -> None:
         # One write(2) per value: cgroupfs parses each write on its own.

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import os
-import subprocess
 
 from ..errors import touched, touching
 from ..plan.idmap import IdmapPlan
@@ -27,6 +26,8 @@ def _write(path: str, text: str) -> None:
 def _helper(helper: str, pid: int, text: str, path: str) -> None:
     args = [helper, str(pid)] + text.split()
     what = f"run {os.path.basename(helper)} {' '.join(args[1:])}"
+    import subprocess  # only for newuidmap/newgidmap: a root run writes the maps itself
+
     try:
         with touching(what, path):
             proc = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, timeout=30,

@@ -25,7 +25,8 @@ pyroute2 is imported only for 2-4 (its import costs ~120 ms): the default plan,
 lo up and maybe sysctls, uses an ioctl and plain files.
 
 What remains after the workload: nothing of ours.  Deleting the host end of a
-veth deletes the pair; macvlan/ipvlan die with the netns; an `existing` device
+veth deletes the pair (once the workload ended, by network_teardown.py's thread:
+the kernel takes ~20 ms to answer; a rollback deletes at once); macvlan/ipvlan die with the netns; an `existing` device
 is moved back to the runner's netns under its own name (we hold the child's
 netns open until then) and given back the MTU, addresses, up state and routes
 it had before it was taken (observed just before the move; one in use is only
@@ -43,12 +44,13 @@ import socket
 import struct
 from typing import Any, Callable
 
-from ..errors import touched, touching
+from ..errors import host_errors, touched, touching
 from ..plan.network import (IFAPROT_KERNEL, AddressPlan, AddressState, DeviceState, InterfacePlan, NetworkPlan,
                             RoutePlan, RouteState, SysctlPlan, observe_device, refuse_in_use)
 from .netlink import (IFA_ADDRESS, IFA_LOCAL, IFF_UP, NLM_F_CREATE, NLM_F_EXCL, RT_TABLE_MAIN, RTM_DELLINK,
                       RTM_GETADDR, RTM_GETLINK, RTM_NEWADDR, RTM_NEWLINK, RTM_NEWROUTE, RTN_UNICAST, RTPROT_BOOT,
                       NetlinkError, Rtnl, link_index_name, link_msg, lookup, name_of, netlink_socket, rtattrs)
+from . import network_teardown
 from .netns import forked_in_userns, in_child_netns, in_thread, open_ns
 
 SIOCGIFFLAGS = 0x8913
@@ -157,6 +159,8 @@ class _Setup:
         if itf.kind == "veth":
             h = itf.host
             hname = h.ifname(pid, n)
+            if network_teardown.pending():  # a finished workload's pair with this name or address: gone first
+                network_teardown.wait_for(hname, {a.address for a in h.addresses})
             peer: list = [("IFLA_IFNAME", itf.name), ("IFLA_NET_NS_PID", pid)]
             if itf.mtu is not None:
                 peer.append(("IFLA_MTU", itf.mtu))
@@ -178,7 +182,11 @@ class _Setup:
             idx = self.nl(f"find veth {hname} just created", lookup, host, hname)
             if idx is None:  # deleted under our feet
                 raise touched(errno.ENODEV, f"find veth {hname} just created", hname)
-            self.ctx.on_undo(f"delete veth {hname}", lambda: delete_link(idx, hname))
+            # After the workload ended the delete is deferred (network_teardown.py: ~20 ms
+            # of RCU waits off run()); a rollback deletes at once.
+            addrs = frozenset(a.address for a in h.addresses)
+            self.ctx.on_undo(f"delete veth {hname}", lambda: _delete_link(idx, hname),
+                             after_end=lambda: _delete_link_later(idx, hname, addrs))
             for a in h.addresses:
                 owner = self.host_address_owner(host, a.address)
                 if owner is not None:
@@ -310,10 +318,23 @@ def route_msg(r: RoutePlan, oif: int):
     return msg
 
 
-def delete_link(idx: int, name: str) -> None:
-    """Undo of a veth: delete the host end (the kernel deletes the pair)."""
+def _delete_link_later(idx: int, name: str, addresses: frozenset[str]) -> None:
+    """Undo of a veth once its workload ended: the socket opened here, in the netns
+    the veth was made from; the delete sent by network_teardown's thread."""
+    nl = Rtnl.here()
+
+    def delete() -> None:
+        with host_errors("network"):
+            _delete_link(idx, name, nl)
+
+    network_teardown.defer(name, addresses, delete)
+
+
+def _delete_link(idx: int, name: str, nl: Rtnl | None = None) -> None:
+    """Undo of a veth: delete the host end (the kernel deletes the pair).  nl: a
+    socket to use (and close), else one opened here."""
     try:
-        with touching(f"delete veth {name}"), Rtnl.here() as nl:
+        with touching(f"delete veth {name}"), (nl or Rtnl.here()) as nl:
             # Only if the index still names our interface: ifindexes are not reused
             # soon, but a stale undo must never delete someone else's.  ENODEV: the
             # netns died first and took the pair with it.
@@ -458,7 +479,9 @@ def add_interface(pid: int, itf: InterfacePlan, n: int, on_undo: Callable[[str, 
     halfway is rolled back by the caller."""
     from types import SimpleNamespace
 
-    setup = _Setup(NetworkPlan(False, (itf,)), SimpleNamespace(pid=pid, on_undo=on_undo))
+    # A rollback of a live change deletes at once: no deferred (after_end) delete here.
+    setup = _Setup(NetworkPlan(False, (itf,)),
+                   SimpleNamespace(pid=pid, on_undo=lambda what, fn, after_end=None: on_undo(what, fn)))
     with touching("talk netlink"):
         with Rtnl.here() as host:
             setup.create(host, itf, n)

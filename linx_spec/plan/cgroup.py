@@ -267,6 +267,30 @@ def _check_cpuset(cg: "Cgroup") -> None:
                             f"choose among {have}", f"cgroup.cpuset.{key}")
 
 
+# cgroup.kill is 5.14 (cgroup.freeze 5.2; cpu.stat's usage_* in every v2 cgroup since 4.15).
+_V2_KILL = (5, 14)
+
+
+def _kernel_at_least(version: tuple[int, int]) -> bool:
+    try:
+        major, minor = (int(x) for x in os.uname().release.split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) >= version
+
+
+def _without_redundant_accounting(hierarchies: list[Hierarchy], v1_need: list[str]) -> list[Hierarchy]:
+    """On a hybrid host the v2 leaf already kills (cgroup.kill), freezes
+    (cgroup.freeze) and counts CPU time (cpu.stat): v1 hierarchies joined only
+    for those (cpuacct, freezer, no knob of the spec) are left out.  Each join is
+    one more cgroup.procs write under the host-wide cgroup_threadgroup_rwsem, the
+    step concurrent workloads queue on (bench/README.md)."""
+    if not any(h.version == 2 for h in hierarchies) or not _kernel_at_least(_V2_KILL):
+        return hierarchies
+    return [h for h in hierarchies if h.version == 2 or any(c in v1_need for c in h.controllers)
+            or not set(h.controllers) <= {"cpuacct", "freezer"}]
+
+
 def _missing(controller: str, lay: Layout) -> PlanError:
     v1 = ", ".join(sorted(lay.v1)) or "none"
     v2 = f"cgroup2 at {lay.v2} offers {' '.join(sorted(lay.v2_controllers)) or 'none'}" if lay.v2 else "no cgroup2 mount"
@@ -391,6 +415,7 @@ def resolve(cg: "Cgroup", spec: "Spec", host: HostView | None = None) -> CgroupP
             notes.append(f"cgroup2 at {mount} is not writable: processes are tracked by the v1 hierarchies only")
     if not hierarchies:
         raise PlanError("not root and no writable delegated cgroup", _NOT_ROOT_REMEDY, "cgroup")
+    hierarchies = _without_redundant_accounting(hierarchies, v1_need)
 
     # The note `linx-spec plan` prints: which backend, and why.
     v1_used = [h for h in hierarchies if h.version == 1]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import pwd
-import shutil
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -155,6 +154,8 @@ def resolve(spec: Spec, ns_new: list[str]) -> IdmapPlan | None:
             "(the kernel allows an unprivileged process to map only its own uid and gid)",
             "run as root, map `host: subordinate` ids, or only your own uid/gid (omit idmap for the default)",
             "idmap")
+    import shutil  # bz2 and lzma with it: only when planning subordinate ranges
+
     helpers = {k: shutil.which(h, path="/usr/bin:/bin:/usr/sbin:/sbin") for k, h in HELPERS.items()}
     for kind, found in helpers.items():
         if not found:

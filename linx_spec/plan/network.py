@@ -11,10 +11,11 @@ child is host/network.py.
 from __future__ import annotations
 
 import errno
-import ipaddress
-import json
 import os
-import socket
+import sys
+
+# The constants only: socket.py and ipaddress (imported where used) are ~5 ms a cached plan with a netns pays
+import _socket as socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -301,6 +302,9 @@ def _address(text: str) -> AddressPlan:
 
 
 def _host_has(name: str) -> bool:
+    teardown = sys.modules.get("linx_spec.host.network_teardown")  # loaded: this process ran a veth
+    if teardown is not None and teardown.pending():
+        teardown.wait_for(name, set())  # our own finished workload's pair, being deleted: not "taken"
     return os.path.exists(os.path.join(SYS_CLASS_NET, name))
 
 
@@ -356,6 +360,8 @@ def _held_by_running(name: str | None) -> dict[str, InterfacePlan]:
     `diff`, or an `apply` that converges it live) must not refuse them as taken.  Read
     from its state directory as data, checked against the plan's types; a stale record
     only lets a later step fail plainly (EEXIST), never more."""
+    import json
+
     from .. import rundir, stored
 
     if not name:

@@ -320,7 +320,7 @@ def _family():
 
 
 @pytest.mark.parametrize("which", ["v2", pytest.param("v1-freezer", marks=pytest.mark.v1host)])
-def test_undo_kills_every_process_in_the_cgroup_and_removes_it(tmp_path, which):
+def test_undo_kills_every_process_in_the_cgroup_and_removes_it(tmp_path, which, monkeypatch):
     if which == "v2":
         if V2_MOUNT is None:
             pytest.skip("no cgroup2 mount")
@@ -328,6 +328,9 @@ def test_undo_kills_every_process_in_the_cgroup_and_removes_it(tmp_path, which):
     else:
         if "freezer" not in LAYOUT.v1:
             pytest.skip("no v1 freezer")
+        # A hybrid 5.14+ host leaves the v1 freezer out (the v2 leaf kills); a kernel
+        # before cgroup.kill still joins it, and kills through it: planned as there.
+        monkeypatch.setattr(PC, "_kernel_at_least", lambda version: False)
         cg = _live_plan(lambda h: h.version == 1 and "freezer" in h.controllers, "cgt-kill1")
     sh = _family()
     try:

@@ -26,7 +26,7 @@ try:
     cli.main()
 except SystemExit as exc:
     code = exc.code
-heavy = sorted(m for m in ("pydantic", "yaml", "typer") if m in sys.modules)
+heavy = sorted(m for m in ("pydantic", "yaml", "typer", "pyroute2", "linx_spec.live") if m in sys.modules)
 print("code", code, "heavy", ",".join(heavy) or "-", file=sys.stderr)
 """
 

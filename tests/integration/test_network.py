@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from linx_spec import PlanError, StepError, Workload, build_plan, load_text, run
+from linx_spec.host import network_teardown
 
 pytestmark = pytest.mark.root
 
@@ -100,12 +101,20 @@ def script(tmp_path: Path, name: str, text: str) -> str:
     return str(path)
 
 
+def settled_links() -> set[str]:
+    """lx_links() once the deletes of finished workloads' veths are done: run()
+    returns before the kernel finished deleting a pair (host/network_teardown.py);
+    settle() is where the promise that nothing remains is kept."""
+    network_teardown.settle()
+    return lx_links()
+
+
 @pytest.fixture
 def no_leaks():
     """The test's own lx* interfaces are removed by it; nothing of the runner may remain."""
-    before = lx_links()
+    before = settled_links()
     yield before
-    assert lx_links() == before
+    assert settled_links() == before
 
 
 def veth_pair(a: str, b: str) -> None:
@@ -214,8 +223,46 @@ network:
     assert sorted(seen) == [("10.231.1.2", "from-workload"), ("fd00:231:1::2", "from-workload")]
     assert "client 10.231.1.1 hello-v4" in out and "client fd00:231:1::1 hello-v6" in out
     assert "server 10.231.1.1 from-host-v4" in out and "server fd00:231:1::1 from-host-v6" in out
-    assert "lxnrt0" not in lx_links()  # the pair is gone with the workload
+    assert "lxnrt0" not in settled_links()  # the pair is gone with the workload
 
+
+
+VETH_SPEC = """
+version: 1
+process: {command: [/bin/true]}
+network:
+  interfaces:
+    - name: eth0
+      addresses: [10.231.9.2/30]
+      host: {name: lxndef0, addresses: [10.231.9.1/30]}
+"""
+
+
+def test_a_finished_workloads_veth_is_deleted_after_run_returns(tmp_path, no_leaks):
+    # run() hands the delete to a thread (host/network_teardown.py); the same host
+    # name and address are free again for the next workload at once, and settle()
+    # returns only once the pair is gone.
+    plan = build_plan(load_text(VETH_SPEC))
+    for _ in range(3):  # back to back: the next one waits for its name, never refused
+        assert run(plan).exit_code == 0
+    assert network_teardown.settle() is True
+    assert network_teardown.pending() == [] and "lxndef0" not in lx_links()
+
+
+def test_a_pending_veth_delete_is_done_before_the_process_exits(tmp_path, no_leaks):
+    # The promise across processes: a Python program (or a CLI apply) that returns
+    # leaves nothing, however soon after run() it exits.
+    code = f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
+from linx_spec import build_plan, load_text, run
+from linx_spec.host import network_teardown
+assert run(build_plan(load_text({VETH_SPEC!r}))).exit_code == 0
+print(network_teardown.pending())
+"""
+    proc = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "lxndef0" not in lx_links()  # right after the exit: no settle() here
 
 # --- what the workload sees: exactly lo and its interfaces, routes, MTU, MAC, sysctls -----------
 def test_the_workload_sees_exactly_its_interfaces_and_routes(tmp_path, no_leaks):
@@ -686,7 +733,7 @@ network:
 
 
 def assert_rolled_back(plan, marker: Path, tmp_path: Path, *fragments: str) -> StepError:
-    before = lx_links()
+    before = settled_links()  # not a pending delete of an earlier test: the rollback itself is synchronous
     with pytest.raises(StepError) as err:
         run_captured(plan, tmp_path)
     assert err.value.step == "network" and err.value.side == "host"

@@ -30,6 +30,7 @@ import pytest
 from conftest import REPO, children, start_cli
 import census as test_census
 from linx_spec import build_plan, load_text, run
+from linx_spec.host import network_teardown
 from linx_spec.steps import active_steps
 
 pytestmark = pytest.mark.root
@@ -222,6 +223,7 @@ def test_load_200_full_workloads_16_at_once_through_the_api():
     assert len(results) == 200
     bad = [r for r in results if r.exit_code != 0 or r.stdout.split() != [b"ok", b"1"]]
     assert not bad, [(r.exit_code, r.stdout, r.stderr) for r in bad[:3]]
+    network_teardown.settle()  # each veth delete still running holds its netlink socket until done
     fds1, rss1 = _fds(), _rss_kib()
     assert fds1 <= fds0, (fds0, fds1)
     assert rss1 - rss0 < 20 * 1024, (rss0, rss1, samples)  # no per-workload growth

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import resource
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -201,3 +202,38 @@ def test_cache_directory_is_private(tmp_path, runtime):
     assert stat.S_IMODE((runtime / ".plans").stat().st_mode) == 0o700
     for entry in (runtime / ".plans").iterdir():
         assert stat.S_IMODE(entry.stat().st_mode) == 0o600
+
+
+# What the cached path must not import: the validation and CLI frameworks, netlink
+# and libseccomp (a cached plan carries the compiled filter), the live-apply code
+# (only when a state.json of the name exists), and the stdlib modules it avoids on
+# purpose (each costs 1-5 ms of a cold start: fastpath.py, agent.py, plan/network.py).
+NOT_ON_THE_CACHED_PATH = ("pydantic", "yaml", "typer", "click", "pyroute2", "linx_spec.spec", "linx_spec.load",
+                          "linx_spec.seccomp", "linx_spec.commands", "linx_spec.live", "linx_spec.state",
+                          "socket", "ipaddress", "hashlib", "subprocess", "pathlib", "shutil")
+
+CACHED_PATH = """
+import sys
+from linx_spec import fastpath
+plan, why = fastpath.lookup(sys.argv[1])
+assert plan is not None, why
+from linx_spec import apply, runner                      # what apply_plan runs with
+from linx_spec.host import idmap                          # the host step a plan without a cgroup runs
+assert not apply._has_state(plan.name)
+print(" ".join(m for m in sys.argv[2:] if m in sys.modules) or "-")
+"""
+
+
+def test_the_cached_path_imports_only_what_running_a_plan_needs(tmp_path, runtime):
+    import subprocess
+    import sys
+
+    spec = _spec(tmp_path, "name: lean\nnamespaces: [user, pid, net, mount, uts, ipc]\n"
+                           "process: {command: [/bin/true]}\ncapabilities: {keep: [kill]}\n"
+                           "seccomp: {default: allow, rules: [{syscalls: [reboot], action: errno EPERM}]}\n")
+    assert _store(spec).startswith("stored")
+    env = dict(os.environ, LINX_RUNTIME_DIR=str(runtime), PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    proc = subprocess.run([sys.executable, "-c", CACHED_PATH, str(spec), *NOT_ON_THE_CACHED_PATH],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["-"]

@@ -171,3 +171,40 @@ def test_every_step_has_a_reason_and_a_known_side():
     assert sides == sorted(sides, key=["agent", "host", "child"].index)
     # seccomp last of the constraining steps; only the init (after it, so pid 1 is filtered too) and exec follow
     assert [s.name for s in STEPS[-3:]] == ["seccomp", "init", "exec"]
+
+
+def _with_after_end(monkeypatch, fail_at):
+    # The network step's veth delete: deferred (after_end) once the workload ended,
+    # never on a rollback, where the undo itself runs before the error is raised.
+    log: list[str] = []
+    agent_cls, host_step = make_fakes(log, fail_at)
+
+    def deferring(name):
+        inner = host_step(name)
+
+        def apply(plan, ctx):
+            if name == "network":
+                ctx.on_undo("veth", lambda: log.append("undo:veth"), after_end=lambda: log.append("deferred:veth"))
+            inner(plan, ctx)
+
+        return apply
+
+    monkeypatch.setattr(runmod, "Agent", agent_cls)
+    monkeypatch.setattr(runmod, "_host_step", deferring)
+    try:
+        runmod.run(FakePlan().get())
+    except StepError:
+        pass
+    return log
+
+
+def test_an_undo_deferred_after_the_end_runs_in_its_place(monkeypatch):
+    log = _with_after_end(monkeypatch, None)
+    assert "deferred:veth" in log and "undo:veth" not in log
+    assert log.index("undo:network") < log.index("deferred:veth") < log.index("undo:cgroup")  # same order
+
+
+@pytest.mark.parametrize("fail_at", ["host:rlimits", "agent:proceed"])
+def test_a_rollback_never_defers(monkeypatch, fail_at):
+    log = _with_after_end(monkeypatch, fail_at)
+    assert "undo:veth" in log and "deferred:veth" not in log
