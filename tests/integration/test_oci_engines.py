@@ -25,6 +25,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -50,6 +51,29 @@ PROBE = ("echo answer=$((6 * 7)); echo pid=$$; echo uid=$(id -u); "
          "echo bin=$(ls /bin | grep -c .); echo osrelease=$(ls /etc/os-release 2>/dev/null | grep -c .); "
          "grep -m1 -E '^[0-9]+:(memory|pids):' /proc/self/cgroup | sed 's/^[0-9]*:[a-z]*:/cgroup=/' ; "
          "exit 7")
+
+
+# Where linx-oci is known to differ from runc under an engine, by the exact symptom and its reason
+# (as test_oci_differential.py's KNOWN_DIFFERENCES).  Only that symptom turns the failure into an
+# xfail naming the reason; any other failure fails, and a fix simply passes.  The findings are in
+# README "Running under containerd, podman and Kubernetes".
+KNOWN = {
+    "seccomp-nnp": (r"a seccomp filter without no_new_privs needs CAP_SYS_ADMIN",
+                    "linx-oci refuses a seccomp filter without process.noNewPrivileges (podman's default "
+                    "config): linx-spec installs the filter after dropping capabilities, runc before "
+                    "(libcontainer/standard_init_linux.go) when noNewPrivileges is false"),
+    "cgroups-path-leaf": (None,
+                          "linx-oci puts the container in cgroupsPath/linx-ID-PID, not in cgroupsPath itself "
+                          "(import maps cgroupsPath to cgroup.parent); containerd finds the cgroup from the "
+                          "pid, so ctr works"),
+}
+
+
+def _known(name: str, text: str = "") -> None:
+
+    pattern, reason = KNOWN[name]
+    if pattern is None or re.search(pattern, text):
+        pytest.xfail(f"linx-oci, known ({name}): {reason}")
 
 
 def _need(*tools: str) -> None:
@@ -270,8 +294,11 @@ def test_ctr_run_rm_reports_from_inside(containerd, runtimes, runtime):
     assert "uid=0" in out
     assert f"bin={len(APPLETS) + 2}" in out         # the image's /bin (busybox, sed, the applets) ...
     assert "osrelease=0" in out                     # ... and not the host's root
-    assert f"cgroup=/{containerd.namespace}/{cid}" in out, out  # the cgroupsPath containerd gave
     _no_leftovers(containerd, cid)
+    want = f"cgroup=/{containerd.namespace}/{cid}"  # the cgroupsPath containerd gave
+    if runtime == "linx-oci" and want not in out and any(ln.startswith(f"{want}/linx-") for ln in out):
+        _known("cgroups-path-leaf")
+    assert want in out, out
 
 
 @pytest.mark.parametrize("runtime", ["runc", "linx-oci"])
@@ -349,8 +376,10 @@ def test_podman_run_rootfs_reports_from_inside(podman_rootfs, runtimes, runtime)
         left = _census_cgroups(parent)
         shutil.rmtree(run, ignore_errors=True)
     out = res.stdout.splitlines()
+    assert not left, f"podman left cgroups: {left}"
+    if runtime == "linx-oci" and res.returncode != 7:
+        _known("seccomp-nnp", res.stderr)
     assert res.returncode == 7, f"exit {res.returncode}; stdout {res.stdout!r} stderr {res.stderr!r}"
     assert "answer=42" in out and "pid=1" in out and "uid=0" in out
     assert f"bin={len(APPLETS) + 2}" in out and "osrelease=0" in out
     assert any(line.startswith(f"cgroup=/{parent}/") for line in out), out
-    assert not left, f"podman left cgroups: {left}"
