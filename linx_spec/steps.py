@@ -222,8 +222,28 @@ for _id, (_name, _side) in EXTRA_IDS.items():
 STEP_BY_NAME: dict[str, Step] = {s.name: s for s in STEPS}
 
 
+# Without no_new_privs a seccomp filter is a privileged install (seccomp(2): CAP_SYS_ADMIN), so
+# it goes in while the child still holds every capability: after the mounts, before the keyring,
+# the bounding set and the identity switch, as runc does (standard_init_linux.go: "without
+# NoNewPrivileges seccomp is a privileged operation, so we need to do this before dropping
+# capabilities").  The filter must then allow what those later steps call (keyctl, capset,
+# setresuid, prctl, rt_sigaction, close_range); a step it refuses fails by name.
+def _early_seccomp(plan: "Plan") -> bool:
+    return plan.seccomp is not None and not plan.no_new_privs
+
+
 def active_steps(plan: "Plan") -> list[Step]:
-    return [s for s in STEPS if s.active(plan)]
+    steps = [s for s in STEPS if s.active(plan)]
+    if _early_seccomp(plan):
+        seccomp = STEP_BY_NAME["seccomp"]
+        steps.remove(seccomp)
+        # The keyring step moves up with it (Docker's default profile forbids keyctl): the
+        # keyring then belongs to the pre-switch identity, as runc's.
+        keyring = STEP_BY_NAME["keyring"]
+        steps.remove(keyring)
+        at = next(i for i, s in enumerate(steps) if s.name in ("bounding", "user"))
+        steps[at:at] = [keyring, seccomp]
+    return steps
 
 
 def child_order(plan: "Plan") -> list[int]:

@@ -58,6 +58,15 @@ def _flag(token: str) -> tuple[str, str | None] | None:
     return name, (value if eq else None)
 
 
+def _value(argv: list[str], i: int, name: str, value: str | None) -> tuple[str, int]:
+    """A flag's value: given with `=`, or the next word; -> (value, index of the last word used)."""
+    if value is not None:
+        return value, i
+    if i + 1 >= len(argv):
+        raise Usage(f"flag --{name} needs a value")
+    return argv[i + 1], i + 1
+
+
 def parse_global(argv: list[str]) -> tuple[dict, list[str]]:
     opts: dict = {}
     i = 0
@@ -67,12 +76,7 @@ def parse_global(argv: list[str]) -> tuple[dict, list[str]]:
             break
         name, value = f
         if name in GLOBAL_VALUE:
-            if value is None:
-                if i + 1 >= len(argv):
-                    raise Usage(f"flag --{name} needs a value")
-                value = argv[i + 1]
-                i += 1
-            opts[name] = value
+            opts[name], i = _value(argv, i, name, value)
         elif name in GLOBAL_BOOL:
             opts[name] = value not in ("false", "0")
         else:
@@ -100,11 +104,7 @@ def parse_command(cmd: str, argv: list[str]) -> tuple[dict, list[str]]:
         name, value = f
         name = aliases.get(name, name)
         if name in with_value:
-            if value is None:
-                if i + 1 >= len(argv):
-                    raise Usage(f"{cmd}: flag --{name} needs a value")
-                value = argv[i + 1]
-                i += 1
+            value, i = _value(argv, i, name, value)
             if name in REPEATED:
                 opts.setdefault(name, []).append(value)
             else:

@@ -192,23 +192,36 @@ def create(c: Container, bundle: str, *, pid_file: str | None, console_socket: s
         finally:
             os._exit(code)
     os.close(w)
-    chunks = []
-    while chunk := os.read(r, 65536):
-        chunks.append(chunk)
+    kind, rest = _message(r)
     os.close(r)
-    kind, _, rest = b"".join(chunks).decode(errors="replace").partition(" ")
     if kind == "created":
         if pid_file:
             _write_pid_file(pid_file, int(rest))
         return 0
     os.waitpid(pid, 0)
     c.remove()
+    _raise_error(kind, rest)
+    raise StateError("the holder died before the container was created")
+
+
+def _message(fd: int, limit: int = MAX_REPLY) -> tuple[str, str]:
+    """Everything read from fd until EOF (at most limit bytes) -> (first word, the rest)."""
+    chunks, size = [], 0
+    while size <= limit and (chunk := os.read(fd, 65536)):
+        chunks.append(chunk)
+        size += len(chunk)
+    kind, _, rest = b"".join(chunks).decode(errors="replace").partition(" ")
+    return kind, rest
+
+
+def _raise_error(kind: str, rest: str) -> None:
+    """`error RECORD` from the holder: raise the LinxError it stands for."""
     if kind == "error":
         try:
-            raise from_record(json.loads(rest))
+            record = json.loads(rest)
         except json.JSONDecodeError:
-            pass
-    raise StateError("the holder died before the container was created")
+            return
+        raise from_record(record)
 
 
 def _write_pid_file(path: str, pid: int) -> None:
@@ -435,25 +448,15 @@ def _ask(c: Container, request: str) -> None:
     try:
         s.connect(f"/proc/self/fd/{dir_fd}/{SOCK}")
         s.sendall(request.encode() + b"\n")
-        chunks, size = [], 0
-        while chunk := s.recv(65536):
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > MAX_REPLY:
-                break
+        kind, rest = _message(s.fileno())
     except OSError as exc:
         raise StateError(f"container `{c.id}`: its holder does not answer ({exc.strerror})") from None
     finally:
         s.close()
         os.close(dir_fd)
-    kind, _, rest = b"".join(chunks).decode(errors="replace").partition(" ")
     if kind == "ok":
         return
-    if kind == "error":
-        try:
-            raise from_record(json.loads(rest))
-        except json.JSONDecodeError:
-            pass
+    _raise_error(kind, rest)
     raise StateError(f"container `{c.id}`: its holder ended without an answer")
 
 

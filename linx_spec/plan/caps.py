@@ -81,7 +81,6 @@ def resolve(caps: Capabilities | None, spec: "Spec") -> CapsPlan | None:
     docker).  When the child could not change its capabilities anyway (not root,
     no user namespace) the default leaves them alone and returns None."""
     plan = _resolve(caps, spec)
-    _check_seccomp(plan, spec)
     return plan
 
 
@@ -150,16 +149,3 @@ def _resolve(caps: Capabilities | None, spec: "Spec") -> CapsPlan | None:
                             f"([{_listed(after_exec)}]; capabilities(7))", remedy, f"capabilities.{s}")
     return CapsPlan(bounding=bounding, effective=after_exec, permitted=after_exec, inheritable=inheritable,
                     ambient=ambient)
-
-
-def _check_seccomp(plan: CapsPlan | None, spec: "Spec") -> None:
-    """Without no_new_privs a seccomp filter can be installed only with CAP_SYS_ADMIN
-    (seccomp(2)); the filter goes in after the capabilities step, so it must be kept."""
-    from ..spec.capabilities import CAPABILITIES
-
-    if plan is None or spec.seccomp is None or spec.no_new_privs:
-        return
-    if not plan.effective >> CAPABILITIES["CAP_SYS_ADMIN"] & 1:
-        raise PlanError("a seccomp filter without no_new_privs needs CAP_SYS_ADMIN, which the workload does not "
-                        "keep (seccomp(2): the filter is installed after the capabilities are set)",
-                        "leave no_new_privs on (the default), or keep sys_admin", "no_new_privs")

@@ -59,6 +59,8 @@ DENY = {"default": "allow", "rules": [
     ("namespaces: [user, pid, mount, net]\n", "1"),  # the default path: a user namespace, no_new_privs on
     # root without a user namespace: installed with CAP_SYS_ADMIN, which must be kept for it
     ("no_new_privs: false\ncapabilities: {keep: [sys_admin]}\n", "0"),
+    # the same, dropping CAP_SYS_ADMIN: the filter goes in before the drop (steps.active_steps), as runc
+    ("no_new_privs: false\ncapabilities: {keep: [kill]}\n", "0"),
 ])
 def test_denied_syscalls_fail_with_exactly_the_declared_errno(run_spec, setup, nnp):
     result, out, err = run_spec(spec(DENY, ["python3", "-c", PROBE], setup))

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import re
 from pathlib import Path
 
@@ -231,14 +233,21 @@ def test_unprivileged_runner_without_user_namespace(host):
     assert resolve(spec.capabilities, spec).bounding == BIT["CAP_KILL"]
 
 
-def test_seccomp_without_no_new_privs_needs_sys_admin_kept(host):
+def test_seccomp_without_no_new_privs_goes_in_before_the_capabilities_drop(host):
+    """A privileged filter install (seccomp(2)) while every capability is still held,
+    as runc; the keyring step moves up with it (Docker's profile forbids keyctl)."""
     spec = spec_of("capabilities: {keep: [kill]}", extra="no_new_privs: false")
     spec = spec.model_copy(update={"seccomp": object()})  # any filter: only its presence matters here
-    with pytest.raises(PlanError, match="needs CAP_SYS_ADMIN") as info:
-        resolve(spec.capabilities, spec)
-    assert info.value.field == "no_new_privs"
-    spec = spec.model_copy(update={"no_new_privs": True})
-    assert resolve(spec.capabilities, spec).effective == BIT["CAP_KILL"]
+    assert resolve(spec.capabilities, spec).effective == BIT["CAP_KILL"]  # nothing kept for it
+    plan = plan_of()
+    early = dataclasses.replace(plan, seccomp=object(), no_new_privs=False)
+    names = [s.name for s in active_steps(early)]
+    assert names.index("mounts") < names.index("keyring") < names.index("seccomp") < names.index("bounding") \
+        < names.index("user") < names.index("capabilities") < names.index("exec")
+    late = dataclasses.replace(plan, seccomp=object(), no_new_privs=True)
+    names = [s.name for s in active_steps(late)]
+    assert names.index("capabilities") < names.index("keyring") < names.index("no_new_privs") \
+        < names.index("seccomp") < names.index("exec")
 
 
 def test_hello_spec_still_plans(host):

@@ -333,11 +333,15 @@ def test_a_filter_without_this_machines_abi_is_refused():
                 "  default: allow\n  architectures: [x86_64]\n")
 
 
-def test_without_no_new_privs_the_plan_needs_cap_sys_admin():
-    with pytest.raises(PlanError, match="CAP_SYS_ADMIN"):
-        build_plan(spec_of("  default: allow\n", "  user: {uid: 1000, gid: 1000}\nno_new_privs: false\n"
-                           "namespaces: [user, pid]\nidmap: {uid: [{container: 0, host: 100000, count: 2000}], "
-                           "gid: [{container: 0, host: 100000, count: 2000}]}\n"))
+def test_without_no_new_privs_the_filter_goes_in_before_the_capabilities_drop():
+    # A privileged install (seccomp(2)): while the child still holds CAP_SYS_ADMIN, as runc.
+    from linx_spec.steps import active_steps
+
+    plan = build_plan(spec_of("  default: allow\n", "  user: {uid: 1000, gid: 1000}\nno_new_privs: false\n"
+                              "namespaces: [user, pid]\nidmap: {uid: [{container: 0, host: 100000, count: 2000}], "
+                              "gid: [{container: 0, host: 100000, count: 2000}]}\n"))
+    names = [s.name for s in active_steps(plan)]
+    assert names.index("seccomp") < names.index("bounding") < names.index("user") < names.index("capabilities")
 
 
 # --- Docker / OCI profiles ----------------------------------------------------------
