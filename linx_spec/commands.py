@@ -232,14 +232,9 @@ def _signal_number(text: str) -> int:
 @app.command("ps")
 def ps_(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """List detached workloads and their status (dead ones are reported, never shown as running)."""
-    from .detach import all_views, format_ps
+    from .views import ps_main
 
-    views = all_views()
-    if as_json:
-        print(json.dumps([{"name": v.name, "status": v.status, "detail": v.detail, **v.state} for v in views],
-                         indent=2, default=str))
-    else:
-        print(format_ps(views))
+    ps_main(as_json)
 
 
 @app.command()

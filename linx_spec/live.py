@@ -51,6 +51,12 @@ RESTART_FIELDS = ("ns_new", "ns_join", "process", "idmap", "hostname", "domainna
                   "no_new_privs", "seccomp", "mounts", "stdio", "network", "lifecycle")
 _FIELD_NAMES = {"ns_new": "namespaces", "ns_join": "namespaces (join)", "idmap": "user (idmap)",
                 "mounts": "mounts (rootfs)", "no_new_privs": "no_new_privs"}
+# The supervisor's settings that change live (its thread re-reads plan.json
+# on a reload): plan field -> the spec's words.
+LIVE_LIFECYCLE = {"timeout": "lifecycle.timeout", "restart": "lifecycle.restart.policy",
+                  "max_retries": "lifecycle.restart.max_retries", "backoff": "lifecycle.restart.backoff",
+                  "max_backoff": "lifecycle.restart.max_backoff", "reconcile_interval": "lifecycle.reconcile.interval"}
+SUPERVISOR = "the supervisor"
 _MAX_KNOBS = 256
 _MAX_TEXT = 4096
 
@@ -167,7 +173,10 @@ def restart_fields(old: Plan, new: Plan) -> list[str]:
     """The fields whose change needs a new workload."""
     out: list[str] = []
     for name in RESTART_FIELDS:
-        out += _walk(_FIELD_NAMES.get(name, name), getattr(old, name), getattr(new, name))
+        was = getattr(old, name)
+        if name == "lifecycle":  # what the supervisor changes live is compared in _compute
+            was = dataclasses.replace(was, **{f: getattr(new.lifecycle, f) for f in LIVE_LIFECYCLE})
+        out += _walk(_FIELD_NAMES.get(name, name), was, getattr(new, name))
     oc, nc = old.cgroup, new.cgroup
     if isinstance(oc, CgroupPlan) != isinstance(nc, CgroupPlan):
         out.append("cgroup")
@@ -308,8 +317,18 @@ def _compute(t: _Target, new: Plan, fs: Any, revert_released: bool) -> _Work:
     for key in [k for k in owned if k.startswith("rlimit:") and k[7:] not in new_limits]:
         del new_owned[key]
         report.changes.append(Change(owned[key]["field"], f"pid {t.pid}", "", "(left as is)", "release"))
+    for f, words in LIVE_LIFECYCLE.items():
+        was, wanted = getattr(t.plan.lifecycle, f), getattr(new.lifecycle, f)
+        if was != wanted:
+            report.changes.append(Change(words, SUPERVISOR, _show_setting(was), _show_setting(wanted), "live"))
     report.last_applied = owned
     return _Work(report, writes, rl, new_owned, intents, fs, _workload_pids(t, leaves, fs))
+
+
+def _show_setting(value: Any) -> str:
+    if value is None:
+        return "none"
+    return f"{value:g}s" if isinstance(value, float) else str(value)
 
 
 # --- the API --------------------------------------------------------------------------------------
@@ -366,8 +385,19 @@ def reconcile(name_or_workload: Any, plan: Plan, *, restart: bool = False, rever
             continue
         report.applied.append(c)
     report.applied += [c for c in report.changes if c.how == "release"]
+    supervisor = [c for c in report.changes if c.target == SUPERVISOR]
+    if report.failed:  # the plan is not saved: the supervisor keeps its settings too
+        for c in supervisor:
+            c.error = "not applied: another change failed"
+        report.failed += supervisor
     t.save(owned, plan if not report.failed else None)
     report.last_applied = owned
+    if supervisor and not report.failed:
+        if t.state is not None:
+            from .detach import notify_reload
+
+            notify_reload(t.name)  # its thread reads plan.json again
+        report.applied += supervisor
     return report
 
 

@@ -20,10 +20,12 @@ class LifecyclePlan:
     backoff: float = 1.0
     max_backoff: float = 30.0
     orphan: str = "stop"  # stop | linger
+    reconcile_interval: float | None = None  # seconds; detached only: the supervisor restores drift
 
 
 def resolve(spec: Spec) -> LifecyclePlan:
     lc = spec.lifecycle
     r = lc.restart
     retries = r.max_retries if r.max_retries is not None else (3 if r.policy == "on-failure" else None)
-    return LifecyclePlan(lc.timeout, lc.stop_grace, r.policy, retries, r.backoff, r.max_backoff, lc.orphan)
+    return LifecyclePlan(lc.timeout, lc.stop_grace, r.policy, retries, r.backoff, r.max_backoff, lc.orphan,
+                         lc.reconcile.interval if lc.reconcile is not None else None)
