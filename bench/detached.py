@@ -70,10 +70,10 @@ def _rootfs(base: str) -> str:
     return root
 
 
-def _ours(rundir: str) -> tuple[set[int], int]:
-    """The pids of every long-lived process of ours (supervisors, agents) and
-    how many workloads run."""
-    pids: set[int] = set()
+def _ours(rundir: str) -> tuple[dict[int, str], int]:
+    """The pids of every long-lived process of ours (pid -> supervisor | agent)
+    and how many workloads run."""
+    pids: dict[int, str] = {}
     running = 0
     for name in os.listdir(rundir):
         try:
@@ -86,7 +86,7 @@ def _ours(rundir: str) -> tuple[set[int], int]:
         running += 1
         for key in ("supervisor_pid", "agent_pid"):
             if st.get(key):
-                pids.add(st[key])
+                pids[st[key]] = key.split("_")[0]
     return pids, running
 
 
@@ -137,13 +137,17 @@ def measure(count: int = 100, ps_count: int = 500, runc: bool = True, linx: list
         time.sleep(1.0)  # the supervisors settle (their start-up garbage collected)
         pids, running = _ours(rundir)
         rss = pss = 0
-        for pid in pids:
+        by_kind = {"supervisor": [0, 0, 0], "agent": [0, 0, 0]}  # processes, RSS, PSS (KiB)
+        for pid, kind in pids.items():
             got = _smaps(pid)
             if got:
                 rss += got[0]
                 pss += got[1]
+                by_kind[kind][0] += 1
+                by_kind[kind][1] += got[0]
+                by_kind[kind][2] += got[1]
         out.update(running=running, processes=len(pids), rss_kib_per=rss / max(running, 1),
-                   pss_kib_per=pss / max(running, 1))
+                   pss_kib_per=pss / max(running, 1), by_kind=by_kind)
         log(f"detached: {json.dumps(out)}")
         out["ps_s"], text = _time_cmd(linx + ["ps"], env)
         out["ps_rows"] = len(text.splitlines()) - 1
@@ -209,6 +213,8 @@ def table(m: dict) -> str:
         ("memory kept per detached workload (RSS, summed / count)",
          f"{m['rss_kib_per'] / 1024:.2f} MiB ({m['processes']} processes for {m['running']} workloads)"),
         ("memory kept per detached workload (PSS)", f"{m['pss_kib_per'] / 1024:.2f} MiB"),
+        *((f"  of which {kind}s ({n}), RSS / PSS in all", f"{r / 1024:.1f} / {p / 1024:.1f} MiB")
+          for kind, (n, r, p) in m.get("by_kind", {}).items() if n),
         (f"`linx-spec ps` with {m['ps_rows']}", f"{m['ps_s'] * 1000:.0f} ms"),
         (f"`linx-spec ps` with {m['ps_many_rows']}", f"{m['ps_many_s'] * 1000:.0f} ms"),
         (f"`linx-spec status NAME` with {m['ps_rows']} / {m['ps_many_rows']}",

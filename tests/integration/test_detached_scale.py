@@ -129,7 +129,7 @@ process: {{command: [/bin/sh, -c, 'echo x >> {counter}; sleep 4; exit 3']}}
     out = cli("apply", str(limited))
     assert "live     lifecycle.timeout: none -> 1s" in out.stdout, out.stdout + out.stderr
     assert state(runtime, "lxlc")["host_pid"] == pid
-    assert cli("wait", "lxlc").returncode == 128 + signal.SIGTERM
+    assert cli("wait", "lxlc").returncode in (128 + signal.SIGTERM, 128 + signal.SIGKILL)  # (pid 1 ignores TERM)
     assert time.time() - t0 < 10
     assert "timed out after 1s" in status("lxlc")["detail"]
     assert cli("diff", str(limited)).returncode == 72  # ended: nothing to converge
