@@ -104,7 +104,7 @@ def supervise(job: Job) -> None:
     def started(w: Workload) -> None:
         nonlocal replied
         sd.update(status="running", host_pid=w.pid, host_pid_start=pid_start_time(w.pid),
-                  agent_pid=w.agent.pid, started=time.time(), restarts=lifecycle.restarts, spec_hash=plan.spec_hash,
+                  agent_pid=w.agent.pid, started=time.time(), restarts=lifecycle.restarts, spec_hash=w.plan.spec_hash,
                   stdout=fds[1][1], stderr=fds[2][1], detail="")
         if not replied:
             replied = True
