@@ -22,6 +22,7 @@
  *   WAIT ------------------------------->  (when the workload ends)
  *         <------------------------------ EXITED {code} | SIGNALED {signo, core}
  *   LINGER {path} ---------------------->  on channel close, keep the workload
+ *                                          (path's directory: ours alone, or ERROR)
  *         <------------------------------ OK
  *   (channel closes) ------------------->  SIGTERM, grace, SIGKILL, kill and
  *                                          remove tracked cgroups, exit; or, if

@@ -140,3 +140,24 @@ def test_a_started_supervisor_answers_and_leaves_when_idle(tmp_path, monkeypatch
 
         time.sleep(0.05)
     assert not (root / "supervisor.sock").exists()
+
+
+def test_the_agent_writes_its_end_record_only_into_a_directory_of_ours_alone(tmp_path, agent_bin):
+    """LINGER {path}: the agent checks the path's directory when told (ours, no
+    group/other write) and later writes `exit` relative to that fd, O_EXCL and
+    O_NOFOLLOW, renamed into place: never through a planted symlink."""
+    from linx_spec.agent import Agent
+    from linx_spec.errors import ProtocolError
+
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    os.chmod(shared, 0o777)
+    with Agent(path=str(agent_bin)) as agent:
+        agent.hello()
+        with pytest.raises(ProtocolError, match="not ours alone"):
+            agent.linger(str(shared / "exit"))
+        mine = tmp_path / "mine"
+        mine.mkdir(mode=0o700)
+        agent.linger(str(mine / "exit"))  # accepted
+        with pytest.raises(ProtocolError, match="bad path"):
+            agent.linger("relative/exit")
