@@ -74,7 +74,7 @@ def stop(name: str, grace: float | None = None) -> str:
     sd = StateDir.open(name)
     view = sd.view()
     st = view.state
-    if view.status == "restarting":  # waiting out a backoff: the supervisor ends the loop
+    if view.status in ("restarting", "ending"):  # a backoff, or just ended: the supervisor ends the loop
         _ask_stop(name, st)
         return _wait_supervisor(sd, st)
     if view.status != "running":
@@ -185,7 +185,7 @@ def follow_log(name: str, path: Path, tail: int | None, follow: bool, out) -> No
 def delete(name: str, force: bool = False) -> None:
     sd = StateDir.open(name)
     view = sd.view()
-    if view.status in ("running", "starting", "restarting"):
+    if view.status in ACTIVE:
         if not force:
             raise StateError(f"`{name}` is {view.status}; stop it first, or use --force")
         stop(name)

@@ -26,7 +26,7 @@ from typing import Any
 from . import rundir, stored
 from .errors import StateError
 from .views import NAME_RE, View, alive, all_views, classify, parse_state, pid_start_time, read_bounded  # noqa: F401
-from .views import MAX_END_BYTES, MAX_STATE_BYTES
+from .views import ACTIVE, MAX_END_BYTES, MAX_STATE_BYTES
 
 
 def runtime_root(create: bool = False) -> Path | None:
@@ -62,7 +62,7 @@ class StateDir:
             sd.path.mkdir(mode=0o700)
         except FileExistsError:
             view = sd.view()
-            if view.status in ("running", "starting", "restarting"):
+            if view.status in ACTIVE:
                 raise StateError(f"a workload named `{name}` is already running; choose another name "
                                  f"(--set name=...) or stop it") from None
             raise StateError(f"a workload named `{name}` exists ({view.status}{': ' + view.detail if view.detail else ''}); "

@@ -21,7 +21,9 @@ import time
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 MAX_STATE_BYTES = 1 << 20  # a state.json larger than this is refused unread
 MAX_END_BYTES = 64  # the agent's `exit` file: "exited N" / "signaled N [core]"
-ACTIVE = ("running", "starting", "restarting")
+# "ending": the workload has ended and its supervisor, alive, is recording how
+# (usage, undo) and whether it restarts: not over yet for `wait` or `logs -f`.
+ACTIVE = ("running", "starting", "restarting", "ending")
 
 
 def end_words(exit_code: int | None, signo: int | None) -> str:
@@ -59,7 +61,7 @@ class View:
 
     def __init__(self, name: str, status: str, detail: str, state: dict):
         self.name = name
-        self.status = status  # running | restarting | exited | failed | dead | starting
+        self.status = status  # running | starting | restarting | ending | exited | failed | dead
         self.detail = detail
         self.state = state
 
@@ -108,8 +110,13 @@ def classify(name: str, state: dict, read_end) -> View:
     if status in ("running", "starting"):
         if alive(state.get("host_pid"), state.get("host_pid_start")):
             return View(name, "running", f"pid {state['host_pid']}", state)
-        if status == "starting" and alive(state.get("supervisor_pid"), state.get("supervisor_pid_start")):
-            return View(name, "starting", "", state)
+        if alive(state.get("supervisor_pid"), state.get("supervisor_pid_start")):
+            # Its supervisor lives and writes the outcome next (a restart, or the
+            # end with its usage): before an `exit` record, which may be a
+            # lingering agent's of an earlier run.
+            if status == "starting":
+                return View(name, "starting", "", state)
+            return View(name, "ending", "ended; its supervisor is recording how", state)
         try:
             end = parse_end(read_end())
         except (OSError, ValueError) as exc:

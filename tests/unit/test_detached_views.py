@@ -161,3 +161,17 @@ def test_the_agent_writes_its_end_record_only_into_a_directory_of_ours_alone(tmp
         agent.linger(str(mine / "exit"))  # accepted
         with pytest.raises(ProtocolError, match="bad path"):
             agent.linger("relative/exit")
+
+
+def test_ended_with_its_supervisor_alive_is_ending_not_over(tmp_path):
+    """Between the workload's end and its supervisor's record of it (usage, undo,
+    a restart or not) it is `ending`: `wait` and `logs -f` keep waiting, and an
+    `exit` record (a lingering agent's, maybe of an earlier run) is not yet the word."""
+    me, start = os.getpid(), views.pid_start_time(os.getpid())
+    state = {"status": "running", "host_pid": me, "host_pid_start": start + 1,
+             "supervisor_pid": me, "supervisor_pid_start": start}
+    v = views.classify("w", state, lambda: "exited 0\n")
+    assert v.status == "ending" and v.status in views.ACTIVE
+    gone = dict(state, supervisor_pid_start=start + 1)  # the supervisor is gone: the record decides
+    assert views.classify("w", gone, lambda: "exited 4\n").detail == "exit code 4"
+    assert views.classify("w", gone, lambda: "").status == "dead"
