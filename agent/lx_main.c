@@ -63,6 +63,8 @@ static struct {
 	int linger;
 	char linger_path[4096];
 	int passed_fd; /* a descriptor that came with the frame being handled, or -1 */
+	int linger_dir;        /* the checked directory of linger_path, or -1 */
+	char linger_name[256]; /* its last component, written relative to linger_dir */
 	char *tracked[LX_MAX_TRACKED];
 	int tracked_remove_only[LX_MAX_TRACKED];
 	size_t ntracked;
@@ -244,20 +246,57 @@ static void kill_cgroup(const char *dir)
 	}
 }
 
+/* The end record (`exited N` / `signaled N [core]`, under 64 bytes), written
+ * as the runtime directory's own files are: a fresh O_EXCL|O_NOFOLLOW file
+ * relative to the directory's fd (checked when LINGER arrived), renamed into
+ * place, so a planted symlink is neither followed nor written through. */
 static void write_end_file(void)
 {
-	char text[64];
-	if (!A.linger_path[0] || !A.exited)
+	char text[64], tmp[64];
+	if (A.linger_dir < 0 || !A.exited)
 		return;
 	if (WIFSIGNALED(A.wstatus))
 		snprintf(text, sizeof(text), "signaled %d%s\n", WTERMSIG(A.wstatus), WCOREDUMP(A.wstatus) ? " core" : "");
 	else
 		snprintf(text, sizeof(text), "exited %d\n", WEXITSTATUS(A.wstatus));
-	int fd = open(A.linger_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
-	if (fd >= 0) {
-		(void)lx_write_full(fd, text, strlen(text));
-		close(fd);
+	snprintf(tmp, sizeof(tmp), ".%s.%d.tmp", "exit", (int)getpid());
+	(void)unlinkat(A.linger_dir, tmp, 0); /* our own leftover (a recycled pid) */
+	int fd = openat(A.linger_dir, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return;
+	int ok = lx_write_full(fd, text, strlen(text)) == 0;
+	close(fd);
+	if (!ok || renameat(A.linger_dir, tmp, A.linger_dir, A.linger_name) < 0)
+		(void)unlinkat(A.linger_dir, tmp, 0);
+}
+
+/* LINGER's path: its directory must be ours alone (owner, no group/other
+ * write), as rundir.py demands of the runtime directory; -1 with errno. */
+static int open_linger_dir(void)
+{
+	char dir[4096];
+	char *slash = strrchr(A.linger_path, '/');
+	const char *name = slash + 1;
+	if (!slash || !*name || strlen(name) >= sizeof(A.linger_name) || !strcmp(name, ".") || !strcmp(name, "..")) {
+		errno = EINVAL;
+		return -1;
 	}
+	size_t n = (size_t)(slash - A.linger_path);
+	memcpy(dir, A.linger_path, n);
+	dir[n ? n : 1] = 0;
+	if (!n)
+		dir[0] = '/';
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	struct stat st;
+	if (fstat(fd, &st) < 0 || st.st_uid != geteuid() || (st.st_mode & 022)) {
+		close(fd);
+		errno = EPERM;
+		return -1;
+	}
+	snprintf(A.linger_name, sizeof(A.linger_name), "%s", name);
+	return fd;
 }
 
 /* The runner is gone: stop the workload (or, lingering, wait for it) and
@@ -634,10 +673,18 @@ static void do_request(const struct lx_hdr *h, const uint8_t *payload)
 	case LX_M_LINGER:
 		A.linger = 1;
 		A.linger_path[0] = 0;
+		if (A.linger_dir >= 0) {
+			close(A.linger_dir);
+			A.linger_dir = -1;
+		}
 		if (lx_attr_next(&it, &a) == 1) {
 			if (a.type != LX_A_PATH || lx_attr_str(&a, A.linger_path, sizeof(A.linger_path)) < 0 ||
 			    A.linger_path[0] != '/')
 				return send_error(h->seq, LX_STEP_PROTOCOL, EINVAL, "LINGER: bad path", NULL);
+			A.linger_dir = open_linger_dir();
+			if (A.linger_dir < 0)
+				return send_error(h->seq, LX_STEP_PROTOCOL, errno,
+						  "LINGER: the directory of the path is not ours alone", A.linger_path);
 		}
 		return send_simple(LX_M_OK, h->seq);
 	case LX_M_RELEASE:
@@ -718,7 +765,7 @@ int main(int argc, char **argv)
 {
 	sigset_t mask;
 	A.ctl = 3;
-	A.settings_w = A.status_r = A.passed_fd = -1;
+	A.settings_w = A.status_r = A.passed_fd = A.linger_dir = -1;
 	A.grace_ms = 2000;
 	lx_fault_init(getenv("LINX_FAULT"));
 	for (int i = 1; i < argc; i++) {

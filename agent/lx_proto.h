@@ -25,6 +25,7 @@
  *   WAIT ------------------------------->  (when the workload ends)
  *         <------------------------------ EXITED {code} | SIGNALED {signo, core}
  *   LINGER {path} ---------------------->  on channel close, keep the workload
+ *                                          (path's directory: ours alone, or ERROR)
  *         <------------------------------ OK
  *   RELEASE ---------------------------->  (running workload, an OCI runtime's
  *         <------------------------------ OK   `start`) let go of it: exit at once;

@@ -65,7 +65,10 @@ class Agent:
 
     def __init__(self, *, stdin: int | None = None, stdout: int | None = None, stderr: int | None = None,
                  path: str | None = None):
+        import threading
+
         self._seq = 0
+        self._send_lock = threading.Lock()
         self._pending: dict[int, P.Frame] = {}
         self._ignore: set[int] = set()
         self._wait_seq: int | None = None
@@ -107,21 +110,25 @@ class Agent:
 
     # --- framing ---------------------------------------------------------
     def _send(self, type_: int, attrs, *, ignore_reply: bool = False, fd: int | None = None) -> int:
-        self._seq = (self._seq + 1) & 0xFFFFFFFF
-        seq = self._seq
-        if ignore_reply:
-            self._ignore.add(seq)
-        data = P.encode(type_, seq, attrs)
-        try:
-            if fd is None:
-                self._sock.sendall(data)
-            else:
-                # The descriptor rides on the frame's first bytes (SCM_RIGHTS).
-                sent = self._sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS,
-                                                    struct.pack("i", fd))])
-                self._sock.sendall(data[sent:])
-        except OSError as exc:
-            raise ProtocolError(f"to send {P.Msg(type_).name}", f"the channel is closed ({exc.strerror})") from None
+        # One frame whole at a time: the shared supervisor nudges an agent from
+        # another thread than the one driving it (nudge()).
+        with self._send_lock:
+            self._seq = (self._seq + 1) & 0xFFFFFFFF
+            seq = self._seq
+            if ignore_reply:
+                self._ignore.add(seq)
+            data = P.encode(type_, seq, attrs)
+            try:
+                if fd is None:
+                    self._sock.sendall(data)
+                else:
+                    # The descriptor rides on the frame's first bytes (SCM_RIGHTS).
+                    sent = self._sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS,
+                                                        struct.pack("i", fd))])
+                    self._sock.sendall(data[sent:])
+            except OSError as exc:
+                raise ProtocolError(f"to send {P.Msg(type_).name}", f"the channel is closed ({exc.strerror})") \
+                    from None
         return seq
 
     def _recv_exact(self, n: int) -> bytes:
@@ -250,6 +257,11 @@ class Agent:
         """For signal handlers: send without reading (the reply is skipped later)."""
         self._send(P.Msg.SIGNAL, [(P.A.SIGNO, int(signo))], ignore_reply=True)
 
+    def nudge(self) -> None:
+        """From another thread: a HELLO whose reply is skipped, so that a thread
+        blocked on this channel (Supervised.wait) wakes up and looks around."""
+        self._send(P.Msg.HELLO, (), ignore_reply=True)
+
     def linger(self, path: str | None = None) -> None:
         """If the channel closes, keep the workload running; when it ends, write
         `exited N` / `signaled N` to path (if given) and remove tracked cgroups."""
@@ -274,8 +286,11 @@ class Agent:
             if frame is None:
                 if deadline is not None:
                     left = deadline - time.monotonic()
-                    ready, _, _ = select.select([self._sock], [], [], max(left, 0))
-                    if not ready:
+                    # poll, not select: a supervisor of hundreds of workloads holds
+                    # fds above FD_SETSIZE (1024).
+                    poller = select.poll()
+                    poller.register(self._sock, select.POLLIN)
+                    if not poller.poll(max(left, 0) * 1000):
                         return None
                 # The agent writes each frame whole, so once readable it follows.
                 frame = self._read_frame()

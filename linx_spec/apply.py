@@ -93,7 +93,7 @@ def _refuse_running_detached(name: str) -> None:
         view = StateDir.open(name).view()
     except StateError:
         return
-    if view.status in ("running", "starting", "restarting"):
+    if view.status in ("running", "starting", "restarting", "ending"):
         raise StateError(f"a workload named `{name}` runs detached ({view.status}); stop it "
                          f"(`linx-spec stop {name}`) or run this one under another name (--set name=...)")
 

@@ -3,7 +3,8 @@
 
 Ours, by name:
 - processes: `linx-agent` (in use while it has children: a running or
-  lingering workload; never killed by gc);
+  lingering workload; never killed by gc), `linx-supervisor` (reported; it
+  leaves by itself with its last workload);
 - cgroups: `linx-<name>-<pid>` below any hierarchy (default parent `/linx`),
   and the empty `/linx` parents themselves;
 - interfaces: `lx<pid>v<n>` (host ends of veths; they die with the
@@ -46,6 +47,9 @@ def _agents() -> list[Item]:
         try:
             comm = open(f"/proc/{pid}/comm").read().strip()
         except OSError:
+            continue
+        if comm == "linx-supervisor":  # the shared supervisor of a runtime directory (supervisor.py)
+            out.append(Item("process", f"linx-supervisor pid {pid}", True, "supervises detached workloads"))
             continue
         if comm != "linx-agent":
             continue

@@ -1,6 +1,7 @@
 """The `linx-spec` entry point.
 
-A plain `linx-spec apply FILE [-v]` is handled by fastpath.py without typer:
+A plain `linx-spec ps [--json]` is handled by views.py without typer, and
+a plain `linx-spec apply FILE [-v]` by fastpath.py:
 a cached plan runs straight away (no pydantic, no yaml either, only the
 runner); on a miss it validates, plans and stores first.  Everything else goes
 to the typer commands in commands.py.  Errors become exit codes in one
@@ -19,6 +20,15 @@ def main() -> None:
         from .oci.main import main as oci_main
 
         sys.exit(oci_main(argv[1:]))
+    if argv in (["ps"], ["ps", "--json"]):
+        # Without typer either: ps reads only views.py, whatever the count (issue 23).
+        from .errors import LinxError, report
+        from .views import ps_main
+
+        try:
+            sys.exit(ps_main(as_json=argv[1:] == ["--json"]))
+        except LinxError as exc:
+            sys.exit(report(exc))
     if argv[:1] == ["apply"]:
         from .errors import LinxError, report
         from .fastpath import try_apply

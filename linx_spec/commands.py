@@ -287,17 +287,13 @@ def ps_(as_json: bool = typer.Option(False, "--json", help="Machine-readable out
     """List detached workloads and their status (dead ones are reported, never shown as running).
 
     Example: linx-spec ps -q | xargs -n1 linx-spec stop"""
-    from .detach import all_views, format_ps
+    from .views import all_views, ps_main
 
-    views = all_views()
     if _quiet(quiet):
-        for v in views:
+        for v in all_views():
             print(v.name)
-    elif as_json:
-        print(json.dumps([{"name": v.name, "status": v.status, "detail": v.detail, **v.state} for v in views],
-                         indent=2, default=str))
     else:
-        print(format_ps(views))
+        ps_main(as_json)
 
 
 @app.command()

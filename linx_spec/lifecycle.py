@@ -7,12 +7,11 @@
                             SIGKILL; then w.finish() -> Result
       signals               "forward": SIGINT/SIGTERM/SIGHUP go to the running
                             workload (before it runs they interrupt the setup);
-                            after SIGTERM/SIGHUP it gets stop_grace, then SIGKILL;
-                            "supervise": SIGTERM/SIGINT stop it (no restart),
-                            SIGHUP is ignored (the detached supervisor)
+                            after SIGTERM/SIGHUP it gets stop_grace, then SIGKILL
       Waiter                how the runner spends the time while it runs:
                             plain (block on the agent), the terminal proxy
-                            (tty.Terminal), the detached supervisor (detach.py)
+                            (tty.Terminal), the shared supervisor's
+                            (Supervised, supervisor.py)
 
 This module knows a workload only by the methods it calls (spawn, setup,
 proceed, poll, signal, finish, close; runner.Workload has them) and imports
@@ -28,6 +27,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from .errors import LinxError
+from .views import end_words  # noqa: F401 - the one wording, where it always was
 
 if TYPE_CHECKING:
     from .agent import End
@@ -35,11 +35,6 @@ if TYPE_CHECKING:
     from .runner import Result, Workload
 
 FORWARDED = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP)
-
-
-def end_words(exit_code: int | None, signo: int | None) -> str:
-    """`exit code N` or `killed by signal N`: the one wording of how a workload ended."""
-    return f"exit code {exit_code}" if signo is None else f"killed by signal {signo}"
 
 
 _USAGE_WORDS = (  # (key, label, unit): the order `status` and the summary print them in
@@ -89,7 +84,7 @@ def restart_delay(plan: Plan, restarts: int) -> float:
 
 class Waiter:
     """The plain way to wait: block on the agent.  Subclasses proxy a terminal
-    (tty.Terminal) or watch for a stop request (the detached supervisor)."""
+    (tty.Terminal) or watch for a stop request (the shared supervisor)."""
 
     def spawned(self, w: Workload) -> None:
         """After spawn, before the host steps (the terminal copies its size here:
@@ -112,31 +107,88 @@ class Waiter:
         """True once per stop request that arrived from outside (`linx-spec stop`)."""
         return False
 
+    def pause(self, seconds: float) -> None:
+        """The restart backoff (the supervisor's is cut short by a stop request)."""
+        time.sleep(seconds)
+
 
 PLAIN = Waiter()
 
 
 class Supervised(Waiter):
-    """The detached supervisor's way: poll the agent every 0.2 s, and return
-    early when a stop was requested (its SIGTERM handler calls request_stop)."""
-
-    TICK = 0.2
+    """The shared supervisor's way (supervisor.py), one per workload: block on
+    the agent's channel (no polling: hundreds of them share one process, and
+    one fd each), and return early when woken from another thread: a stop
+    request, or the plan changed live (the caller re-reads the time limit).
+    A wake nudges the agent (a HELLO whose reply is skipped) so that the
+    channel becomes readable.  With `every` set, on_tick(w) runs at that
+    interval while it waits (lifecycle.reconcile)."""
 
     def __init__(self) -> None:
+        import threading
+
         self._asked = False
+        self._woken = threading.Event()
+        self._current: Workload | None = None
+        self.every: float | None = None
+        self.on_tick: Callable[[Any], None] | None = None
+        self._next_tick: float | None = None
+
+    def wake(self) -> None:
+        """From another thread: return from wait() or pause() now."""
+        self._woken.set()
+        w = self._current
+        agent = getattr(w, "agent", None)
+        if agent is not None:
+            try:
+                agent.nudge()
+            except (LinxError, OSError):
+                pass  # ending: the wait returns all the same
 
     def request_stop(self) -> None:
         self._asked = True
+        self.every = None  # nothing to reconcile in a workload being stopped
+        self.wake()
+
+    def _block(self, w: Workload, seconds: float | None) -> None:
+        """Until w's agent channel is readable (an end, or a nudge's reply) or seconds pass."""
+        import select
+
+        poller = select.poll()
+        poller.register(w.agent.fileno(), select.POLLIN)
+        poller.poll(None if seconds is None else seconds * 1000)
 
     def wait(self, w: Workload, timeout: float | None) -> End | None:
         deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            left = self.TICK if deadline is None else min(self.TICK, max(0.0, deadline - time.monotonic()))
-            end = w.poll(left)
-            if end is not None or self._asked:
-                return end
-            if deadline is not None and time.monotonic() >= deadline:
-                return None
+        self._current = w
+        try:
+            while True:
+                end = w.poll(0)
+                if end is not None or self._asked:
+                    return end
+                if self._woken.is_set():
+                    self._woken.clear()
+                    return None
+                now = time.monotonic()
+                if self.every and self.on_tick is not None:
+                    if self._next_tick is None:
+                        self._next_tick = now + self.every
+                    if now >= self._next_tick:
+                        self._next_tick = now + self.every
+                        self.on_tick(w)
+                        continue
+                if deadline is not None and now >= deadline:
+                    return None
+                lefts = [t - now for t in (deadline, self._next_tick if self.every else None) if t is not None]
+                self._block(w, max(0.0, min(lefts)) if lefts else None)
+        finally:
+            self._current = None
+
+    def pause(self, seconds: float) -> None:
+        """The restart backoff, cut short by a stop request."""
+        if not self._asked:
+            self._woken.wait(seconds)
+        self._woken.clear()
 
     def stop_requested(self) -> bool:
         asked, self._asked = self._asked, False
@@ -151,9 +203,14 @@ def stop(w: Workload, grace: float, waiter: Waiter = PLAIN, signalled: bool = Fa
             w.signal(_signal.SIGTERM)
         except LinxError:
             pass  # it may have ended just now
-    end = waiter.wait(w, grace)
-    if end is not None:
-        return end, "stopped by SIGTERM"
+    deadline = time.monotonic() + grace
+    while True:  # a waiter woken early (a live change) waits out the rest of the grace
+        end = waiter.wait(w, max(0.0, deadline - time.monotonic()))
+        if end is not None:
+            return end, "stopped by SIGTERM"
+        if time.monotonic() >= deadline:
+            break
+        waiter.stop_requested()  # a second stop request changes nothing now
     try:
         w.signal(_signal.SIGKILL)
     except LinxError:
@@ -165,11 +222,12 @@ def stop(w: Workload, grace: float, waiter: Waiter = PLAIN, signalled: bool = Fa
 FORWARD_TICK = 0.25  # how often a wait looks at a forwarded stop signal (signal handlers cannot wake it)
 
 
-def run_to_end(w: Workload, limit: float | None, waiter: Waiter = PLAIN,
+def run_to_end(w: Workload, limit: float | None | Callable[[], float | None], waiter: Waiter = PLAIN,
                forwarded: Callable[[], float | None] | None = None) -> Result:
     """Wait for the running workload's end, stopping it at the time limit
-    (seconds since it was released; None: none) or when a stop is requested;
-    then finish: usage collected, everything undone.
+    (seconds since it was released; None: none; a callable: asked again each
+    time the waiter returns, so that a limit changed live applies) or when a
+    stop is requested; then finish: usage collected, everything undone.
 
     forwarded() -> when a SIGTERM or SIGHUP was forwarded to the workload
     (time.monotonic()), or None: from then on it gets `stop_grace`, then
@@ -181,7 +239,8 @@ def run_to_end(w: Workload, limit: float | None, waiter: Waiter = PLAIN,
     try:
         with waiter.attached(w):
             while True:
-                remaining = None if limit is None else max(0.0, limit - (time.monotonic() - w.started))
+                lim = limit() if callable(limit) else limit
+                remaining = None if lim is None else max(0.0, lim - (time.monotonic() - w.started))
                 step = remaining
                 if forwarded is not None:
                     step = FORWARD_TICK if remaining is None else min(remaining, FORWARD_TICK)
@@ -189,7 +248,7 @@ def run_to_end(w: Workload, limit: float | None, waiter: Waiter = PLAIN,
                 if end is not None:
                     break
                 if waiter.stop_requested():
-                    end, _how = stop(w, grace, waiter, signalled=True)
+                    end, _how = stop(w, grace, waiter)
                     break
                 since = forwarded() if forwarded is not None else None
                 if since is not None and time.monotonic() >= since + grace:
@@ -197,12 +256,13 @@ def run_to_end(w: Workload, limit: float | None, waiter: Waiter = PLAIN,
                     if end.signal == _signal.SIGKILL:
                         reason = f"still running {seconds(grace)} after the forwarded signal: killed by SIGKILL"
                     break
-                # the waiter gives up only at its timeout: the limit, unless the wait was a slice of it
-                if limit is not None and (step == remaining or time.monotonic() - w.started >= limit):
+                lim = limit() if callable(limit) else limit
+                if lim is not None and time.monotonic() - w.started >= lim - 1e-6:  # (float rounding)
                     timed_out = True
                     end, how = stop(w, grace, waiter)
-                    reason = f"timed out after {seconds(limit)}: {how}"
+                    reason = f"timed out after {seconds(lim)}: {how}"
                     break
+                # Woken early (the supervisor's plan changed live): wait again.
             waiter.ended(w)
     except BaseException:
         w.close()
@@ -217,15 +277,17 @@ class Lifecycle:
 
     waiter: how to wait (PLAIN, tty.Terminal(), the supervisor's);
     timeout: overrides `lifecycle.timeout` (None: no limit; -1: the plan's);
-    signals: None (leave them alone), "forward" or "supervise" (module docstring);
-    on_restart(result, delay): told before each restart."""
+    signals: None (leave them alone) or "forward" (module docstring);
+    on_restart(result, delay): told before each restart;
+    final_time_limit: the time limit ends the restarts (as `stop NAME` does;
+    the detached supervisor's choice)."""
 
     def __init__(self, plan: Plan, *, waiter: Waiter = PLAIN, timeout: float | None = -1,
-                 signals: str | None = None, on_restart: Callable[[Result, float], None] | None = None):
-        if signals not in (None, "forward", "supervise"):
+                 signals: str | None = None, on_restart: Callable[[Result, float], None] | None = None,
+                 final_time_limit: bool = False):
+        if signals not in (None, "forward"):
             raise ValueError(signals)
-        if signals == "supervise" and not isinstance(waiter, Supervised):
-            raise ValueError("signals='supervise' needs a Supervised waiter")
+        self.final_time_limit = final_time_limit
         self.plan = plan
         self.waiter = waiter
         self.limit = plan.lifecycle.timeout if timeout == -1 else timeout
@@ -255,18 +317,18 @@ class Lifecycle:
                     (start or self.start)(w)
                     if started is not None:
                         started(w)
-                    result = run_to_end(w, self.limit, self.waiter,
+                    result = run_to_end(w, lambda: self.limit, self.waiter,
                                         (lambda: self.term_forwarded) if self.signals == "forward" else None)
                 self.current = None
                 result.restarts = self.restarts
-                if result.timed_out and self.signals == "supervise":
+                if result.timed_out and self.final_time_limit:
                     self.stopping = True  # the supervisor treats its time limit as `stop NAME`
                 if self.stopping or not should_restart(self.plan, result, self.restarts):
                     return result
                 delay = restart_delay(self.plan, self.restarts)
                 if self.on_restart:
                     self.on_restart(result, delay)
-                time.sleep(delay)
+                self.waiter.pause(delay)
                 if self.stopping:
                     return result
                 self.restarts += 1
@@ -279,13 +341,8 @@ class Lifecycle:
             return
         old = {s: _signal.getsignal(s) for s in FORWARDED}
         try:
-            if self.signals == "forward":
-                for s in FORWARDED:
-                    _signal.signal(s, self._forward)
-            else:
-                _signal.signal(_signal.SIGTERM, self._stop)
-                _signal.signal(_signal.SIGINT, self._stop)
-                _signal.signal(_signal.SIGHUP, _signal.SIG_IGN)
+            for s in FORWARDED:
+                _signal.signal(s, self._forward)
             yield
         finally:
             for s, h in old.items():
@@ -307,13 +364,18 @@ class Lifecycle:
         else:
             raise KeyboardInterrupt
 
-    def _stop(self, _signo: int, _frame: Any) -> None:
-        # `linx-spec stop NAME` or a plain kill of the supervisor: stop, don't restart.
+    # --- from another thread (the shared supervisor) ------------------------------
+    def request_stop(self) -> None:
+        """`linx-spec stop NAME`: stop the running workload (SIGTERM, its
+        stop_grace, SIGKILL, done by the thread that runs it) and no restart."""
         self.stopping = True
-        self.waiter.request_stop()  # type: ignore[attr-defined]  # Supervised: checked in __init__
-        w = self.current
-        if w is not None and w.agent is not None and w.state == "running":
-            try:
-                w.agent.signal_nowait(_signal.SIGTERM)
-            except LinxError:
-                pass
+        self.waiter.request_stop()  # type: ignore[attr-defined]  # a Supervised waiter
+
+    def reload(self, plan: Plan) -> None:
+        """The plan changed live (`apply`): the restart policy and the time limit
+        are the new plan's from now on; the wait is woken to see the new limit."""
+        self.plan = plan
+        self.limit = plan.lifecycle.timeout
+        wake = getattr(self.waiter, "wake", None)
+        if wake is not None:
+            wake()

@@ -58,6 +58,12 @@ RESTART_FIELDS = ("ns_new", "ns_join", "process", "idmap", "hostname", "domainna
                   "no_new_privs", "seccomp", "mounts", "stdio", "lifecycle", "time_offsets_ns")
 _FIELD_NAMES = {"ns_new": "namespaces", "ns_join": "namespaces (join)", "idmap": "user (idmap)",
                 "mounts": "mounts (rootfs)", "no_new_privs": "no_new_privs", "time_offsets_ns": "time"}
+# The supervisor's settings that change live (its thread re-reads plan.json
+# on a reload): plan field -> the spec's words.
+LIVE_LIFECYCLE = {"timeout": "lifecycle.timeout", "restart": "lifecycle.restart.policy",
+                  "max_retries": "lifecycle.restart.max_retries", "backoff": "lifecycle.restart.backoff",
+                  "max_backoff": "lifecycle.restart.max_backoff", "reconcile_interval": "lifecycle.reconcile.interval"}
+SUPERVISOR = "the supervisor"
 _MAX_KNOBS = 256
 _MAX_TEXT = 4096
 
@@ -174,7 +180,12 @@ def restart_fields(old: Plan, new: Plan) -> list[str]:
     """The fields whose change needs a new workload."""
     out: list[str] = []
     for name in RESTART_FIELDS:
-        out += _walk(_FIELD_NAMES.get(name, name), getattr(old, name), getattr(new, name))
+        was = getattr(old, name)
+        if name == "lifecycle":  # what the supervisor changes live is compared in _compute
+            # summary only concerns a foreground apply: never a reason to restart a running one
+            was = dataclasses.replace(was, summary=new.lifecycle.summary,
+                                      **{f: getattr(new.lifecycle, f) for f in LIVE_LIFECYCLE})
+        out += _walk(_FIELD_NAMES.get(name, name), was, getattr(new, name))
     out += network_restart_fields(old.network, new.network)
     oc, nc = old.cgroup, new.cgroup
     if isinstance(oc, CgroupPlan) != isinstance(nc, CgroupPlan):
@@ -322,6 +333,10 @@ def _compute(t: _Target, new: Plan, fs: Any, revert_released: bool) -> _Work:
     for key in [k for k in owned if k.startswith("rlimit:") and k[7:] not in new_limits]:
         del new_owned[key]
         report.changes.append(Change(owned[key]["field"], f"pid {t.pid}", "", "(left as is)", "release"))
+    for f, words in LIVE_LIFECYCLE.items():
+        was, wanted = getattr(t.plan.lifecycle, f), getattr(new.lifecycle, f)
+        if was != wanted:
+            report.changes.append(Change(words, SUPERVISOR, _show_setting(was), _show_setting(wanted), "live"))
     net_ops = _network(t, new, owned, new_owned, intents, report, revert_released)
     report.last_applied = owned
     return _Work(report, writes, rl, new_owned, intents, fs, _workload_pids(t, leaves, fs), net_ops)
@@ -550,6 +565,12 @@ def _converge_network(t: _Target, ops: list[tuple[Change, Any]], report: Report,
             report.applied.append(c)
 
 
+def _show_setting(value: Any) -> str:
+    if value is None:
+        return "none"
+    return f"{value:g}s" if isinstance(value, float) else str(value)
+
+
 # --- the API --------------------------------------------------------------------------------------
 
 def diff(name_or_workload: Any, plan: Plan, *, fs: Any = None, revert_released: bool = False) -> Report:
@@ -606,8 +627,19 @@ def reconcile(name_or_workload: Any, plan: Plan, *, restart: bool = False, rever
     if work.net_ops:
         _converge_network(t, work.net_ops, report, owned)
     report.applied += [c for c in report.changes if c.how == "release"]
+    supervisor = [c for c in report.changes if c.target == SUPERVISOR]
+    if report.failed:  # the plan is not saved: the supervisor keeps its settings too
+        for c in supervisor:
+            c.error = "not applied: another change failed"
+        report.failed += supervisor
     t.save(owned, plan if not report.failed else None)
     report.last_applied = owned
+    if supervisor and not report.failed:
+        if t.state is not None:
+            from .detach import notify_reload
+
+            notify_reload(t.name)  # its thread reads plan.json again
+        report.applied += supervisor
     return report
 
 

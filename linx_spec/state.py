@@ -18,18 +18,15 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import rundir, stored
 from .errors import StateError
-from .lifecycle import end_words
-
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+from .views import NAME_RE, View, alive, all_views, classify, parse_state, pid_start_time, read_bounded  # noqa: F401
+from .views import ACTIVE, MAX_END_BYTES, MAX_STATE_BYTES
 
 
 def runtime_root(create: bool = False) -> Path | None:
@@ -40,34 +37,6 @@ def runtime_root(create: bool = False) -> Path | None:
         return None
     os.close(fd)
     return Path(rundir.root_path())
-
-
-def pid_start_time(pid: int) -> int | None:
-    """Start time of pid in clock ticks since boot, or None if it does not exist."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            data = f.read()
-    except OSError:
-        return None
-    # comm may contain spaces and parentheses: split after the last ')'.
-    fields = data[data.rindex(")") + 2:].split()
-    if fields[0] == "Z":  # a zombie has ended
-        return None
-    return int(fields[19])
-
-
-def alive(pid: int | None, start: int | None) -> bool:
-    return bool(pid) and start is not None and pid_start_time(pid) == start
-
-
-@dataclass
-class View:
-    """What `ps` and `status` show."""
-
-    name: str
-    status: str  # running | restarting | exited | failed | dead | starting
-    detail: str
-    state: dict[str, Any]
 
 
 class StateDir:
@@ -93,7 +62,7 @@ class StateDir:
             sd.path.mkdir(mode=0o700)
         except FileExistsError:
             view = sd.view()
-            if view.status in ("running", "starting", "restarting"):
+            if view.status in ACTIVE:
                 raise StateError(f"a workload named `{name}` is already running; choose another name "
                                  f"(--set name=...) or stop it") from None
             raise StateError(f"a workload named `{name}` exists ({view.status}{': ' + view.detail if view.detail else ''}); "
@@ -111,7 +80,11 @@ class StateDir:
 
     def read(self) -> dict[str, Any]:
         try:
-            return json.loads(self.state_file.read_text())
+            fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                return parse_state(read_bounded(fd, "state.json", MAX_STATE_BYTES))
+            finally:
+                os.close(fd)
         except (OSError, ValueError) as exc:
             raise StateError(f"state of `{self.name}` is unreadable: {exc}") from None
 
@@ -153,41 +126,20 @@ class StateDir:
             state = self.read()
         except StateError as exc:
             return View(self.name, "dead", str(exc), {})
-        status = state.get("status", "dead")
-        if status in ("running", "starting"):
-            if alive(state.get("host_pid"), state.get("host_pid_start")):
-                return View(self.name, "running", f"pid {state['host_pid']}", state)
-            if status == "starting" and alive(state.get("supervisor_pid"), state.get("supervisor_pid_start")):
-                return View(self.name, "starting", "", state)
-            end = self.exit_file.read_text().strip() if self.exit_file.exists() else ""
-            if end:
-                kind, _, num = end.partition(" ")
-                code = int(num.split()[0])
-                return View(self.name, "exited", _describe_end(kind, code), state | _end_fields(kind, code))
-            return View(self.name, "dead", "the workload and its supervisor are gone (killed?)", state)
-        if status == "restarting":
-            if alive(state.get("supervisor_pid"), state.get("supervisor_pid_start")):
-                return View(self.name, "restarting", state.get("detail", ""), state)
-            return View(self.name, "dead", "its supervisor is gone during a restart backoff (killed?)", state)
-        if status == "exited":
-            return View(self.name, "exited", state.get("detail", ""), state)
-        return View(self.name, status, state.get("detail", ""), state)
+
+        def read_end() -> str:
+            try:
+                fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except OSError:
+                return ""
+            try:
+                return read_bounded(fd, "exit", MAX_END_BYTES).decode("ascii", "replace")
+            except FileNotFoundError:
+                return ""
+            finally:
+                os.close(fd)
+
+        return classify(self.name, state, read_end)
 
     def remove(self) -> None:
         shutil.rmtree(self.path)
-
-
-def _end_fields(kind: str, code: int) -> dict[str, Any]:
-    return {"exit_code": code, "signal": None} if kind == "exited" else {"exit_code": None, "signal": code}
-
-
-def _describe_end(kind: str, code: int) -> str:
-    return end_words(code, None) if kind == "exited" else end_words(None, code)
-
-
-def all_views() -> list[View]:
-    root = runtime_root()
-    if root is None:
-        return []
-    return [StateDir(p.name, root).view() for p in sorted(root.iterdir())
-            if p.is_dir() and NAME_RE.match(p.name) and (p / "state.json").exists()]

@@ -1,6 +1,6 @@
 """The leak census: what of ours exists right now on this host.
 
-Ours means: linx-agent processes (by exe name), cgroups named `linx*` in any
+Ours means: linx-agent and linx-supervisor processes (by name), cgroups named `linx*` in any
 hierarchy (below /sys/fs/cgroup), interfaces named `lx*`, netns named `lx*`
 in /run/netns, and the host's mount table (compared whole).  The workplace's
 own cgroups and processes are never touched, only counted against a baseline.
@@ -26,7 +26,7 @@ def _agents() -> set[str]:
             comm = open(f"/proc/{pid}/comm").read().strip()
         except OSError:
             continue
-        if comm.startswith("linx-agent"):
+        if comm.startswith("linx-agent") or comm == "linx-supervisor":
             out.add(f"pid {pid} ({comm})")
     return out
 

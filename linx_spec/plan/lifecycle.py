@@ -21,6 +21,7 @@ class LifecyclePlan:
     max_backoff: float = 30.0
     orphan: str = "stop"  # stop | linger
     summary: bool = False  # the usage summary after a foreground apply
+    reconcile_interval: float | None = None  # seconds; detached only: the supervisor restores drift
 
 
 def resolve(spec: Spec) -> LifecyclePlan:
@@ -28,4 +29,4 @@ def resolve(spec: Spec) -> LifecyclePlan:
     r = lc.restart
     retries = r.max_retries if r.max_retries is not None else (3 if r.policy == "on-failure" else None)
     return LifecyclePlan(lc.timeout, lc.stop_grace, r.policy, retries, r.backoff, r.max_backoff, lc.orphan,
-                         lc.summary)
+                         lc.summary, lc.reconcile.interval if lc.reconcile is not None else None)

@@ -7,6 +7,7 @@ and what happens to it when linx-spec itself goes away.
       restart: {policy: on-failure, max_retries: 3, backoff: 1s, max_backoff: 30s}
       orphan: stop            # if linx-spec is killed: stop (default) | linger
       summary: true           # after a foreground apply, its usage on stderr (as apply -v)
+      reconcile: {interval: 30s}  # detached: restore drift periodically (off by default)
 """
 
 from __future__ import annotations
@@ -36,6 +37,26 @@ class Restart(Model):
         return self
 
 
+RECONCILE_MIN_SECONDS = 0.1
+RECONCILE_MAX_SECONDS = 86400.0
+
+
+class Reconcile(Model):
+    """Periodic re-convergence of a detached workload (off by default)."""
+
+    interval: PositiveDuration = Field(
+        description="How often the supervisor compares the live limits (cgroup, rlimits) with the plan last "
+        "applied and restores what drifted, logging each correction to the workload's stderr log "
+        f"({RECONCILE_MIN_SECONDS:g}s to {RECONCILE_MAX_SECONDS / 3600:g}h).")
+
+    @model_validator(mode="after")
+    def _bounded(self) -> "Reconcile":
+        if not RECONCILE_MIN_SECONDS <= self.interval <= RECONCILE_MAX_SECONDS:
+            raise ValueError(f"interval must be between {RECONCILE_MIN_SECONDS:g}s and "
+                             f"{RECONCILE_MAX_SECONDS:g}s")
+        return self
+
+
 class Lifecycle(Model):
     """Time limit, stop grace, restart policy and orphan behaviour."""
 
@@ -52,3 +73,6 @@ class Lifecycle(Model):
         description="After a foreground `apply`, print a usage summary on stderr (result, exit status, wall and "
         "CPU time, peak memory, OOM kills, pids peak), as `apply -v` does and `systemd-run --wait` prints; "
         "`apply -q` leaves it out.")
+    reconcile: Reconcile | None = Field(
+        default=None, description="Detached workloads: restore limits changed behind linx-spec's back "
+        "every `interval` (e.g. `{interval: 30s}`); off by default.")

@@ -185,7 +185,8 @@ def runtime(tmp_path, monkeypatch):
     yield d
     # Whatever a test left running is stopped by name.
     for name in (os.listdir(d) if d.exists() else []):
-        cli("delete", "--force", name)
+        if (d / name / "state.json").exists():  # not the supervisor's socket and lock
+            cli("delete", "--force", name)
 
 
 def test_detach_ps_exec_kill_stop_delete(write_spec, runtime):

@@ -140,20 +140,59 @@ def test_a_failure_while_waiting_closes_the_workload(clock):
     assert clock.log[-1] == "close"
 
 
-def test_supervised_stop_request_skips_the_second_sigterm(clock):
+def supervised(clock):
+    """The shared supervisor's waiter on the fake clock: blocking advances it."""
     waiter = lifecycle.Supervised()
+
+    def block(w, seconds):
+        assert seconds is not None, "blocking forever on a fake workload"
+        clock.now += seconds
+
+    waiter._block = block
+    return waiter
+
+
+def test_supervised_stop_request_sigterm_grace_sigkill(clock):
+    waiter = supervised(clock)
     w = started(plan_with(stop_grace=1.0), clock, ends_after=100, term_after=None)
     real_poll = w.poll
 
+    asked = []
+
     def poll(timeout=0):
-        if clock.now >= 1000.4:
-            waiter.request_stop()  # `linx-spec stop` arrives (its handler sent SIGTERM itself)
+        if clock.now >= 1000.4 and not asked:
+            asked.append(clock.now)
+            waiter.request_stop()  # `linx-spec stop` arrives from the supervisor's main thread
         return real_poll(timeout)
 
     w.poll = poll
+    waiter.every = 0.2  # ticks while it waits: never after the stop
+    ticks = []
+    waiter.on_tick = lambda w_: ticks.append(clock.now)
     r = lifecycle.run_to_end(w, None, waiter)
     assert not r.timed_out and r.signal == signal.SIGKILL
-    assert clock.log == ["proceed", "signal SIGKILL", "finish"]
+    assert clock.log == ["proceed", "signal SIGTERM", "signal SIGKILL", "finish"]
+    assert ticks and ticks[0] == pytest.approx(1000.2) and all(t < asked[0] + 1e-6 for t in ticks)
+
+
+def test_a_time_limit_changed_live_applies_to_the_running_workload(clock):
+    plan = plan_with(restart="no", timeout=None, stop_grace=0.1)
+    waiter = supervised(clock)
+    lc = lifecycle.Lifecycle(plan, waiter=waiter, final_time_limit=True)
+    woke = {"done": False}
+    real_block = waiter._block
+
+    def block(w, seconds):
+        if clock.now >= 1000.5 and not woke["done"]:
+            woke["done"] = True
+            lc.reload(plan_with(restart="no", timeout=2.0, stop_grace=0.1))  # `apply` of a new limit
+            return
+        real_block(w, 0.25 if seconds is None else seconds)
+
+    waiter._block = block
+    result = lc.run(lambda: FakeWorkload(plan, clock, clock.log, ends_after=100, term_after=0))
+    assert result.timed_out and result.reason.startswith("timed out after 2s")
+    assert clock.now == pytest.approx(1002.0)
 
 
 def test_a_forwarded_sigterm_gets_the_grace_then_sigkill(clock):
@@ -203,7 +242,8 @@ def test_restart_policy(clock, policy, codes, expected_runs):
 
 def test_supervisor_does_not_restart_after_its_time_limit(clock):
     plan = plan_with(restart="always", max_retries=None, timeout=1.0, stop_grace=0.1)
-    lc = lifecycle.Lifecycle(plan, waiter=lifecycle.Supervised(), signals="supervise")
+    waiter = supervised(clock)
+    lc = lifecycle.Lifecycle(plan, waiter=waiter, final_time_limit=True)
     result = lc.run(lambda: FakeWorkload(plan, clock, clock.log, ends_after=100, term_after=0))
     assert result.timed_out and clock.log.count("spawn") == 1
 
