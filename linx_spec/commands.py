@@ -35,7 +35,7 @@ class _Group(TyperGroup):
             raise typer.Exit(INTERRUPTED) from None
 
 
-app = typer.Typer(cls=_Group, add_completion=False, no_args_is_help=True,
+app = typer.Typer(cls=_Group, add_completion=True, no_args_is_help=True,
                   help="Declarative runner for isolated Linux workloads. " + EXIT_HELP
                   + "\n\nExample: linx-spec apply specs/hello.yaml", pretty_exceptions_enable=False)
 

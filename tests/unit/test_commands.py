@@ -206,3 +206,16 @@ def test_every_command_help_has_an_example():
         if "Example: linx-spec " not in out.output:
             missing.append(" ".join(path) or "(the app)")
     assert not missing, f"--help without an `Example: linx-spec ...`: {missing}"
+
+
+def test_shell_completion_completes_command_names(monkeypatch):
+    """typer's completion (issue 20): `linx-spec ap<TAB>` offers `apply`; the shell's
+    script comes from `linx-spec --install-completion` / `--show-completion`."""
+    monkeypatch.setenv("_LINX_SPEC_COMPLETE", "complete_bash")
+    monkeypatch.setenv("COMP_WORDS", "linx-spec ap")
+    monkeypatch.setenv("COMP_CWORD", "1")
+    result = CliRunner().invoke(app, [], prog_name="linx-spec")
+    assert result.output.split() == ["apply"]
+    monkeypatch.setenv("COMP_WORDS", "linx-spec st")
+    result = CliRunner().invoke(app, [], prog_name="linx-spec")
+    assert {"stats", "status", "stop"} <= set(result.output.split())
