@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import select
 import signal as _signal
+import _thread  # get_ident only (threading is imported where a lock is made)
 import _socket  # socket.py (its enums, selectors) is ~2 ms of a cold start; a socketpair needs none of it
 import struct
 import time
@@ -68,7 +69,13 @@ class Agent:
         import threading
 
         self._seq = 0
-        self._send_lock = threading.Lock()
+        # Reentrant: a signal handler (Lifecycle._forward, main thread) may run
+        # while this thread holds it; a plain Lock would deadlock there.  A
+        # handler that lands inside a frame being written defers its signal
+        # (signal_nowait) to the end of that frame, so frames stay whole.
+        self._send_lock = threading.RLock()
+        self._writing: int | None = None  # the thread writing a frame now
+        self._deferred: list[int] = []
         self._pending: dict[int, P.Frame] = {}
         self._ignore: set[int] = set()
         self._wait_seq: int | None = None
@@ -118,6 +125,7 @@ class Agent:
             if ignore_reply:
                 self._ignore.add(seq)
             data = P.encode(type_, seq, attrs)
+            self._writing = _thread.get_ident()
             try:
                 if fd is None:
                     self._sock.sendall(data)
@@ -129,6 +137,10 @@ class Agent:
             except OSError as exc:
                 raise ProtocolError(f"to send {P.Msg(type_).name}", f"the channel is closed ({exc.strerror})") \
                     from None
+            finally:
+                self._writing = None
+            while self._deferred:  # signals a handler could not send mid-frame
+                self._send(P.Msg.SIGNAL, [(P.A.SIGNO, self._deferred.pop(0))], ignore_reply=True)
         return seq
 
     def _recv_exact(self, n: int) -> bytes:
@@ -254,7 +266,12 @@ class Agent:
         self._call(P.Msg.SIGNAL, [(P.A.SIGNO, int(signo))], (P.Msg.OK,))
 
     def signal_nowait(self, signo: int) -> None:
-        """For signal handlers: send without reading (the reply is skipped later)."""
+        """For signal handlers: send without reading (the reply is skipped later).
+        A handler that interrupted this thread's own frame half written defers
+        the signal to the end of that frame."""
+        if self._writing == _thread.get_ident():
+            self._deferred.append(int(signo))
+            return
         self._send(P.Msg.SIGNAL, [(P.A.SIGNO, int(signo))], ignore_reply=True)
 
     def nudge(self) -> None:

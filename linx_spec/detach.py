@@ -99,13 +99,21 @@ def stop(name: str, grace: float | None = None) -> str:
         set_frozen(st["host_pid"], plan.cgroup, name, False)  # a frozen task cannot act on SIGTERM
         sd.update(paused=False)
     if not _ask_stop(name, st):
-        os.kill(st["host_pid"], signal.SIGTERM)
+        _kill(st["host_pid"], signal.SIGTERM)
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline and alive(st["host_pid"], st["host_pid_start"]):
         time.sleep(0.05)
     if alive(st["host_pid"], st["host_pid_start"]):
-        os.kill(st["host_pid"], signal.SIGKILL)
+        _kill(st["host_pid"], signal.SIGKILL)
     return _wait_supervisor(sd, st)
+
+
+def _kill(pid: int, signo: int) -> None:
+    """A workload that ended between the liveness check and the signal is not an error."""
+    try:
+        os.kill(pid, signo)
+    except ProcessLookupError:
+        pass
 
 
 def _ask_stop(name: str, st: dict) -> bool:
