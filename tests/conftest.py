@@ -56,6 +56,22 @@ RUNTIME_DIR = tempfile.mkdtemp(prefix="linx-test-run-")
 os.environ["LINX_RUNTIME_DIR"] = RUNTIME_DIR
 
 
+def _remove_runtime_dir(owner: int = os.getpid()) -> None:
+    """A process that imported this file without a pytest session of its own (or one
+    that was interrupted) never reaches pytest_sessionfinish: its empty directory went
+    to /tmp for good.  Only the process that made it removes it (a forked child's exit
+    must not pull it from under the running tests)."""
+    import shutil
+
+    if os.getpid() == owner:
+        shutil.rmtree(RUNTIME_DIR, ignore_errors=True)
+
+
+import atexit  # noqa: E402
+
+atexit.register(_remove_runtime_dir)
+
+
 @pytest.hookimpl(trylast=True)  # after -k/-m deselection: build only for what runs
 def pytest_collection_modifyitems(config, items):
     root_tests = any("root" in item.keywords for item in items)
