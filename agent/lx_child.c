@@ -16,6 +16,7 @@
 
 #include "lx_fail.h"
 #include "lx_fault.h"
+#include "lx_proto.h"
 #include "lx_settings.h"
 #include "lx_steps.h"
 
@@ -97,11 +98,19 @@ void lx_child_main(int settings_fd, int status_fd)
 	 * switch clears it: the pdeathsig step arms it again.) */
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 
-	/* Parked: created, not yet exec'd, until PROCEED (or EOF: abort). */
-	if (lx_read_full(settings_fd, lenbuf, 4) < 0)
-		_exit(0);
-	len = (uint32_t)lenbuf[0] | ((uint32_t)lenbuf[1] << 8) | ((uint32_t)lenbuf[2] << 16) |
-	      ((uint32_t)lenbuf[3] << 24);
+	/* Parked: created, not yet exec'd, until PROCEED (or EOF: abort).  The
+	 * one word that is not a length asks for the cgroup namespace now. */
+	for (;;) {
+		if (lx_read_full(settings_fd, lenbuf, 4) < 0)
+			_exit(0);
+		len = (uint32_t)lenbuf[0] | ((uint32_t)lenbuf[1] << 8) | ((uint32_t)lenbuf[2] << 16) |
+		      ((uint32_t)lenbuf[3] << 24);
+		if (len != LX_PARK_CGROUPNS)
+			break;
+		if (lx_cgroupns_parked(&e) < 0)
+			fail(status_fd, &e);
+		record(status_fd, LX_REC_BEGIN, LX_STEP_CGROUPNS, 0, NULL);
+	}
 	payload = malloc(len ? len : 1);
 	if (!payload || lx_read_full(settings_fd, payload, len) < 0)
 		_exit(0);

@@ -56,6 +56,7 @@ static struct {
 	int settings_w; /* parent end of the pipe the child is parked on */
 	int status_r;   /* read end of the CLOEXEC status pipe */
 	int exited;     /* the child was reaped */
+	int releasable; /* running, pdeathsig disarmed: its end is left for the subreaper (see reap) */
 	int wstatus;
 	int wait_pending;
 	uint32_t wait_seq;
@@ -186,10 +187,33 @@ static void kill_orphans(void)
 	(void)kill_listed(path, 100, 1000);
 }
 
+/* While a releasable workload runs (its PROCEED disarmed pdeathsig: an OCI
+ * runtime will RELEASE it), its end is looked at, not reaped: a program that
+ * ends between PROCEED and RELEASE stays a zombie that RELEASE hands to the
+ * subreaper (containerd's shim sees its exit as it would runc's).  Orphans
+ * reparented to us are reaped meanwhile.  Returns 1 while the child's zombie
+ * is kept. */
+static int keep_releasable_zombie(void)
+{
+	if (!A.releasable || A.state != ST_RUNNING || A.exited)
+		return 0;
+	for (;;) {
+		siginfo_t si;
+		si.si_pid = 0;
+		if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) < 0 || si.si_pid == 0)
+			return 0;
+		if (si.si_pid == A.child)
+			return 1;
+		waitpid(si.si_pid, NULL, WNOHANG); /* an orphan reparented to us */
+	}
+}
+
 static void reap(void)
 {
 	int st;
 	pid_t p;
+	if (keep_releasable_zombie())
+		return;
 	while ((p = waitpid(-1, &st, WNOHANG)) > 0) {
 		if (p != A.child || A.exited)
 			continue; /* an orphan reparented to us */
@@ -417,6 +441,7 @@ static void do_spawn(uint32_t seq, const uint8_t *payload, uint32_t len)
 			close(joins[j].fd);
 		return send_error(seq, LX_STEP_SPAWN, err, "prctl(PR_SET_DUMPABLE, 0)", NULL);
 	}
+	lx_ns_guard_record(); /* before any setns: the runtime's own mount and uts namespaces */
 	/* The user namespace first (its capabilities allow the rest), as nsenter. */
 	for (int pass = 0; pass < 2; pass++) {
 		for (size_t i = 0; i < njoins; i++) {
@@ -511,6 +536,7 @@ static void do_proceed(uint32_t seq, const uint8_t *payload, uint32_t len)
 	/* Validate here so that a bad frame is answered without touching the child. */
 	if (lx_settings_parse(payload, len, &s, &e) < 0)
 		return send_error(seq, e.step, e.err, e.detail, NULL);
+	int disarmed = s.pdeathsig == 0;
 	lx_settings_free(&s);
 
 	uint64_t t0 = mono_ns();
@@ -610,10 +636,40 @@ static void do_proceed(uint32_t seq, const uint8_t *payload, uint32_t len)
 		ntim++;
 	}
 	A.state = ST_RUNNING;
+	A.releasable = disarmed;
 	lx_out_begin(&A.out, LX_M_RUNNING, seq);
 	lx_out_bytes(&A.out, LX_A_TIMING, timings, ntim * 8);
 	send_out();
 	reap(); /* a workload that already ended is answered on WAIT */
+}
+
+/* CGROUPNS: the parked child unshares its cgroup namespace now (after the
+ * host's cgroup step), and parks again; one status record answers. */
+static void do_cgroupns(uint32_t seq)
+{
+	static const uint8_t word[4] = { (uint8_t)LX_PARK_CGROUPNS, (uint8_t)(LX_PARK_CGROUPNS >> 8),
+					 (uint8_t)(LX_PARK_CGROUPNS >> 16), (uint8_t)(LX_PARK_CGROUPNS >> 24) };
+	struct lx_rec rec;
+	char d[513] = "";
+
+	reap();
+	if (A.state == ST_PARKED && A.exited)
+		return send_parked_death(seq);
+	if (A.state != ST_PARKED || A.settings_w < 0)
+		return send_error(seq, LX_STEP_PROTOCOL, EINVAL, "CGROUPNS: no parked child", NULL);
+	if (lx_write_full(A.settings_w, word, 4) < 0 || lx_read_full(A.status_r, &rec, sizeof(rec)) < 0 ||
+	    rec.dlen > 512 || (rec.dlen && lx_read_full(A.status_r, d, rec.dlen) < 0)) {
+		int err = errno;
+		wait_child(1000);
+		if (A.exited)
+			return send_parked_death(seq);
+		return send_error(seq, LX_STEP_PROTOCOL, err, "CGROUPNS: no answer from the parked child", NULL);
+	}
+	if (rec.kind == LX_REC_FAIL) {
+		wait_child(1000); /* it exits after a failure record */
+		return send_error(seq, rec.step, rec.err, d, NULL);
+	}
+	send_simple(LX_M_OK, seq);
 }
 
 static void do_request(const struct lx_hdr *h, const uint8_t *payload)
@@ -622,6 +678,13 @@ static void do_request(const struct lx_hdr *h, const uint8_t *payload)
 	struct lx_attr_it it = { payload, h->len };
 	struct lx_attrv a;
 	uint32_t v;
+
+	/* Anything but RELEASE or a SIGNAL means the runner keeps the workload:
+	 * its end is reaped and reported as usual from now on. */
+	if (h->type != LX_M_RELEASE && h->type != LX_M_SIGNAL && A.releasable) {
+		A.releasable = 0;
+		reap();
+	}
 
 	switch (h->type) {
 	case LX_M_HELLO:
@@ -651,6 +714,8 @@ static void do_request(const struct lx_hdr *h, const uint8_t *payload)
 	}
 	case LX_M_PROCEED:
 		return do_proceed(h->seq, payload, h->len);
+	case LX_M_CGROUPNS:
+		return do_cgroupns(h->seq);
 	case LX_M_ABORT:
 		if (A.state == ST_PARKED) {
 			if (!A.exited)
@@ -691,7 +756,7 @@ static void do_request(const struct lx_hdr *h, const uint8_t *payload)
 		/* Only a running workload: a parked one has nothing to run without
 		 * us.  Its pdeathsig was disarmed (LX_A_PDEATHSIG 0) by the runner
 		 * that releases it; tracked cgroups are the runner's to remove. */
-		reap();
+		reap(); /* a releasable workload that already ended is a zombie kept for the subreaper */
 		if (A.state != ST_RUNNING || A.exited)
 			return send_error(h->seq, LX_STEP_PROTOCOL, EINVAL, "RELEASE: no running workload", NULL);
 		send_simple(LX_M_OK, h->seq);
@@ -820,5 +885,6 @@ int main(int argc, char **argv)
 				break;
 		}
 	}
+	A.releasable = 0;
 	orphaned();
 }

@@ -4,6 +4,7 @@
 #include "lx_mount_entry.h"
 
 #include <string.h>
+#include <sys/stat.h>
 
 static int copy_str(const struct lx_attrv *a, char *dst, size_t cap, const char **why, const char *what)
 {
@@ -30,7 +31,7 @@ int lx_mount_parse(const struct lx_attrv *a, struct lx_mount *m, const char **wh
 	while ((r = lx_attr_next(&it, &n)) > 0) {
 		switch (n.type) {
 		case LX_MA_KIND:
-			if (has_kind++ || lx_attr_u32(&n, &m->kind) < 0 || m->kind < LX_MK_BIND || m->kind > LX_MK_FILE) {
+			if (has_kind++ || lx_attr_u32(&n, &m->kind) < 0 || m->kind < LX_MK_BIND || m->kind > LX_MK_NODE) {
 				*why = "bad or repeated kind";
 				return -1;
 			}
@@ -42,11 +43,23 @@ int lx_mount_parse(const struct lx_attrv *a, struct lx_mount *m, const char **wh
 			}
 			break;
 		case LX_MA_MODE:
-			if (lx_attr_u32(&n, &m->mode) < 0 || m->mode > 07777) {
+			if (lx_attr_u32(&n, &m->mode) < 0 || m->mode > 0177777) {
 				*why = "bad mode";
 				return -1;
 			}
 			break;
+		case LX_MA_MAJOR:
+		case LX_MA_MINOR:
+		case LX_MA_UID:
+		case LX_MA_GID: {
+			uint32_t *dst = n.type == LX_MA_MAJOR ? &m->major : n.type == LX_MA_MINOR ? &m->minor
+							  : n.type == LX_MA_UID ? &m->uid : &m->gid;
+			if (lx_attr_u32(&n, dst) < 0) {
+				*why = "bad device number or owner";
+				return -1;
+			}
+			break;
+		}
 		case LX_MA_TARGET:
 			if (copy_str(&n, m->target, sizeof(m->target), why, "repeated target") < 0)
 				return -1;
@@ -93,12 +106,30 @@ int lx_mount_parse(const struct lx_attrv *a, struct lx_mount *m, const char **wh
 		*why = "only a fresh filesystem can be the root";
 		return -1;
 	}
+	if (m->kind != LX_MK_NODE && m->mode > 07777) {
+		*why = "bad mode";
+		return -1;
+	}
+	if (m->kind == LX_MK_NODE) {
+		uint32_t type = m->mode & S_IFMT;
+		/* The kernel's ranges (MAJOR: 12 bits, MINOR: 20); (uid_t)-1 means "unchanged" to chown. */
+		if ((type != S_IFCHR && type != S_IFBLK && type != S_IFIFO) || m->major >= 1u << 12 ||
+		    m->minor >= 1u << 20 || m->uid == UINT32_MAX || m->gid == UINT32_MAX) {
+			*why = "node: bad type, device number or owner";
+			return -1;
+		}
+	}
 	if (m->kind == LX_MK_BIND && m->source[0] != '/') {
 		*why = "bind source missing or not absolute";
 		return -1;
 	}
 	if (m->kind == LX_MK_FS && !m->fstype[0]) {
 		*why = "fstype missing";
+		return -1;
+	}
+	/* fsconfig(FSCONFIG_SET_STRING) takes at most 255 bytes of a value. */
+	if (m->kind == LX_MK_FS && strlen(m->source) > LX_MOUNT_MAX_FS_SOURCE) {
+		*why = "fs source longer than 255 bytes";
 		return -1;
 	}
 	return 0;

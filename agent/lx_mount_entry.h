@@ -11,11 +11,13 @@
 #include "lx_proto.h"
 
 #define LX_MOUNT_MAX_OPTIONS 16
+#define LX_MOUNT_MAX_FS_SOURCE 255 /* fsconfig: strndup_user(value, 256) */
 
 struct lx_mount {
 	uint32_t kind;  /* enum lx_mount_kind */
 	uint32_t flags; /* enum lx_mount_flag bits */
-	uint32_t mode;  /* file kind: permission bits */
+	uint32_t mode;  /* file kind: permission bits; node kind: file type and permission bits */
+	uint32_t major, minor, uid, gid; /* node kind */
 	char target[4096];
 	char source[4096];
 	char fstype[64];

@@ -6,7 +6,7 @@
  *   2. the root: the rootfs bound onto itself (pivot_root wants a mount
  *      point), or an overlay mounted onto it; without rootfs, the host's /;
  *   3. the entries, in the order the plan gives them (the spec's entries,
- *      then /etc files, read-only paths, masked paths);
+ *      then device nodes, /etc files, read-only paths, masked paths);
  *   4. pivot_root(".", ".") then umount2(".", MNT_DETACH): the old root is
  *      gone without needing a directory for it (pivot_root(2), NOTES);
  *   5. the root mount read-only, last, so the steps above could still
@@ -33,6 +33,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -202,16 +203,28 @@ static void fs_log(int fs, char *buf, size_t cap)
 		memmove(buf, buf + 2, len - 1);
 }
 
-/* A fresh, detached filesystem: fsopen, one fsconfig per option, fsmount.
+/* A fresh, detached filesystem: fsopen, its source, one fsconfig per option,
+ * fsmount.  The source is what /proc/self/mountinfo, findmnt and df show
+ * (mount(2) gets it as its first argument; the new API leaves it "none"
+ * unless set): the OCI mount's `source`, else the type, as runc and mount(8)
+ * do; runtimetest finds mounts by it.  fsconfig takes at most 255 bytes of a
+ * string value (strndup_user(value, 256)): the plan and lx_mount_parse bound it.
  * On failure the filesystem's own message (read from the context fd) goes
  * into the detail: "tmpfs: Bad value for 'size'" says more than EINVAL. */
-static int fresh_fs(struct lx_mctx *c, const char *fstype, const char *const *opts, size_t nopts, uint32_t flags,
-		    const char *target)
+static int fresh_fs(struct lx_mctx *c, const char *fstype, const char *source, const char *const *opts,
+		    size_t nopts, uint32_t flags, const char *target)
 {
 	char key[256], log[256] = "";
 	int fs = fsopen(fstype, FSOPEN_CLOEXEC);
 	if (fs < 0)
 		return lx_fail(c->e, LX_STEP_MOUNTS, errno, "fsopen %s for %s", fstype, target);
+	if (fsconfig(fs, FSCONFIG_SET_STRING, "source", source && source[0] ? source : fstype, 0) < 0) {
+		int err = errno;
+		fs_log(fs, log, sizeof(log));
+		close(fs);
+		return lx_fail(c->e, LX_STEP_MOUNTS, err, "%s for %s: source %s%s%s", fstype, target,
+			       source && source[0] ? source : fstype, log[0] ? ": " : "", log);
+	}
 	for (size_t i = 0; i < nopts; i++) {
 		const char *eq = strchr(opts[i], '=');
 		int r;
@@ -279,7 +292,7 @@ static int do_bind(struct lx_mctx *c, const struct lx_mount *m)
 
 static int do_fs(struct lx_mctx *c, const struct lx_mount *m)
 {
-	int mnt = fresh_fs(c, m->fstype, m->options, m->noptions, m->flags, m->target);
+	int mnt = fresh_fs(c, m->fstype, m->source, m->options, m->noptions, m->flags, m->target);
 	if (mnt < 0)
 		return -1;
 	int t = open_target(c, m, 1);
@@ -327,7 +340,7 @@ static int do_dev(struct lx_mctx *c, const struct lx_mount *m)
 		}
 	}
 	static const char *const dev_opts[] = { "mode=755", "size=65536k" };
-	dev = fresh_fs(c, "tmpfs", dev_opts, 2, LX_MF_NOSUID | LX_MF_NOEXEC, m->target);
+	dev = fresh_fs(c, "tmpfs", "tmpfs", dev_opts, 2, LX_MF_NOSUID | LX_MF_NOEXEC, m->target);
 	if (dev < 0)
 		goto out;
 	/* Filled while still detached: nobody else can see it yet. */
@@ -371,7 +384,7 @@ static int do_dev(struct lx_mctx *c, const struct lx_mount *m)
 	/* A private devpts instance (each devpts mount is one since 4.7):
 	 * ptmxmode=0666 so that pts/ptmx, which /dev/ptmx points at, opens. */
 	static const char *const pts_opts[] = { "newinstance", "ptmxmode=0666", "mode=0620" };
-	mnt = fresh_fs(c, "devpts", pts_opts, 3, LX_MF_NOSUID | LX_MF_NOEXEC, "pts");
+	mnt = fresh_fs(c, "devpts", "devpts", pts_opts, 3, LX_MF_NOSUID | LX_MF_NOEXEC, "pts");
 	if (mnt < 0)
 		goto out;
 	sub = openat(dev, "pts", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -383,7 +396,7 @@ static int do_dev(struct lx_mctx *c, const struct lx_mount *m)
 	close(mnt);
 	sub = mnt = -1;
 	const char *shm_opts[] = { "mode=1777", shm_size };
-	mnt = fresh_fs(c, "tmpfs", shm_opts, 2, LX_MF_NOSUID | LX_MF_NODEV | LX_MF_NOEXEC, "shm");
+	mnt = fresh_fs(c, "tmpfs", "shm", shm_opts, 2, LX_MF_NOSUID | LX_MF_NODEV | LX_MF_NOEXEC, "shm");
 	if (mnt < 0)
 		goto out;
 	sub = openat(dev, "shm", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -424,7 +437,7 @@ static int do_mask(struct lx_mctx *c, const struct lx_mount *m)
 		return lx_fail(c->e, LX_STEP_MOUNTS, err, "mask %s: stat", m->target);
 	}
 	if (S_ISDIR(st.st_mode)) {
-		over = fresh_fs(c, "tmpfs", NULL, 0, LX_MF_RDONLY | LX_MF_NOSUID | LX_MF_NODEV | LX_MF_NOEXEC, m->target);
+		over = fresh_fs(c, "tmpfs", "tmpfs", NULL, 0, LX_MF_RDONLY | LX_MF_NOSUID | LX_MF_NODEV | LX_MF_NOEXEC, m->target);
 		if (over < 0) {
 			close(t);
 			return -1;
@@ -449,13 +462,22 @@ static int do_mask(struct lx_mctx *c, const struct lx_mount *m)
 	return 0;
 }
 
-/* Read-only: a recursive bind of the path onto itself, read-only all the way down. */
+/* Read-only: a recursive bind of the path onto itself, read-only all the way down.
+ * With LX_MF_RDONLY the target is the root of a mount made by an entry before
+ * (the cgroup tree's tmpfs, whose directories had to be created first): that
+ * mount itself is made read-only in place, nothing stacked on it. */
 static int do_readonly(struct lx_mctx *c, const struct lx_mount *m)
 {
 	int t = in_root(c->root, m->target, 0);
 	if (t < 0)
 		return errno == ENOENT ? 0 : lx_fail(c->e, LX_STEP_MOUNTS, errno,
 						      "read-only %s: open it inside the root", m->target);
+	if (m->flags & LX_MF_RDONLY) {
+		int r = add_attrs(t, LX_MF_RDONLY, 0);
+		int err = errno;
+		close(t);
+		return r < 0 ? lx_fail(c->e, LX_STEP_MOUNTS, err, "read-only %s: set the mount read-only", m->target) : 0;
+	}
 	int tree = open_tree(t, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | AT_RECURSIVE);
 	int r = tree < 0 ? -1 : add_attrs(tree, LX_MF_RDONLY, 1);
 	if (r == 0)
@@ -466,6 +488,83 @@ static int do_readonly(struct lx_mctx *c, const struct lx_mount *m)
 	close(t);
 	if (r < 0)
 		return lx_fail(c->e, LX_STEP_MOUNTS, err, "read-only %s: bind it onto itself read-only", m->target);
+	return 0;
+}
+
+/* A device node or FIFO (OCI linux.devices), made as runc makes it: mknodat
+ * in the parent directory, resolved inside the root like every target, with
+ * the exact mode (umask 0 around it: the child is single-threaded, and the cwd
+ * step sets the workload's umask later) and chowned without following a
+ * link.  A node that exists already is left as it is (runc: EEXIST is fine).
+ * In a user namespace the kernel refuses mknod of char and block devices
+ * (EPERM): the host's node of the same path is bound onto an empty file
+ * instead -- only if it is the very device asked for (type and numbers), so a
+ * config cannot have an arbitrary host file bound in under a device's name. */
+static int do_node(struct lx_mctx *c, const struct lx_mount *m)
+{
+	char dir[4096];
+	const char *slash = strrchr(m->target, '/');
+	const char *base = slash + 1;
+	dev_t rdev = makedev(m->major, m->minor);
+	struct stat st;
+	int parent, r, err;
+
+	if (!*base || strcmp(base, ".") == 0 || strcmp(base, "..") == 0)
+		return lx_fail(c->e, LX_STEP_MOUNTS, EINVAL, "device %s: not a file name", m->target);
+	snprintf(dir, sizeof(dir), "%.*s", slash == m->target ? 1 : (int)(slash - m->target), m->target);
+	parent = in_root(c->root, dir, O_DIRECTORY);
+	if (parent < 0 && errno == ENOENT && (m->flags & LX_MF_CREATE))
+		parent = create_in_root(c, dir, 1, 0);
+	else if (parent < 0)
+		return lx_fail(c->e, LX_STEP_MOUNTS, errno, "device %s: open %s inside the root", m->target, dir);
+	if (parent < 0)
+		return -1;
+	mode_t old = umask(0);
+	r = mknodat(parent, base, (mode_t)m->mode, S_ISFIFO(m->mode) ? 0 : rdev);
+	err = errno;
+	umask(old);
+	if (r < 0 && err == EEXIST) {
+		close(parent);
+		return 0;
+	}
+	if (r < 0 && err == EPERM && !S_ISFIFO(m->mode)) {
+		/* The host's node: still reachable by its path, the root is not pivoted yet. */
+		int tree = open_tree(AT_FDCWD, m->target, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC), t = -1;
+		if (tree < 0 || fstat(tree, &st) < 0) {
+			err = errno;
+			lx_fail(c->e, LX_STEP_MOUNTS, err, "device %s: mknod is refused here (a user namespace), and the "
+				"host's %s cannot be bound instead", m->target, m->target);
+		} else if ((st.st_mode & S_IFMT) != (m->mode & S_IFMT) || st.st_rdev != rdev) {
+			lx_fail(c->e, LX_STEP_MOUNTS, ENODEV, "device %s: mknod is refused here (a user namespace), and the "
+				"host's %s is not the device %u:%u to bind instead", m->target, m->target, m->major, m->minor);
+		} else {
+			/* An empty file as the mount point, made here (O_EXCL: never someone else's). */
+			int f = openat(parent, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+			if (f >= 0) {
+				close(f);
+				t = openat(parent, base, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+			}
+			if (t < 0 || attach(tree, t) < 0)
+				lx_fail(c->e, LX_STEP_MOUNTS, errno, "device %s: bind the host's node", m->target);
+			else
+				r = 0;
+		}
+		if (t >= 0)
+			close(t);
+		if (tree >= 0)
+			close(tree);
+		close(parent);
+		return r;
+	}
+	if (r < 0) {
+		close(parent);
+		return lx_fail(c->e, LX_STEP_MOUNTS, err, "device %s: mknod", m->target);
+	}
+	r = fchownat(parent, base, (uid_t)m->uid, (gid_t)m->gid, AT_SYMLINK_NOFOLLOW);
+	err = errno;
+	close(parent);
+	if (r < 0)
+		return lx_fail(c->e, LX_STEP_MOUNTS, err, "device %s: chown %u:%u", m->target, m->uid, m->gid);
 	return 0;
 }
 
@@ -492,7 +591,7 @@ static int write_all(int fd, const uint8_t *p, size_t len)
 static int do_file(struct lx_mctx *c, const struct lx_mount *m, int *cwd_moved)
 {
 	static const char *const opts[] = { "mode=755", "size=1m", "nr_inodes=16" };
-	int staging = fresh_fs(c, "tmpfs", opts, 3, LX_MF_NOSUID | LX_MF_NODEV | LX_MF_NOEXEC, m->target);
+	int staging = fresh_fs(c, "tmpfs", "tmpfs", opts, 3, LX_MF_NOSUID | LX_MF_NODEV | LX_MF_NOEXEC, m->target);
 	int f = -1, file = -1, t = -1, rc = -1;
 	if (staging < 0)
 		return -1;
@@ -549,7 +648,7 @@ static int open_root(struct lx_mctx *c, const struct lx_settings *s, struct lx_m
 	}
 	if (s->nmounts && lx_mount_parse(&s->mounts[0], m, &why) == 0 && (m->flags & LX_MF_ROOT)) {
 		/* An overlay root, mounted onto the rootfs path (its top layer). */
-		int mnt = fresh_fs(c, m->fstype, m->options, m->noptions, m->flags, "the root");
+		int mnt = fresh_fs(c, m->fstype, m->source, m->options, m->noptions, m->flags, "the root");
 		if (mnt < 0)
 			return -1;
 		if (move_mount(mnt, "", AT_FDCWD, s->rootfs, MOVE_MOUNT_F_EMPTY_PATH) < 0) {
@@ -584,6 +683,9 @@ int lx_mounts_in_child(const struct lx_settings *s, struct lx_err *e)
 	size_t first;
 	int cwd = -1, cwd_moved = 0, rc = -1;
 
+	/* A joined mount namespace is mounted in (as runc), never the runtime's own. */
+	if (lx_ns_guard_check(LX_GUARD_MNT, LX_STEP_MOUNTS, "mounts", e) < 0)
+		return -1;
 	if (mount(NULL, "/", NULL, MS_REC | prop, NULL) < 0)
 		return lx_fail(e, LX_STEP_MOUNTS, errno, "make / %s", prop == MS_SLAVE ? "rslave" : "rprivate");
 	if (!s->nmounts && !s->rootfs && !(s->mount_opt & LX_MOUNT_OPT_READONLY_ROOT))
@@ -612,6 +714,7 @@ int lx_mounts_in_child(const struct lx_settings *s, struct lx_err *e)
 		case LX_MK_DEV: r = do_dev(&c, &m); break;
 		case LX_MK_MASK: r = do_mask(&c, &m); break;
 		case LX_MK_READONLY: r = do_readonly(&c, &m); break;
+		case LX_MK_NODE: r = do_node(&c, &m); break;
 		default: r = do_file(&c, &m, &cwd_moved); break;
 		}
 		if (r < 0)

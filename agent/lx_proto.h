@@ -13,6 +13,11 @@
  *   (host steps: idmap, cgroup, network, rlimits; TRACK_CGROUP per cgroup)
  *   TRACK_CGROUP {path, remove only?} -->
  *         <------------------------------ OK
+ *   CGROUPNS --------------------------->  park word 0xfffffffe -------->  unshare the
+ *                                          (an OCI `create`: the            cgroup ns now,
+ *                                          container is in all its          park again
+ *                                          namespaces when it returns) <--  record
+ *         <------------------------------ OK | ERROR {step cgroupns, errno}
  *   PROCEED {step order, settings} ----->  settings over the pipe ---->  child steps,
  *                                          status pipe (CLOEXEC):        then execve
  *                                            EOF, no failure record  <--  exec worked
@@ -58,6 +63,10 @@
 #define LX_VERSION 1u
 #define LX_HDR_LEN 12u
 #define LX_MAX_PAYLOAD (1u << 20)
+/* Written instead of the settings' length while parked: unshare the cgroup
+ * namespace now and keep waiting (LX_M_CGROUPNS).  Never a settings length:
+ * those are at most LX_MAX_PAYLOAD. */
+#define LX_PARK_CGROUPNS 0xfffffffeu
 
 enum lx_msg {
 	/* requests */
@@ -70,6 +79,7 @@ enum lx_msg {
 	LX_M_WAIT = 0x07,
 	LX_M_LINGER = 0x08,
 	LX_M_RELEASE = 0x0e,
+	LX_M_CGROUPNS = 0x4c, /* 76 (the protocol numbers given to the OCI lifecycle work) */
 	/* events (replies) */
 	LX_M_READY = 0x41,
 	LX_M_SPAWNED = 0x42,
@@ -141,12 +151,16 @@ enum lx_attr {
 enum lx_mount_attr {
 	LX_MA_KIND = 0x100,    /* u32 enum lx_mount_kind */
 	LX_MA_TARGET = 0x101,  /* str: absolute path inside the root */
-	LX_MA_SOURCE = 0x102,  /* str: host path (bind) */
+	LX_MA_SOURCE = 0x102,  /* str: host path (bind); the name mountinfo shows, at most 255 bytes (fs) */
 	LX_MA_FSTYPE = 0x103,  /* str: filesystem type (fs) */
 	LX_MA_OPTION = 0x104,  /* str, repeated: fsconfig `key` or `key=value` */
 	LX_MA_FLAGS = 0x105,   /* u32 enum lx_mount_flag bits */
 	LX_MA_CONTENT = 0x106, /* bytes: file content (file) */
-	LX_MA_MODE = 0x107,    /* u32 permission bits (file) */
+	LX_MA_MODE = 0x107,    /* u32 permission bits (file); file type and permission bits (node) */
+	LX_MA_MAJOR = 0x108,   /* u32 device major number (node: char, block) */
+	LX_MA_MINOR = 0x109,   /* u32 device minor number (node: char, block) */
+	LX_MA_UID = 0x10a,     /* u32 owner (node), an id inside the workload's user namespace */
+	LX_MA_GID = 0x10b,     /* u32 group (node) */
 };
 
 enum lx_mount_kind {
@@ -154,8 +168,9 @@ enum lx_mount_kind {
 	LX_MK_FS = 2,       /* a fresh FSTYPE filesystem with OPTIONs */
 	LX_MK_DEV = 3,      /* a minimal /dev; OPTION shm_size=BYTES */
 	LX_MK_MASK = 4,     /* /dev/null over a file, an empty read-only tmpfs over a dir */
-	LX_MK_READONLY = 5, /* a read-only bind of the target onto itself */
+	LX_MK_READONLY = 5, /* a read-only bind of the target onto itself; RDONLY: its own mount made read-only */
 	LX_MK_FILE = 6,     /* a file holding CONTENT (generated /etc files) */
+	LX_MK_NODE = 7,     /* a device node or FIFO: MODE (type and permissions), MAJOR, MINOR, UID, GID */
 };
 
 enum lx_mount_flag {

@@ -44,6 +44,13 @@ int lx_session_in_child(const struct lx_settings *s, struct lx_err *e);
 int lx_ns_root_in_child(const struct lx_settings *s, struct lx_err *e);
 int lx_loopback_in_child(const struct lx_settings *s, struct lx_err *e);
 int lx_cgroupns_in_child(const struct lx_settings *s, struct lx_err *e);
+/* lx_ns_guard.c: the agent records its own mount and uts namespaces before any
+ * setns; a child step refuses to change them (EPERM naming `what`). */
+enum lx_ns_guard { LX_GUARD_MNT = 0, LX_GUARD_UTS = 1 };
+void lx_ns_guard_record(void);
+int lx_ns_guard_check(enum lx_ns_guard which, int step, const char *what, struct lx_err *e);
+/* The same unshare while still parked (LX_M_CGROUPNS); the step is then a no-op. */
+int lx_cgroupns_parked(struct lx_err *e);
 int lx_time_in_child(const struct lx_settings *s, struct lx_err *e);
 int lx_hostname_in_child(const struct lx_settings *s, struct lx_err *e);
 int lx_mounts_in_child(const struct lx_settings *s, struct lx_err *e);
