@@ -289,9 +289,15 @@ def _checks(spec: "Spec", base_dir: str) -> list[Check]:
     host_dev = not own_root or any(isinstance(b, Bind) and (b.source == "/dev" or b.source.startswith("/dev/"))
                                    for b in entries)
     minimal_dev = any(isinstance(x, Dev) for x in entries)
-    out.append(Check("devices", 700, 1.0 if host_dev and not minimal_dev else 0.0,
-                     "the host's /dev is reachable (disks, ttys, /dev/mem as far as the identity allows)"
-                     if host_dev and not minimal_dev else "only a minimal /dev (or none)"))
+    # mounts.devices: each char/block node is hardware (or a kernel interface) the workload can open.
+    nodes = [f"{d.path} ({d.type} {d.major}:{d.minor})" for d in (m.devices if m else ()) if d.type != "p"]
+    if host_dev and not minimal_dev:
+        dev_text, dev_e = "the host's /dev is reachable (disks, ttys, /dev/mem as far as the identity allows)", 1.0
+    elif nodes:
+        dev_text, dev_e = "a minimal /dev, plus device nodes: " + ", ".join(nodes), 0.5
+    else:
+        dev_text, dev_e = "only a minimal /dev (or none)", 0.0
+    out.append(Check("devices", 700, dev_e, dev_text))
 
     # Host interfaces moved into the workload (type: existing).  `in_use: take` moves one the
     # host is using (up, addressed, routed, maybe its default route): the host loses that

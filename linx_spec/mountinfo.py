@@ -9,19 +9,31 @@ they are unescaped here.  The optional fields (7) end at the lone `-` (8).
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
+from .record import Record
 
-_OCTAL = re.compile(r"\\([0-7]{3})")
+_OCTAL_DIGITS = frozenset("01234567")
 
 
 def unescape(text: str) -> str:
-    """A mount table field as the kernel wrote it -> the real string."""
-    return _OCTAL.sub(lambda m: chr(int(m.group(1), 8)), text)
+    """A mount table field as the kernel wrote it -> the real string: each
+    backslash and three octal digits is that character (without `re`: a
+    cached apply reads the mount table, and `re` is ~3 ms of its start)."""
+    if "\\" not in text:
+        return text
+    out, i = [], 0
+    while (j := text.find("\\", i)) >= 0:
+        digits = text[j + 1:j + 4]
+        if len(digits) == 3 and _OCTAL_DIGITS.issuperset(digits):
+            out += (text[i:j], chr(int(digits, 8)))
+            i = j + 4
+        else:
+            out.append(text[i:j + 1])
+            i = j + 1
+    out.append(text[i:])
+    return "".join(out)
 
 
-@dataclass(frozen=True)
-class Mount:
+class Mount(Record):
     """One line of mountinfo."""
 
     mount_id: int

@@ -4,8 +4,8 @@
 this) and never writes.  Host paths become absolute (relative ones against the
 spec file's directory); every entry becomes one `MountEntry` in the order the
 child runs them: the root's overlay (if any), the spec's entries as written,
-the /etc files, the read-only paths, then the masked paths (last, so nothing
-mounted later can uncover them).  The child does all of it (agent/lx_mounts.c);
+the device nodes, the /etc files, the read-only paths, then the masked paths
+(last, so nothing mounted later can uncover them).  The child does all of it (agent/lx_mounts.c);
 there is no host-side apply.
 """
 
@@ -14,14 +14,15 @@ from __future__ import annotations
 import os
 import posixpath
 import stat
-from dataclasses import dataclass
-from typing import Callable
 
 from ..errors import PlanError
 from ..protocol import MA, MF, MK, MOUNT_OPT_READONLY_ROOT, MOUNT_OPT_SLAVE, A
-from typing import TYPE_CHECKING
+from ..record import Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a cached apply's path: record.py)
 
 if TYPE_CHECKING:
+    from typing import Callable
     from ..spec.mounts import Mounts
 
 # The spec's classes are imported inside resolve(): a cached plan (MountsPlan)
@@ -33,27 +34,34 @@ _FLAG_BITS = {"nosuid": MF.NOSUID, "nodev": MF.NODEV, "noexec": MF.NOEXEC}
 # Default flags per type (bind: none, the source's own apply).
 _DEFAULT_FLAGS = {"tmpfs": ("nosuid", "nodev"), "proc": ("nosuid", "nodev", "noexec"),
                   "sysfs": ("nosuid", "nodev", "noexec"), "mqueue": ("nosuid", "nodev", "noexec"),
-                  "overlay": (), "bind": ()}
+                  "devpts": ("nosuid", "noexec"), "cgroup": ("nosuid", "nodev", "noexec"), "overlay": (), "bind": ()}
 # Which namespace a fresh filesystem takes its contents from: inside a user
 # namespace the kernel mounts it only if that namespace is the workload's own.
 _NEEDS_NS = {"proc": "pid", "sysfs": "net", "mqueue": "ipc"}
+# Options of a cgroup v1 superblock that are not what selects the hierarchy.
+_CGROUP_GENERIC = {"rw", "ro", "relatime", "nosuid", "nodev", "noexec", "clone_children", "xattr", "noprefix",
+                   "cpuset_v2_mode", "favordynmods"}
 _KIND_NAMES = {MK.BIND: "bind", MK.FS: "fs", MK.DEV: "dev", MK.MASK: "mask", MK.READONLY: "readonly",
-               MK.FILE: "file"}
+               MK.FILE: "file", MK.NODE: "node"}
+_NODE_TYPES = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
 
 
-@dataclass(frozen=True)
-class MountEntry:
+class MountEntry(Record):
     """One mount, as the child runs it (one LX_A_MOUNT attribute)."""
 
     kind: MK
     target: str  # inside the root; "" for the root itself (MF.ROOT)
     flags: int = 0  # MF bits
-    source: str | None = None  # bind: absolute host path
+    source: str | None = None  # bind: absolute host path; fs: the name mountinfo shows (None: the type)
     fstype: str | None = None  # fs: tmpfs, proc, sysfs, mqueue, overlay
     options: tuple[str, ...] = ()  # fsconfig `key=value` / `key`
     content: bytes | None = None  # file
-    mode: int = 0o644  # file
+    mode: int = 0o644  # file: permission bits; node: file type (S_IFCHR, S_IFBLK, S_IFIFO) and permission bits
     what: str = ""  # how `plan` names it (e.g. "generated")
+    major: int = 0  # node
+    minor: int = 0  # node
+    uid: int = 0  # node
+    gid: int = 0  # node
 
     def nested(self) -> list[tuple[int, object]]:
         out: list[tuple[int, object]] = [(MA.KIND, int(self.kind)), (MA.FLAGS, int(self.flags))]
@@ -66,6 +74,9 @@ class MountEntry:
         out += [(MA.OPTION, o) for o in self.options]
         if self.content is not None:
             out += [(MA.CONTENT, self.content), (MA.MODE, self.mode)]
+        if self.kind == MK.NODE:
+            out += [(MA.MODE, self.mode), (MA.MAJOR, self.major), (MA.MINOR, self.minor), (MA.UID, self.uid),
+                    (MA.GID, self.gid)]
         return out
 
     def describe(self) -> str:
@@ -84,14 +95,19 @@ class MountEntry:
                 if "upperdir" in layers:
                     src += f" upper={layers['upperdir']} work={layers.get('workdir')}"
                 return f"overlay{src} -> {where}{tail}"
-            return f"{self.fstype} -> {where}{tail}"
+            named = f" {self.source}" if self.source and self.source != self.fstype else ""
+            return f"{self.fstype}{named} -> {where}{tail}"
         if self.kind == MK.FILE:
             return f"file {self.target} ({self.what}, {len(self.content or b'')} bytes{',ro' if self.flags & MF.RDONLY else ''})"
+        if self.kind == MK.NODE:
+            kind = {stat.S_IFCHR: "c", stat.S_IFBLK: "b", stat.S_IFIFO: "p"}[stat.S_IFMT(self.mode)]
+            numbers = "" if kind == "p" else f" {self.major}:{self.minor}"
+            return (f"node {self.target} ({kind}{numbers}, mode {stat.S_IMODE(self.mode):04o}, "
+                    f"owner {self.uid}:{self.gid}{',create' if self.flags & MF.CREATE else ''})")
         return f"{_KIND_NAMES[self.kind]} {self.target}{tail}"
 
 
-@dataclass(frozen=True)
-class MountsPlan:
+class MountsPlan(Record):
     """The mounts step, resolved: what agent/lx_mounts.c does, in order."""
 
     rootfs: str | None  # absolute host path of the root (an overlay root: its top lower layer)
@@ -164,6 +180,40 @@ class MountsPlan:
             if os.path.lexists(candidate):
                 return candidate
         return os.path.join(self.root_layers[0], rel)
+
+
+def _cgroup_tree(e, flags: int, create: int, base: str) -> list[MountEntry]:
+    """`cgroup`: what runc mounts for OCI's cgroup mount, from this host's hierarchies.  Pure v2: a
+    cgroup2 at the target.  Otherwise a tmpfs (mode 755) holding, for each hierarchy mounted under
+    /sys/fs/cgroup on the host, a fresh mount of that hierarchy under the same name (v1 by its
+    controllers, `name=` included; cgroup2 as `unified`), then the whole tree made read-only at
+    once (its directories had to be created first).  In the workload's new cgroup namespace each
+    is rooted at its own cgroup (cgroup_namespaces(7)); the step that unshares it runs before the mounts."""
+    from .. import mountinfo
+
+    table = [m for m in mountinfo.cgroup_mounts()
+             if m.mount_point == base or m.mount_point.startswith(base + "/")]
+    rdonly = int(MF.RDONLY) if e.readonly else 0
+    if any(m.fstype == "cgroup2" and m.mount_point == base for m in table):
+        return [MountEntry(MK.FS, e.target, flags | rdonly | create, fstype="cgroup2")]
+    out = [MountEntry(MK.FS, e.target, (flags & ~int(MF.RDONLY)) | create, fstype="tmpfs", options=("mode=755",))]
+    seen: set[str] = set()
+    for m in table:
+        name = m.mount_point[len(base) + 1:]
+        if not name or "/" in name or name in seen:
+            continue  # a tree's own tmpfs, or a mount deeper down: not a hierarchy of the standard layout
+        seen.add(name)
+        if m.fstype == "cgroup2":
+            out.append(MountEntry(MK.FS, f"{e.target}/{name}", flags | rdonly | int(MF.CREATE), fstype="cgroup2"))
+            continue
+        opts = tuple(o for o in m.super_options
+                     if o not in _CGROUP_GENERIC and ("=" not in o or o.startswith("name=")))
+        if opts:
+            out.append(MountEntry(MK.FS, f"{e.target}/{name}", flags | rdonly | int(MF.CREATE), fstype="cgroup",
+                                  options=opts))
+    if rdonly:
+        out.append(MountEntry(MK.READONLY, e.target, int(MF.RDONLY)))  # the tmpfs itself, in place
+    return out
 
 
 def _kernel() -> tuple[int, int]:
@@ -364,8 +414,8 @@ def _account_entries(m: Mounts, spec, base_dir: str, layers: tuple[str, ...], et
 
 def resolve(spec_mounts: Mounts, spec, base_dir: str) -> MountsPlan:
     """Spec `mounts:` -> MountsPlan for this host (reads, never writes)."""
-    from ..spec.mounts import (DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, Bind, Dev, Mqueue, Overlay, Proc,
-                               RootOverlay, Sysfs, Tmpfs, expand_paths)
+    from ..spec.mounts import (DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, Bind, CgroupTree, Dev, Devpts, Mqueue,
+                               Overlay, Proc, RootOverlay, Sysfs, Tmpfs, expand_paths)
 
     m = spec_mounts
     ns_new = set(spec.namespaces.created())
@@ -412,6 +462,15 @@ def resolve(spec_mounts: Mounts, spec, base_dir: str) -> MountsPlan:
             raise PlanError(f"a fresh {e.type} inside a user namespace needs a new {needs} namespace "
                             "(the kernel mounts it only for a namespace the workload owns)",
                             f"add `{needs}` to namespaces", current_field)
+        if isinstance(e, CgroupTree):
+            if "cgroup" not in ns_new:
+                raise PlanError("a cgroup mount needs a new cgroup namespace: without one the workload would "
+                                "see (and, read-write, change) the host's whole cgroup tree",
+                                "add `cgroup` to namespaces", current_field)
+            tree = _cgroup_tree(e, _flags(e, "cgroup") & ~int(MF.RDONLY), create_flag(e.target), "/sys/fs/cgroup")
+            fresh.append(e.target)
+            entries.extend(tree)
+            continue
         if isinstance(e, Bind):
             source = _host(base_dir, e.source)
             flags = _flags(e, "bind") | (int(MF.RECURSIVE) if e.recursive else 0)
@@ -434,21 +493,38 @@ def resolve(spec_mounts: Mounts, spec, base_dir: str) -> MountsPlan:
             if e.gid is not None:
                 opts.append(f"gid={e.gid}")
             entry = MountEntry(MK.FS, e.target, _flags(e, "tmpfs") | create_flag(e.target), fstype="tmpfs",
-                               options=tuple(opts))
+                               options=tuple(opts), source=e.source)
         elif isinstance(e, (Proc, Sysfs, Mqueue)):
-            entry = MountEntry(MK.FS, e.target, _flags(e, e.type) | create_flag(e.target), fstype=e.type)
+            entry = MountEntry(MK.FS, e.target, _flags(e, e.type) | create_flag(e.target), fstype=e.type,
+                               source=e.source)
+        elif isinstance(e, Devpts):
+            # newinstance: a no-op since Linux 4.7 (every mount is a new instance), kept as runc writes it.
+            opts = ["newinstance", f"ptmxmode={e.ptmxmode:04o}", f"mode={e.mode:04o}"]
+            if e.gid is not None:
+                opts.append(f"gid={e.gid}")
+            entry = MountEntry(MK.FS, e.target, _flags(e, "devpts") | create_flag(e.target), fstype="devpts",
+                               options=tuple(opts), source=e.source)
         elif isinstance(e, Dev):
             entry = MountEntry(MK.DEV, e.target, create_flag(e.target), options=(f"shm_size={e.shm_size}",))
         elif isinstance(e, Overlay):
             opts = _overlay_options(e.lower, e.upper, e.work, base_dir, current_field)
             entry = MountEntry(MK.FS, e.target, _flags(e, "overlay") | create_flag(e.target), fstype="overlay",
-                               options=opts)
+                               options=opts, source=e.source)
         else:  # pragma: no cover - the spec's union is closed
             raise AssertionError(e)
         if entry.kind in (MK.FS, MK.DEV):
             fresh.append(entry.target)
         entries.append(entry)
 
+    for i, d in enumerate(m.devices):
+        current_field = f"mounts.devices.{i}"
+        parent = posixpath.dirname(d.path)
+        if rootfs is None and not any(parent == f or parent.startswith(f + "/") for f in fresh):
+            raise PlanError(f"device `{d.path}`: without `rootfs` it would be made in the host's own "
+                            f"{parent}", "declare a `dev` mount (or a tmpfs) above it, or use a rootfs",
+                            current_field)
+        entries.append(MountEntry(MK.NODE, d.path, int(MF.CREATE), mode=_NODE_TYPES[d.type] | d.mode,
+                                  major=d.major or 0, minor=d.minor or 0, uid=d.uid, gid=d.gid))
     for current_field, entry in _etc_entries(m, spec, base_dir):
         entries.append(MountEntry(entry.kind, entry.target, entry.flags | create_flag(entry.target),
                                   source=entry.source, content=entry.content, what=entry.what))

@@ -66,7 +66,7 @@ class _Entry(Model):
     flags: list[MountFlag] | None = Field(
         default=None,
         description="Mount flags among nosuid, nodev, noexec. Default per type (bind: none, so the "
-        "source's own flags apply; tmpfs: nosuid, nodev; proc, sysfs, mqueue: all three).",
+        "source's own flags apply; tmpfs: nosuid, nodev; devpts: nosuid, noexec; proc, sysfs, mqueue, cgroup: all three).",
     )
 
     @field_validator("target")
@@ -75,6 +75,31 @@ class _Entry(Model):
         v = inside_path(v)
         if v == "/":
             raise ValueError("a mount entry cannot target `/`: use `rootfs` for the root")
+        return v
+
+
+MAX_FS_SOURCE_BYTES = 255  # fsconfig(FSCONFIG_SET_STRING) takes at most 255 bytes (agent/lx_mount_entry.h)
+
+
+class _Fresh(Model):
+    """The `source` of a fresh filesystem (its field is declared here once)."""
+
+    source: str | None = Field(
+        default=None, max_length=MAX_FS_SOURCE_BYTES,
+        description="The name /proc/self/mountinfo shows for it (findmnt's SOURCE, df's Filesystem; OCI's "
+        "`source`, e.g. `shm`). Default: the type, as mount(8) and runc show it.")
+
+    @field_validator("source", check_fields=False)
+    @classmethod
+    def _fs_source(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        _no_nul(v, "a filesystem source")
+        if any(ord(c) < 0x20 or ord(c) == 0x7f for c in v):
+            raise ValueError(f"a filesystem source must not contain control characters, got {v!r}")
+        if len(v.encode()) > MAX_FS_SOURCE_BYTES:
+            raise ValueError(f"a filesystem source is at most {MAX_FS_SOURCE_BYTES} bytes (the kernel's fsconfig "
+                             "limit)")
         return v
 
 
@@ -105,7 +130,7 @@ class Bind(_Entry):
         return _no_nul(v, "a bind source")
 
 
-class Tmpfs(_Entry):
+class Tmpfs(_Entry, _Fresh):
     """A fresh tmpfs (memory-backed filesystem)."""
 
     type: Literal["tmpfs"] = Field(description="A fresh tmpfs.")
@@ -118,14 +143,14 @@ class Tmpfs(_Entry):
     gid: Annotated[int | None, Field(strict=True, ge=0, lt=2**32 - 1, description="Group of the root directory.")] = None
 
 
-class Proc(_Entry):
+class Proc(_Entry, _Fresh):
     """A fresh procfs for the workload's pid namespace."""
 
     type: Literal["proc"] = Field(description="A fresh proc: it lists the pids of the workload's pid namespace.")
     target: str = Field(default="/proc", description="Mount point. Default: /proc.", json_schema_extra={"pattern": ABS_PATH})
 
 
-class Sysfs(_Entry):
+class Sysfs(_Entry, _Fresh):
     """A fresh sysfs for the workload's network namespace."""
 
     type: Literal["sysfs"] = Field(description="A fresh sysfs (shows the workload's network interfaces).")
@@ -133,11 +158,36 @@ class Sysfs(_Entry):
     readonly: bool = Field(default=True, description="Mount read-only. Default: true (as runc).")
 
 
-class Mqueue(_Entry):
+class Mqueue(_Entry, _Fresh):
     """A fresh mqueue filesystem for the workload's ipc namespace."""
 
     type: Literal["mqueue"] = Field(description="A fresh POSIX message queue filesystem.")
     target: str = Field(default="/dev/mqueue", description="Mount point. Default: /dev/mqueue.", json_schema_extra={"pattern": ABS_PATH})
+
+
+class Devpts(_Entry, _Fresh):
+    """A private devpts instance (pseudo-terminals), e.g. over a rootfs's own /dev/pts."""
+
+    type: Literal["devpts"] = Field(description="A fresh devpts: the workload's own pseudo-terminals "
+                                    "(each devpts mount is a new instance since Linux 4.7).")
+    target: str = Field(default="/dev/pts", description="Mount point. Default: /dev/pts.",
+                        json_schema_extra={"pattern": ABS_PATH})
+    ptmxmode: Mode = Field(default=0o666, description="Permissions of its ptmx. Default: 0666 (so that a "
+                           "/dev/ptmx link to it opens, as runc's default config).")
+    mode: Mode = Field(default=0o620, description="Permissions of new terminals. Default: 0620.")
+    gid: Annotated[int | None, Field(strict=True, ge=0, lt=2**32 - 1, description="Group of new terminals "
+                                     "(`tty`, 5, in runc's default config; it must be mapped in a user "
+                                     "namespace). Default: the kernel's (the workload's group).")] = None
+
+
+class CgroupTree(_Entry):
+    """The workload's view of the cgroup tree (OCI's `cgroup` mount), as runc mounts it."""
+
+    type: Literal["cgroup"] = Field(description="The cgroup filesystems at /sys/fs/cgroup, rooted at the "
+                                    "workload's own cgroup (needs a new `cgroup` namespace).")
+    target: str = Field(default="/sys/fs/cgroup", description="Mount point. Default: /sys/fs/cgroup.",
+                        json_schema_extra={"pattern": ABS_PATH})
+    readonly: bool = Field(default=True, description="Mount read-only. Default: true (as engines configure it).")
 
 
 class Dev(_Entry):
@@ -173,7 +223,7 @@ class _Layers(Model):
         return self
 
 
-class Overlay(_Entry, _Layers):
+class Overlay(_Entry, _Fresh, _Layers):
     """An overlay filesystem: the union of read-only lower layers and a writable upper one."""
 
     type: Literal["overlay"] = Field(description="An overlay filesystem.")
@@ -186,7 +236,7 @@ class Overlay(_Entry, _Layers):
 
 
 Mount = Annotated[
-    Union[Bind, Tmpfs, Proc, Sysfs, Mqueue, Dev, Overlay],
+    Union[Bind, Tmpfs, Proc, Sysfs, Mqueue, Devpts, CgroupTree, Dev, Overlay],
     Field(discriminator="type"),
 ]
 
@@ -200,6 +250,41 @@ class RootOverlay(_Layers):
     work: str | None = Field(default=None, description="Overlay's work directory, empty, on the same filesystem "
                              "as `upper` (host path).")
 
+
+
+MAX_DEVICES = 256  # the agent takes at most 256 mount entries in all (plan/mounts.py)
+
+
+class Device(Model):
+    """A device node made in the workload's filesystem (OCI `linux.devices`), as runc makes it."""
+
+    path: str = Field(description="Where, as the workload sees it (e.g. `/dev/fuse`); inside a `dev` mount or "
+                      "a `rootfs` (never in the host's own /dev).", json_schema_extra={"pattern": ABS_PATH})
+    type: Literal["c", "b", "p", "u"] = Field(description="`c` character (`u`: unbuffered character, the "
+                                              "same), `b` block, `p` FIFO.")
+    major: Annotated[int, Field(strict=True, ge=0, lt=2**12)] | None = Field(
+        default=None, description="Major number (c, b: required); the kernel's range 0..4095.")
+    minor: Annotated[int, Field(strict=True, ge=0, lt=2**20)] | None = Field(
+        default=None, description="Minor number (c, b: required); the kernel's range 0..1048575.")
+    mode: Mode = Field(default=0o666, description="Permissions, octal (e.g. `0o660`); not masked by the "
+                       "umask. Default: 0666 (as runc).")
+    uid: Annotated[int, Field(strict=True, ge=0, lt=2**32 - 1)] = Field(
+        default=0, description="Owner (an id inside the workload's user namespace).")
+    gid: Annotated[int, Field(strict=True, ge=0, lt=2**32 - 1)] = Field(default=0, description="Group.")
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        v = inside_path(v, "a device path")
+        if v == "/":
+            raise ValueError("a device path cannot be `/`")
+        return v
+
+    @model_validator(mode="after")
+    def _numbers(self) -> "Device":
+        if self.type != "p" and (self.major is None or self.minor is None):
+            raise ValueError(f"a `{self.type}` device needs `major` and `minor`")
+        return self
 
 
 class ResolvConf(Model):
@@ -341,7 +426,7 @@ class Mounts(Model):
     )
     entries: list[Mount] = Field(
         default_factory=list,
-        description="Mounts, done in the order written: bind, tmpfs, proc, sysfs, mqueue, dev, overlay "
+        description="Mounts, done in the order written: bind, tmpfs, proc, sysfs, mqueue, devpts, cgroup, dev, overlay "
         "(a `type` key says which). Missing mount points are created inside `rootfs` (never by following "
         "a symlink out of it); without `rootfs` they must exist.",
     )
@@ -355,6 +440,12 @@ class Mounts(Model):
         description="Paths made read-only (a read-only bind of themselves). `default`: "
         + ", ".join(DEFAULT_READONLY_PATHS) + ".",
     )
+    devices: list[Device] = Field(
+        default_factory=list, max_length=MAX_DEVICES,
+        description="Device nodes made after the entries (so inside a `dev` mount when one is declared), with "
+        "the given type, numbers, mode and owner: mknod, or, inside a user namespace where the kernel refuses "
+        "mknod of char and block devices, the host's node of the same path bound there (as runc). A node that "
+        "exists already is left as it is.")
     etc: Etc | None = Field(default=None, description="/etc/hostname, /etc/hosts, /etc/resolv.conf: "
                             "generated or bound, placed after the entries.")
 
@@ -395,6 +486,6 @@ def expand_paths(paths: list[str], default: tuple[str, ...]) -> list[str]:
 
 
 __all__ = [
-    "Mounts", "Mount", "Bind", "Tmpfs", "Proc", "Sysfs", "Mqueue", "Dev", "Overlay", "RootOverlay", "Etc",
+    "Mounts", "Mount", "Device", "Bind", "Tmpfs", "Proc", "Sysfs", "Mqueue", "Devpts", "CgroupTree", "Dev", "Overlay", "RootOverlay", "Etc",
     "ResolvConf", "DEFAULT_MASKED_PATHS", "DEFAULT_READONLY_PATHS", "expand_paths", "inside_path",
 ]

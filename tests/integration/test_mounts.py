@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -209,6 +210,63 @@ def test_symlink_in_rootfs_cannot_redirect_a_mount_onto_the_host(run_spec, tmp_p
     assert sorted(os.listdir(inside)) == ["hosts", "sub"] and (inside / "hosts").read_text() == ""
 
 
+@pytest.mark.parametrize("link", ["absolute", "relative"])
+def test_masked_and_read_only_symlinks_resolve_inside_the_root_never_on_the_host(run_spec, tmp_path, link):
+    """A hostile rootfs names host paths through symlinks in maskedPaths/readonlyPaths: each is
+    resolved as inside the root (openat2 RESOLVE_IN_ROOT), so it masks or freezes the root's own
+    copy of that path, never the host's; one that leads nowhere inside the root is skipped."""
+    host = {name: tmp_path / f"host-{name}" for name in ("dir", "file", "rw", "absent")}
+    host["dir"].mkdir()
+    (host["dir"] / "canary").write_text("host")
+    host["file"].write_text("host secret")
+    host["rw"].mkdir()
+    host["absent"].write_text("host only")
+    root = make_rootfs(tmp_path / "root")
+    inside = {name: root / str(p).lstrip("/") for name, p in host.items()}
+    inside["dir"].mkdir(parents=True)
+    (inside["dir"] / "inside").write_text("root")
+    inside["file"].write_text("root secret")
+    inside["rw"].mkdir()
+
+    def to(name):
+        return str(host[name]) if link == "absolute" else "../" * 30 + str(host[name]).lstrip("/")
+
+    for name in host:
+        (root / f"link-{name}").symlink_to(to(name))
+    got = workload(run_spec, {"rootfs": str(root), "entries": [USR],
+                              "masked_paths": ["/link-dir", "/link-file", "/link-absent"],
+                              "readonly_paths": ["/link-rw"]}, f"""
+print(json.dumps([os.listdir({str(host["dir"])!r}), open({str(host["file"])!r}).read(),
+                  os.path.exists({str(host["absent"])!r})]))
+""" + try_write(str(host["rw"] / "f")))
+    assert got == [[[], "", False], "EROFS"]  # the root's copies: masked, read-only
+    # The host's paths were never touched, and stay writable.
+    assert os.listdir(host["dir"]) == ["canary"] and host["file"].read_text() == "host secret"
+    (host["rw"] / "f").write_text("still writable")
+    assert not inside["absent"].exists()
+
+
+@pytest.mark.parametrize("link", ["absolute", "relative"])
+def test_device_nodes_follow_a_rootfs_symlink_only_inside_the_root(run_spec, tmp_path, link):
+    """A hostile rootfs whose /dev is a link to a host directory: the nodes (and the directories
+    above them) are made inside the root, where the link leads when `/` is the root; the host
+    directory stays empty."""
+    host_dir = tmp_path / "host-dev"
+    host_dir.mkdir()
+    root = make_rootfs(tmp_path / "root")
+    (root / "dev").symlink_to(str(host_dir) if link == "absolute" else "../" * 30 + str(host_dir).lstrip("/"))
+    got = workload(run_spec, {"rootfs": str(root), "entries": [USR], "devices": [
+        {"path": "/dev/sub/fifo", "type": "p", "mode": 0o600},
+        {"path": "/dev/null", "type": "c", "major": 1, "minor": 3}]}, """
+import stat
+print(json.dumps([stat.filemode(os.stat(p).st_mode) for p in ("/dev/sub/fifo", "/dev/null")]))
+""", namespaces=[n for n in NAMESPACES if n != "user"])
+    assert got == [["prw-------", "crw-rw-rw-"]]
+    assert os.listdir(host_dir) == []
+    inside = root / str(host_dir).lstrip("/")
+    assert sorted(os.listdir(inside)) == ["null", "sub"] and stat.S_ISFIFO(os.lstat(inside / "sub" / "fifo").st_mode)
+
+
 def test_a_dangling_symlink_target_is_created_inside_the_root(run_spec, tmp_path):
     # Debian's /etc/resolv.conf -> ../run/systemd/resolve/stub-resolv.conf, with /run empty.
     root = make_rootfs(tmp_path / "root")
@@ -248,6 +306,102 @@ print(json.dumps([len(open("/dev/urandom", "rb").read(8)), open("/dev/zero", "rb
                              "stdin", "stdout", "stderr", "mqueue"])
     assert got[1] == [8, "00000000", "/proc/self/fd", "/dev/pts/0", 2 * 2**20, ["lo"], True]
     assert got[2:] == ["ENOSPC", "EROFS"]  # /dev/full is the real device; sysfs is read-only by default
+
+
+def test_mountinfo_shows_each_fresh_filesystems_source(run_spec, tmp_path):
+    """findmnt, df and runtimetest read the source field of mountinfo; the new mount
+    API leaves it `none` unless fsconfig sets it (issue 17)."""
+    root = make_rootfs(tmp_path / "root", ["proc", "sys", "data", "named", "secret"])
+    (root / "secret" / "f").write_text("x")
+    got = workload(run_spec, {"rootfs": str(root), "masked_paths": ["/secret"], "entries": [
+        USR, {"type": "proc"}, {"type": "dev"}, {"type": "sysfs"}, {"type": "mqueue"},
+        {"type": "tmpfs", "target": "/data"}, {"type": "tmpfs", "target": "/named", "source": "my cache"}]}, """
+rows = [line.split() for line in open("/proc/self/mountinfo")]
+print(json.dumps({r[4]: [r[r.index("-") + 1], r[r.index("-") + 2]] for r in rows}))
+""")[0]
+    assert got["/proc"] == ["proc", "proc"]
+    assert got["/dev"] == ["tmpfs", "tmpfs"]
+    assert got["/dev/pts"] == ["devpts", "devpts"]
+    assert got["/dev/shm"] == ["tmpfs", "shm"]
+    assert got["/dev/mqueue"] == ["mqueue", "mqueue"]
+    assert got["/sys"] == ["sysfs", "sysfs"]
+    assert got["/data"] == ["tmpfs", "tmpfs"]
+    assert got["/named"] == ["tmpfs", "my\\040cache"]  # mountinfo escapes the space
+    assert got["/secret"] == ["tmpfs", "tmpfs"]  # a masked directory
+
+
+@pytest.mark.parametrize("userns", [False, True], ids=["mknod", "userns-bind"])
+def test_device_nodes_with_type_numbers_mode_and_owner(run_spec, tmp_path, userns):
+    """mounts.devices (OCI linux.devices), seen by stat from inside.  In a user namespace the kernel
+    refuses mknod of a char device: the host's node of that path is bound instead (as runc), and
+    only if it is that very device."""
+    if userns and not os.path.exists("/dev/fuse"):
+        pytest.skip("no /dev/fuse on this host to bind")
+    root = make_rootfs(tmp_path / "root", ["dev"])
+    first = ({"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "mode": 0o640} if userns else
+             {"path": "/dev/null2", "type": "c", "major": 1, "minor": 3, "mode": 0o640, "uid": 7, "gid": 8})
+    owner = 0 if userns else 7  # the default user namespace maps only 0
+    devices = [first, {"path": "/dev/sub/fifo", "type": "p", "mode": 0o600, "uid": owner},
+               {"path": "/dev/null", "type": "c", "major": 1, "minor": 3, "mode": 0o600}]  # exists: left as it is
+    ns = NAMESPACES if userns else [n for n in NAMESPACES if n != "user"]
+    code = """
+import stat
+for p in ("/dev/null2", "/dev/fuse", "/dev/sub/fifo", "/dev/null"):
+    if os.path.exists(p):
+        st = os.stat(p)
+        print(json.dumps([p, stat.filemode(st.st_mode)[0], os.major(st.st_rdev), os.minor(st.st_rdev),
+                          oct(st.st_mode & 0o7777), st.st_uid, st.st_gid]))
+"""
+    got = workload(run_spec, {"rootfs": str(root), "entries": [USR, {"type": "dev"}], "devices": devices}, code,
+                   namespaces=ns)
+    host_fuse = os.stat("/dev/fuse") if userns else None
+    assert got == [
+        ["/dev/fuse", "c", 10, 229, oct(host_fuse.st_mode & 0o7777), 0, 0] if userns  # the host's node, as it is
+        else ["/dev/null2", "c", 1, 3, "0o640", 7, 8],
+        ["/dev/sub/fifo", "p", 0, 0, "0o600", owner, 0],  # FIFOs are made in a user namespace too
+        ["/dev/null", "c", 1, 3, "0o666", 0, 0]]
+    assert not (root / "dev" / "sub").exists()  # made in the dev tmpfs, not in the rootfs
+    if userns:
+        # Numbers that are not those of the host's node of that path: refused, nothing bound.
+        with pytest.raises(StepError) as info:
+            workload(run_spec, {"rootfs": str(root), "entries": [USR, {"type": "dev"}],
+                                "devices": [{"path": "/dev/fuse", "type": "c", "major": 1, "minor": 3}]}, "",
+                     namespaces=ns)
+        assert (info.value.step, info.value.errno) == ("mounts", 19)  # ENODEV
+
+
+def test_a_devpts_of_its_own_over_a_rootfs_dev(run_spec, tmp_path):
+    """A rootfs with its own /dev: only a devpts is mounted, a private instance whose ptmx opens."""
+    root = make_rootfs(tmp_path / "root", ["dev/pts", "proc"])
+    (root / "dev" / "ptmx").symlink_to("pts/ptmx")
+    got = workload(run_spec, {"rootfs": str(root), "entries": [USR, {"type": "proc"}, {"type": "devpts"}]}, """
+import stat
+master, slave = os.openpty()
+rows = [line.split() for line in open("/proc/self/mountinfo")]
+pts = [r[r.index("-") + 1:] for r in rows if r[4] == "/dev/pts"][0]
+print(json.dumps([os.ttyname(slave), pts[0], pts[1], sorted(pts[2].split(",")),
+                  oct(stat.S_IMODE(os.stat("/dev/pts/ptmx").st_mode))]))
+""")
+    assert got[0][:3] == ["/dev/pts/0", "devpts", "devpts"]  # the first terminal of a fresh instance
+    assert {"ptmxmode=666", "mode=620"} <= set(got[0][3]) and got[0][4] == "0o666"
+
+
+def test_cgroup_tree_rooted_at_the_workloads_own_cgroup_read_only(run_spec, tmp_path):
+    """OCI's `cgroup` mount: the workload reads its own limits at the usual paths (its cgroup is
+    the root of each hierarchy in its cgroup namespace) and cannot write there."""
+    from linx_spec import mountinfo
+
+    v2_only = any(m.fstype == "cgroup2" and m.mount_point == "/sys/fs/cgroup" for m in mountinfo.cgroup_mounts())
+    limits = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/pids.max") if v2_only else (
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/pids/pids.max")
+    root = make_rootfs(tmp_path / "root", ["proc", "sys"])
+    got = workload(run_spec, {"rootfs": str(root), "entries": [USR, {"type": "proc"}, {"type": "cgroup"}]}, f"""
+print(json.dumps([sorted({{line.strip().split(":", 2)[2] for line in open("/proc/self/cgroup")}}),
+                  [open(p).read().strip() for p in {limits!r}]]))
+""" + try_write("/sys/fs/cgroup/new") + try_write(limits[1]),
+                   namespaces=[n for n in NAMESPACES if n != "user"] + ["cgroup"],
+                   cgroup={"memory": {"max": "64Mi"}, "pids": {"max": 50}})
+    assert got == [[["/"], ["67108864", "50"]], "EROFS", "EROFS"]
 
 
 def test_etc_files_generated_and_bound_with_a_read_only_root(run_spec, tmp_path):

@@ -80,6 +80,10 @@ def test_list_form_is_short_for_entries():
     ({"type": "tmpfs", "target": "/t", "flags": ["nosetuid"]}, "nosuid"),
     ({"type": "tmpfs", "target": "/t", "size": 0}, "more than zero"),
     ({"type": "nfs", "target": "/t"}, "does not match any of the expected tags"),
+    ({"type": "tmpfs", "target": "/t", "source": "x" * 256}, "at most 255 characters"),
+    ({"type": "tmpfs", "target": "/t", "source": "é" * 128}, "at most 255 bytes"),
+    ({"type": "proc", "source": "a\nb"}, "control characters"),
+    ({"type": "sysfs", "source": ""}, "must not be empty"),
 ])
 def test_bad_entries_are_spec_errors(entry, message):
     with pytest.raises(ValidationError, match=re.escape(message)):
@@ -327,6 +331,90 @@ def test_golden_encoding_of_a_mounts_plan(rootfs):
                                                                                           ["size=4096"])
 
 
+def test_fresh_filesystems_carry_their_source(rootfs):
+    """The name mountinfo shows: the spec's `source`, else none sent (the agent uses the type)."""
+    plan = resolve({"rootfs": str(rootfs), "entries": [{"type": "tmpfs", "target": "/t", "source": "shm"},
+                                                       {"type": "proc"}]})
+    shm, proc = plan.entries
+    assert (shm.source, proc.source) == ("shm", None)
+    nested = P.Frame(0, 0, P.decode_attrs(P.mount_attrs(plan)[2][1]))
+    assert nested.get(P.MA.SOURCE) == "shm"
+    assert plan.describe()["mounts"] == ["tmpfs shm -> /t (nosuid,nodev,create)",
+                                         "proc -> /proc (nosuid,nodev,noexec,create)"]
+
+
+@pytest.mark.parametrize("device, message", [
+    ({"path": "/dev/x", "type": "c"}, "needs `major` and `minor`"),
+    ({"path": "/dev/x", "type": "c", "major": 4096, "minor": 0}, "less than 4096"),
+    ({"path": "/dev/x", "type": "b", "major": 8, "minor": 2**20}, "less than 1048576"),
+    ({"path": "/dev/x", "type": "x", "major": 1, "minor": 1}, "'c', 'b', 'p' or 'u'"),
+    ({"path": "/dev/../etc/x", "type": "p"}, "must not contain `..`"),
+    ({"path": "dev/x", "type": "p"}, "absolute path"),
+    ({"path": "/dev/x", "type": "p", "mode": 0o10000}, "less than or equal to 4095"),
+    ({"path": "/dev/x", "type": "p", "uid": 2**32 - 1}, "less than 4294967295"),
+])
+def test_bad_devices_are_spec_errors(device, message):
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        Mounts.model_validate({"devices": [device]})
+
+
+def test_devices_come_after_the_entries_with_type_numbers_and_owner(rootfs):
+    plan = resolve({"rootfs": str(rootfs), "entries": [{"type": "dev"}], "masked_paths": ["/m"], "devices": [
+        {"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "mode": 0o660, "uid": 5, "gid": 6},
+        {"path": "/dev/sda9", "type": "b", "major": 8, "minor": 9},
+        {"path": "/dev/fifo", "type": "p", "mode": 0o600}]})
+    kinds = [(e.kind, e.target) for e in plan.entries]
+    assert kinds == [(P.MK.DEV, "/dev"), (P.MK.NODE, "/dev/fuse"), (P.MK.NODE, "/dev/sda9"),
+                     (P.MK.NODE, "/dev/fifo"), (P.MK.MASK, "/m")]
+    fuse = P.Frame(0, 0, P.decode_attrs([v for t, v in P.mount_attrs(plan) if t == P.A.MOUNT][1]))
+    assert [fuse.get(a) for a in (P.MA.KIND, P.MA.TARGET, P.MA.MODE, P.MA.MAJOR, P.MA.MINOR, P.MA.UID, P.MA.GID)] \
+        == [P.MK.NODE, "/dev/fuse", 0o20660, 10, 229, 5, 6]
+    assert plan.describe()["mounts"][1:4] == ["node /dev/fuse (c 10:229, mode 0660, owner 5:6,create)",
+                                              "node /dev/sda9 (b 8:9, mode 0666, owner 0:0,create)",
+                                              "node /dev/fifo (p, mode 0600, owner 0:0,create)"]
+
+
+def test_without_rootfs_a_device_is_only_made_inside_a_fresh_filesystem():
+    with pytest.raises(PlanError, match="the host's own /dev") as exc:
+        resolve({"devices": [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}]})
+    assert exc.value.field == "mounts.devices.0"
+    plan = resolve({"entries": [{"type": "dev"}], "devices": [{"path": "/dev/fifo", "type": "p"}]})
+    assert plan.entries[-1].kind == P.MK.NODE
+
+
+def test_a_cgroup_mount_needs_a_cgroup_namespace(rootfs):
+    with pytest.raises(PlanError, match="whole cgroup tree") as exc:
+        resolve({"rootfs": str(rootfs), "entries": [{"type": "cgroup"}]})
+    assert exc.value.field == "mounts.entries.0"
+
+
+HYBRID = """\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct
+40 31 0:37 / /sys/fs/cgroup/systemd rw,nosuid,relatime - cgroup cgroup rw,xattr,name=systemd,release_agent=/x
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+42 23 0:39 / /sys/fs/cgroup/memory/deeper rw,relatime - cgroup cgroup rw,memory
+"""
+
+
+@pytest.mark.parametrize("host", ["hybrid", "v2"])
+def test_cgroup_tree_follows_the_hosts_hierarchies(rootfs, monkeypatch, host):
+    from linx_spec import mountinfo
+
+    text = HYBRID if host == "hybrid" else "30 23 0:27 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw\n"
+    monkeypatch.setattr(mountinfo, "read", lambda pid="self": mountinfo.parse(text))
+    plan = resolve({"rootfs": str(rootfs), "entries": [{"type": "cgroup"}]}, ns=("mount", "pid", "cgroup"))
+    if host == "v2":
+        assert plan.describe()["mounts"] == ["cgroup2 -> /sys/fs/cgroup (ro,nosuid,nodev,noexec,create)"]
+        return
+    assert plan.describe()["mounts"] == [
+        "tmpfs -> /sys/fs/cgroup (mode=755,nosuid,nodev,noexec,create)",
+        "cgroup -> /sys/fs/cgroup/cpu,cpuacct (cpu,cpuacct,ro,nosuid,nodev,noexec,create)",
+        "cgroup -> /sys/fs/cgroup/systemd (name=systemd,ro,nosuid,nodev,noexec,create)",
+        "cgroup2 -> /sys/fs/cgroup/unified (ro,nosuid,nodev,noexec,create)",
+        "readonly /sys/fs/cgroup (ro)"]  # the tmpfs itself made read-only once its directories exist
+
+
 def test_file_entries_carry_content_and_mode(rootfs):
     plan = resolve({"rootfs": str(rootfs), "etc": {"resolv_conf": {"nameservers": ["10.0.0.1"]}}})
     (_, value), = [a for a in P.mount_attrs(plan) if a[0] == P.A.MOUNT]
@@ -387,6 +475,12 @@ class _Agent:
     ([(P.MA.KIND, 2), (P.MA.TARGET, "/t")], "fstype missing"),
     ([(P.MA.KIND, 2), (P.MA.TARGET, "/t"), (P.MA.FSTYPE, "tmpfs"), (0x1ff, b"")], "unknown nested attribute"),
     ([(P.MA.KIND, 2), (P.MA.TARGET, "/t"), (P.MA.TARGET, "/u"), (P.MA.FSTYPE, "tmpfs")], "repeated target"),
+    ([(P.MA.KIND, 2), (P.MA.TARGET, "/t"), (P.MA.FSTYPE, "tmpfs"), (P.MA.SOURCE, "s" * 256)],
+     "fs source longer than 255 bytes"),
+    ([(P.MA.KIND, 7), (P.MA.TARGET, "/dev/x"), (P.MA.MODE, 0o100644)], "node: bad type"),
+    ([(P.MA.KIND, 7), (P.MA.TARGET, "/dev/x"), (P.MA.MODE, 0o20666), (P.MA.MAJOR, 4096)], "node: bad type"),
+    ([(P.MA.KIND, 7), (P.MA.TARGET, "/dev/x"), (P.MA.MODE, 0o20666), (P.MA.UID, 2**32 - 1)], "node: bad type"),
+    ([(P.MA.KIND, 6), (P.MA.TARGET, "/f"), (P.MA.MODE, 0o20666)], "bad mode"),
 ])
 def test_agent_refuses_malformed_mount_entries_before_the_child_runs(nested, why, agent_bin):
     a = _Agent()
