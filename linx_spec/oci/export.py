@@ -28,6 +28,7 @@ The mapping, section by section (docs in README "Exporting to OCI"):
   where they are the type's default, so the meaning does not depend on runtime
   defaults.
 - masked_paths/readonly_paths -> linux.maskedPaths/readonlyPaths (expanded).
+- devices -> linux.devices (path, type, major, minor, fileMode, uid, gid).
 - propagation -> linux.rootfsPropagation (private, slave).
 - cgroup: memory.max -> limit, swap_max -> swap (= limit + swap: OCI's swap
   is v1's memsw), cpu.max/period -> quota/period, weight -> shares (v1's
@@ -57,7 +58,8 @@ OCI_NAMESPACE = {"user": "user", "pid": "pid", "net": "network", "mount": "mount
 SECCOMP_ACTIONS = {"allow": "SCMP_ACT_ALLOW", "log": "SCMP_ACT_LOG", "trap": "SCMP_ACT_TRAP",
                    "kill": "SCMP_ACT_KILL_PROCESS", "kill_thread": "SCMP_ACT_KILL_THREAD"}
 DEFAULT_FLAGS = {"bind": (), "overlay": (), "tmpfs": ("nosuid", "nodev"), "proc": ("nosuid", "nodev", "noexec"),
-                 "sysfs": ("nosuid", "nodev", "noexec"), "mqueue": ("nosuid", "nodev", "noexec")}
+                 "sysfs": ("nosuid", "nodev", "noexec"), "mqueue": ("nosuid", "nodev", "noexec"),
+                 "devpts": ("nosuid", "noexec"), "cgroup": ("nosuid", "nodev", "noexec")}
 DEFAULT_STOP_GRACE = 5.0
 # What `dev` becomes: the mounts of runc's own default config (runc spec).
 DEV_OPTIONS = ("mode=755", "size=65536k")  # agent/lx_mounts.c's, and runc's default config's
@@ -117,6 +119,10 @@ def export_config(spec, plan, base_dir: str) -> Exported:
             linux["maskedPaths"] = masked
         if readonly:
             linux["readonlyPaths"] = readonly
+        if spec.mounts.devices:
+            linux["devices"] = [
+                {"path": d.path, "type": d.type, **({} if d.type == "p" else {"major": d.major, "minor": d.minor}),
+                 "fileMode": d.mode, "uid": d.uid, "gid": d.gid} for d in spec.mounts.devices]
     c["linux"] = linux
     _lifecycle(spec, losses)
     return out
@@ -233,6 +239,7 @@ def _root_and_mounts(spec, base_dir: str, out: Exported) -> None:
     if m is not None:
         for i, entry in enumerate(m.entries):
             mounts.extend(_mount(entry, f"mounts.entries[{i}]", base_dir, losses))
+
         if m.etc is not None:
             mounts.extend(_etc(m.etc, base_dir, losses))
     c["mounts"] = mounts
@@ -278,14 +285,21 @@ def _mount(e, where: str, base_dir: str, losses: list[Loss]) -> list[dict[str, A
             opts.append(f"uid={e.uid}")
         if e.gid is not None:
             opts.append(f"gid={e.gid}")
-        return [{"destination": e.target, "type": "tmpfs", "source": "tmpfs", "options": opts}]
+        return [{"destination": e.target, "type": "tmpfs", "source": e.source or "tmpfs", "options": opts}]
     if kind in ("proc", "sysfs", "mqueue"):
-        return [{"destination": e.target, "type": kind, "source": kind, "options": _flags(e, kind)}]
+        return [{"destination": e.target, "type": kind, "source": e.source or kind, "options": _flags(e, kind)}]
+    if kind == "cgroup":
+        return [{"destination": e.target, "type": "cgroup", "source": "cgroup", "options": _flags(e, kind)}]
+    if kind == "devpts":
+        opts = _flags(e, kind) + ["newinstance", f"ptmxmode={e.ptmxmode:04o}", f"mode={e.mode:04o}"]
+        if e.gid is not None:
+            opts.append(f"gid={e.gid}")
+        return [{"destination": e.target, "type": "devpts", "source": e.source or "devpts", "options": opts}]
     if kind == "overlay":
         opts = _flags(e, kind) + ["lowerdir=" + ":".join(_abs(p, base_dir) for p in e.lower)]
         if e.upper is not None:
             opts += [f"upperdir={_abs(e.upper, base_dir)}", f"workdir={_abs(e.work, base_dir)}"]
-        return [{"destination": e.target, "type": "overlay", "source": "overlay", "options": opts}]
+        return [{"destination": e.target, "type": "overlay", "source": e.source or "overlay", "options": opts}]
     if kind == "dev":
         dev_flags = ["ro"] if e.readonly else []
         dev_flags += list(e.flags) if e.flags is not None else ["nosuid", "noexec"]  # agent/lx_mounts.c's

@@ -23,7 +23,7 @@ from typing import Any
 
 from ..errors import Problem, SpecError
 from . import ANNOTATION_HOST_ROOT, ANNOTATION_NAME
-from .export import DEVPTS_OPTIONS, OCI_NAMESPACE, TMPFS_MODE, blkio_weight, cpu_shares
+from .export import DEVPTS_OPTIONS, OCI_NAMESPACE, SHM_FLAGS, TMPFS_MODE, blkio_weight, cpu_shares
 from .lossy import Loss
 from .resolved import RLIM_INFINITY, default_env
 
@@ -36,8 +36,6 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 # is "no linx-spec counterpart".
 REASONS = {
     "hooks": "linx-spec runs no OCI hooks",
-    "linux.devices": "extra device nodes: linx-spec's `dev` holds a fixed minimal set",
-    "linux.resources.devices": "device cgroup rules: linx-spec sets none",
     "process.apparmorProfile": "AppArmor profiles: linx-spec does not apply LSM labels",
     "process.selinuxLabel": "SELinux labels: linx-spec does not apply LSM labels",
     "linux.mountLabel": "SELinux mount labels: linx-spec does not apply LSM labels",
@@ -272,12 +270,13 @@ class _Importer:
             mounts["rootfs_readonly"] = bool(_want(root.pop("readonly", False), bool, "root.readonly"))
         c["root"] = root
         entries = []
-        i = offset
-        while i < len(items):
-            used, entry = self._mount(items, i)
-            if entry is not None:
-                entries.append(entry)
-            i += used
+        folded: set[int] = set()  # a devpts and shm tmpfs folded into the `dev` entry of their /dev
+        private = linux.get("rootfsPropagation") in (None, "private", "rprivate")
+        for i in range(offset, len(items)):
+            if i not in folded:
+                entry = self._mount(items, i, folded, private)
+                if entry is not None:
+                    entries.append(entry)
         if entries:
             mounts["entries"] = entries
         for key, ours in (("maskedPaths", "masked_paths"), ("readonlyPaths", "readonly_paths")):
@@ -285,6 +284,9 @@ class _Importer:
                 paths = _strs(linux.pop(key), f"linux.{key}")
                 if paths:
                     mounts[ours] = paths
+        devices = self._device_nodes(linux)
+        if devices:
+            mounts["devices"] = devices
         if "rootfsPropagation" in linux:
             prop = _want(linux.pop("rootfsPropagation"), str, "linux.rootfsPropagation")
             if prop in ("private", "rprivate", "slave", "rslave"):
@@ -295,7 +297,7 @@ class _Importer:
         if mounts:
             self.spec["mounts"] = mounts
 
-    def _mount(self, items: list, i: int) -> tuple[int, dict | None]:
+    def _mount(self, items: list, i: int, folded: set[int], private: bool) -> dict | None:
         where = f"mounts[{i}]"
         m = _want(items[i], dict, where)
         dest = _want(m.get("destination"), str, where + ".destination")
@@ -305,16 +307,21 @@ class _Importer:
         for k in m:
             if k not in ("destination", "type", "source", "options"):
                 self.lose(f"{where}.{k}", "no linx-spec counterpart")
-        if kind == "tmpfs" and self._is_dev(items, i, dest, opts):
-            shm = _options(items[i + 2].get("options") or [])
+        parts = self._dev_parts(items, i, dest, opts) if kind == "tmpfs" else None
+        if parts is not None:
+            pts, shm = parts
+            folded.update(j for j in parts if j is not None)
             entry: dict[str, Any] = {"type": "dev", "target": dest, "flags": [f for f in FLAG_OPTIONS if f in opts]}
             if "ro" in opts:
                 entry["readonly"] = True
-            if "size" in shm:
-                entry["shm_size"] = _size(shm["size"], f"mounts[{i + 2}].options")
-            return 3, entry
+            shm_opts = _options(items[shm].get("options") or []) if shm is not None else {}
+            if "size" in shm_opts:
+                entry["shm_size"] = _size(shm_opts["size"], f"mounts[{shm}].options")
+            return entry
         is_bind = kind == "bind" or "bind" in opts or "rbind" in opts
-        known = {"ro", "rw", *FLAG_OPTIONS}
+        # The workload's mounts are private already (propagation `private`, set before any mount).
+        known = {"ro", "rw", *FLAG_OPTIONS, *(("private", "rprivate") if private else ()),
+                 *(() if is_bind else ("relatime",))}  # relatime: a fresh mount's default
         entry = {"target": dest}
         named = _options(opts)
         flags = [f for f in FLAG_OPTIONS if f in opts]
@@ -333,6 +340,19 @@ class _Importer:
             entry["type"] = "tmpfs"
         elif kind in ("proc", "sysfs", "mqueue"):
             entry["type"] = kind
+        elif kind == "cgroup":
+            if (self.spec.get("namespaces") or {}).get("cgroup") != "new":
+                self.lose(where, f"a `cgroup` mount at {dest} without a new cgroup namespace: linx-spec mounts the "
+                                 "cgroup tree only rooted at the workload's own cgroup, never the host's whole tree")
+                return None
+            entry["type"] = "cgroup"
+        elif kind == "devpts":
+            known.add("newinstance")  # every devpts mount is a new instance since Linux 4.7
+            for key in ("ptmxmode", "mode", "gid"):
+                if key in named:
+                    known.add(f"{key}={named[key]}")
+                    entry[key] = _number(named[key], 10 if key == "gid" else 8, where + ".options")
+            entry["type"] = "devpts"
         elif kind == "overlay":
             for key, ours in (("lowerdir", "lower"), ("upperdir", "upper"), ("workdir", "work")):
                 if key in named:
@@ -341,26 +361,72 @@ class _Importer:
             entry["type"] = "overlay"
         else:
             self.lose(where, f"a `{kind}` mount at {dest}: linx-spec mounts bind, tmpfs, proc, sysfs, mqueue, "
-                             "overlay and a minimal /dev")
-            return 1, None
+                             "devpts, overlay and a minimal /dev")
+            return None
+        if not is_bind and source is not None and _want(source, str, where + ".source") != kind:
+            entry["source"] = source  # what mountinfo shows; the type when absent
         unknown = [o for o in opts if o not in known]
         if unknown:
             self.lose(where + ".options", f"{', '.join(unknown)} at {dest}: linx-spec sets only ro, nosuid, "
                                           "nodev, noexec (and the type's own options)")
         entry["readonly"] = "ro" in opts or (is_bind and "rro" in opts)
         entry["flags"] = flags
-        return 1, entry
+        return entry
+
+    def _device_nodes(self, linux: dict) -> list[dict[str, Any]]:
+        """linux.devices -> mounts.devices (the bounds are the spec model's)."""
+        out = []
+        for i, d in enumerate(_want(linux.pop("devices", None) or [], list, "linux.devices")):
+            where = f"linux.devices[{i}]"
+            _want(d, dict, where)
+            dev: dict[str, Any] = {"path": _want(d.pop("path", None), str, where + ".path"),
+                                   "type": _want(d.pop("type", None), str, where + ".type")}
+            for key, ours in (("major", "major"), ("minor", "minor"), ("fileMode", "mode"), ("uid", "uid"),
+                              ("gid", "gid")):
+                if d.get(key) is not None:
+                    dev[ours] = _want(d.pop(key), int, f"{where}.{key}")
+            if dev["type"] == "p":
+                dev.pop("major", None)  # a FIFO has no numbers (runtime-tools gives some anyway)
+                dev.pop("minor", None)
+            if "mode" in dev:
+                dev["mode"] &= 0o7777  # Go's os.FileMode may carry its own type bits above
+            for k in d:
+                self.lose(f"{where}.{k}", "no linx-spec counterpart")
+            out.append(dev)
+        return out
 
     @staticmethod
-    def _is_dev(items: list, i: int, dest: str, opts: list[str]) -> bool:
-        """A /dev tmpfs followed by its devpts and shm: what export writes for `dev`, and runc's own default."""
-        if i + 2 >= len(items) or not all(isinstance(x, dict) for x in items[i + 1:i + 3]):
-            return False
-        pts, shm = items[i + 1], items[i + 2]
-        return (pts.get("type") == "devpts" and pts.get("destination") == dest.rstrip("/") + "/pts"
-                and shm.get("type") == "tmpfs" and shm.get("destination") == dest.rstrip("/") + "/shm"
-                and all(o in (*FLAG_OPTIONS, "ro", "strictatime") or o.startswith(("mode=", "size=")) for o in opts)
-                and set(pts.get("options") or []) <= {*DEVPTS_OPTIONS, "gid=5"})
+    def _dev_parts(items: list, i: int, dest: str, opts: list[str]) -> tuple[int | None, int | None] | None:
+        """A tmpfs at /dev with a minimal /dev's options becomes linx-spec's `dev` (the runtime-spec's
+        default devices, its own devpts at pts and a shm tmpfs), and the devpts and shm tmpfs the config
+        mounts there are folded into it wherever they come later in the list (runtime-tools and
+        containerd write them right after /dev, podman after /sys): (index of the devpts, index of the
+        shm tmpfs), either None when absent or not what `dev` mounts.  None: a plain tmpfs (elsewhere
+        than /dev, only with its devpts: what export writes for a `dev` at another target)."""
+        if not all(o in (*FLAG_OPTIONS, "ro", "strictatime") or o.startswith(("mode=", "size=")) for o in opts):
+            return None
+        base = os.path.normpath(dest)
+        pts = shm = None
+        for j in range(i + 1, len(items)):
+            x = items[j]
+            d = x.get("destination") if isinstance(x, dict) else None
+            if not isinstance(d, str):
+                continue
+            d = os.path.normpath(d)
+            if d == base:
+                break  # /dev mounted over again: what follows lands on that one
+            x_opts = x.get("options") or []
+            if not isinstance(x_opts, list) or not all(isinstance(o, str) for o in x_opts):
+                continue
+            if pts is None and d == base + "/pts" and x.get("type") == "devpts" \
+                    and set(x_opts) <= {*DEVPTS_OPTIONS, "gid=5"} and x.get("source") in (None, "devpts"):
+                pts = j
+            elif shm is None and d == base + "/shm" and x.get("type") == "tmpfs" and x.get("source") in (None, "shm") \
+                    and all(o in (*SHM_FLAGS, "mode=1777") or o.startswith("size=") for o in x_opts):
+                shm = j
+        if pts is None and base != "/dev":
+            return None
+        return pts, shm
 
     # -- cgroup, sysctls, seccomp ---------------------------------------------
 
@@ -420,6 +486,10 @@ class _Importer:
             io["limits"] = list(limits.values())
         if io:
             cg["io"] = io
+        if "devices" in res:
+            devices = self._devices(_want(res.pop("devices"), list, "linux.resources.devices"))
+            if devices is not None:
+                cg["devices"] = devices
         path = linux.pop("cgroupsPath", None)
         if path is not None:
             _want(path, str, "linux.cgroupsPath")
@@ -432,6 +502,50 @@ class _Importer:
                 cg["parent"] = head if tail == f"linx-{self.spec.get('name')}" and head != "/" else path
         if cg:
             self.spec["cgroup"] = cg
+
+    def _devices(self, rules: list) -> list[dict[str, Any]] | None:
+        """linux.resources.devices (applied in order, as the v1 devices controller
+        does) -> cgroup.devices, an allow-list after an implicit deny-all.  A deny-all
+        rule starts the list (what comes before it is undone by it); an allow-all
+        one ends the restriction; allows before any deny-all change nothing (a new
+        cgroup allows all).  A deny of one device is exact when it takes a whole
+        earlier allow back or touches none; anything else is a Loss."""
+        allowed: list[dict[str, Any]] | None = None  # None: every device allowed
+        for i, r in enumerate(rules):
+            where = f"linux.resources.devices[{i}]"
+            _want(r, dict, where)
+            allow = _want(r.get("allow"), bool, where + ".allow")
+            kind = _want(r.get("type", "a"), str, where + ".type") or "a"
+            access = _want(r.get("access", "rwm"), str, where + ".access") or "rwm"
+            if kind not in ("a", "b", "c"):
+                raise _Bad(where + ".type", f"expected a, b or c, got {kind[:20]!r}")
+            if not access or set(access) - set("rwm"):
+                raise _Bad(where + ".access", f"expected letters of rwm, got {access[:20]!r}")
+            numbers = []
+            for key in ("major", "minor"):
+                n = r.get(key)
+                numbers.append("*" if n is None or n == -1 else _want(n, int, f"{where}.{key}"))
+            if kind == "a":  # every device: the list starts again (deny) or ends (allow)
+                if set(access) != set("rwm"):
+                    self.lose(where, "an all-devices rule for only some of r, w, m")
+                else:
+                    allowed = None if allow else []
+                continue
+            rule: dict[str, Any] = {"type": kind, "access": "".join(c for c in "rwm" if c in access)}
+            rule.update((k, n) for k, n in zip(("major", "minor"), numbers) if n != "*")
+            if allow:
+                if allowed is not None and rule not in allowed:
+                    allowed.append(rule)
+            elif allowed is None:
+                self.lose(where, "a deny rule on an unrestricted device list (linx-spec's cgroup.devices is an "
+                                 "allow-list: begin with a deny-all rule)")
+            elif rule in allowed:
+                allowed.remove(rule)
+            elif any(_overlaps(a, rule) for a in allowed):
+                self.lose(where, "a deny rule narrowing an earlier allow (linx-spec's cgroup.devices is an "
+                                 "allow-list)")
+            # else: it denies what is denied already: exact as it is
+        return allowed
 
     def _sysctl(self, linux: dict) -> None:
         sysctl = self.obj(linux, "sysctl", "linux.sysctl")
@@ -510,6 +624,13 @@ def _rlimit(value: int, name: str) -> int | str:
     if name == "rttime":
         return f"{value}us"
     return value
+
+
+def _overlaps(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Do two device rules (cgroup.devices dicts) name a common device?"""
+    if "a" not in (a["type"], b["type"]) and a["type"] != b["type"]:
+        return False
+    return all(a.get(k) is None or b.get(k) is None or a[k] == b[k] for k in ("major", "minor"))
 
 
 def _inverse(forward, value: int) -> int:

@@ -2,9 +2,12 @@
 
     linx-oci [--root DIR] [--log FILE] [--log-format text|json] [--systemd-cgroup] [--debug] COMMAND ...
       create --bundle B [--pid-file F] [--console-socket S] [--no-pivot] [--no-new-keyring] [--preserve-fds N] ID
+      run [--detach] (create's flags) ID     create, start, wait; exits with the container's code
       start ID | state ID | kill [--all] ID [SIGNAL] | delete [--force] ID
       list [--format table|json] [-q] | ps [--format table|json] ID
       exec [--process F | ARGS] [--detach] [--pid-file F] [--console-socket S] [--tty] ... ID [CMD...]
+      update [--resources FILE|-] [--memory N] [--pids-limit N] [--cpu-quota N] ... ID
+      pause ID | resume ID | events [--stats] [--interval 5s] ID
       features | --version
 
 Flags are parsed as urfave/cli (runc's parser) does: `--flag value`, `--flag=value`,
@@ -43,6 +46,14 @@ COMMANDS: dict[str, tuple[set[str], set[str], dict[str, str]]] = {
              {"detach", "tty", "no-new-privs", "ignore-paused"},
              {"p": "process", "d": "detach", "t": "tty", "u": "user", "e": "env", "c": "cap"}),
     "features": (set(), set(), {}),
+    # oci/cgroups.py
+    "update": ({"resources", "memory", "memory-swap", "memory-reservation", "cpu-share", "cpu-period", "cpu-quota",
+                "cpuset-cpus", "cpuset-mems", "pids-limit", "blkio-weight", "cpu-burst", "cpu-rt-period",
+                "cpu-rt-runtime", "cpu-idle", "kernel-memory", "kernel-memory-tcp", "l3-cache-schema",
+                "mem-bw-schema"}, set(), {"r": "resources"}),
+    "pause": (set(), set(), {}),
+    "resume": (set(), set(), {}),
+    "events": ({"interval"}, {"stats"}, {}),
 }
 REPEATED = {"env", "cap", "cgroup"}
 
@@ -207,17 +218,19 @@ def _dispatch(cmd: str, opts: dict, args: list[str], g: dict, log) -> int:
             return 0
         if cmd == "list":
             return _list(root, opts)
-        if cmd == "create":
-            from .runtime import create
+        if cmd in ("create", "run"):
+            from . import runtime
 
             if "bundle" not in opts:
                 opts["bundle"] = os.getcwd()
             if opts.get("preserve-fds", "0") != "0":
-                raise Usage("create: --preserve-fds is not supported (the container gets fds 0-2 only)")
-            return create(root.container(_one_id(cmd, args)), opts["bundle"], pid_file=opts.get("pid-file"),
-                          console_socket=opts.get("console-socket"), log=log)
-        if cmd == "run":
-            raise Usage("run: not supported; use create, then start")
+                raise Usage(f"{cmd}: --preserve-fds is not supported (the container gets fds 0-2 only)")
+            c = root.container(_one_id(cmd, args))
+            if cmd == "run":
+                return runtime.run(c, opts["bundle"], pid_file=opts.get("pid-file"),
+                                   console_socket=opts.get("console-socket"), detach=bool(opts.get("detach")), log=log)
+            return runtime.create(c, opts["bundle"], pid_file=opts.get("pid-file"),
+                                  console_socket=opts.get("console-socket"), log=log)
         if cmd == "exec":
             from .exec_ import exec_command
 
@@ -244,6 +257,10 @@ def _dispatch(cmd: str, opts: dict, args: list[str], g: dict, log) -> int:
             delete(c, bool(opts.get("force")), log)
         elif cmd == "ps":
             return _ps(c, opts)
+        elif cmd in ("update", "pause", "resume", "events"):
+            from .cgroups import command
+
+            return command(cmd, c, opts)
         return 0
     except LinxError as exc:
         log("error", str(exc))

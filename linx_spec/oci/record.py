@@ -48,7 +48,7 @@ class Record:
     id: str
     bundle: str
     created: str  # RFC 3339, UTC
-    status: str  # creating | created | running | stopped, as last written (see status())
+    status: str  # creating | created | running | paused | stopped, as last written (see status())
     pid: int = 0
     pid_start: int = 0
     holder_pid: int = 0
@@ -173,9 +173,9 @@ def status(r: Record) -> str:
     """What the container is now: the file's word checked against the kernel."""
     if r.status == "creating":
         return "creating" if holder_alive(r) else "stopped"
-    if r.status in ("created", "running") and r.pid and alive(r.pid, r.pid_start):
+    if r.status in ("created", "running", "paused") and r.pid and alive(r.pid, r.pid_start):
         # A created container lives only while its holder keeps the agent (its parent).
-        return r.status if r.status == "running" or holder_alive(r) else "stopped"
+        return r.status if r.status != "created" or holder_alive(r) else "stopped"
     return "stopped"
 
 

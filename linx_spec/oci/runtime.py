@@ -83,6 +83,17 @@ class Log:
 
 # --- config.json -> Plan ----------------------------------------------------------
 
+# What runc allows on top of a config's device rules, always (libcontainer/specconv
+# AllowedDevices, appended after linux.resources.devices): mknod of any node, the
+# standard nodes, the ptys.  Engines count on them (runtime-tools' default config
+# denies all and allows nothing; a shell then needs /dev/null).
+RUNC_ALLOWED_DEVICES = (
+    {"type": "c", "access": "m"}, {"type": "b", "access": "m"},
+    *({"type": "c", "major": ma, "minor": mi, "access": "rwm"}
+      for ma, mi in ((1, 3), (1, 8), (1, 7), (5, 0), (1, 5), (1, 9))),
+    {"type": "c", "major": 136, "access": "rwm"}, {"type": "c", "major": 5, "minor": 2, "access": "rwm"},
+)
+
 @dataclass(frozen=True)
 class Prepared:
     plan: object  # Plan
@@ -146,6 +157,7 @@ def prepare(bundle: str, cid: str, log: Log) -> Prepared:
                                       for k in ("height", "width")):
         console_size = (size["height"], size["width"])
     _ambient_as_runc(process, source, log)
+    cgroups_path = _cgroups_path(data, source)
     imported = import_config(data, source, bundle)
     for loss in imported.losses:
         log.warn(f"{source}: left out {loss}")
@@ -153,10 +165,61 @@ def prepare(bundle: str, cid: str, log: Log) -> Prepared:
     spec["name"] = _name_for(cid)
     spec.pop("stdio", None)  # the terminal is the console socket's (create --console-socket)
     # runc puts every container in a cgroup of its own: kill --all, ps and delete find it there.
-    spec.setdefault("cgroup", {})
+    cg = spec.setdefault("cgroup", {})
+    if cg.get("devices") is not None:
+        cg["devices"] += [r for r in RUNC_ALLOWED_DEVICES if r not in cg["devices"]]
     text = spec_yaml(spec, source)
-    plan = build_plan(load_text(text, f"{source} (imported)", env={}), source=source, base_dir=bundle)
+    loaded = load_text(text, f"{source} (imported)", env={})
+    plan = build_plan(loaded, source=source, base_dir=bundle)
+    if cgroups_path is not None:
+        from ..plan.cgroup import resolve
+
+        plan = replace(plan, cgroup=resolve(loaded.cgroup, loaded, leaf=cgroups_path))  # type: ignore[arg-type]
+    if plan.cgroup is not None:  # type: ignore[attr-defined]
+        plan = replace(plan, cgroup=_v1_exact(plan.cgroup, data))  # type: ignore[attr-defined]
     return Prepared(plan, hooks, dict(annotations), terminal, console_size)
+
+
+def _v1_exact(cg, data: dict):
+    """OCI's cpu.shares and blockIO.weight are cgroup v1's own units; a spec's are
+    v2's weights (1-10000), and the way there and back is not exact (shares 2048 ->
+    weight 79 -> 2073).  Where the controller is on v1, the config's figure is
+    written as is, as runc writes it.  `data` was type-checked by the import."""
+    res = (data.get("linux") or {}).get("resources") or {}
+    exact = {}
+    shares = (res.get("cpu") or {}).get("shares")
+    if type(shares) is int and 2 <= shares <= 262144:  # kernel/sched: MIN_SHARES, MAX_SHARES
+        exact["cpu.shares"] = str(shares)
+    weight = (res.get("blockIO") or {}).get("weight")
+    if type(weight) is int and 10 <= weight <= 1000:  # blkio: CFQ_WEIGHT_MIN..MAX, BFQ's the same
+        exact["blkio.weight"] = exact["blkio.bfq.weight"] = str(weight)
+    if not exact:
+        return cg
+    return replace(cg, hierarchies=tuple(
+        replace(h, writes=tuple((f, exact.get(f, v)) for f, v in h.writes)) if h.version == 1 else h
+        for h in cg.hierarchies))
+
+
+def _cgroups_path(data: dict, source: str) -> str | None:
+    """linux.cgroupsPath, taken out of the config: the container's own cgroup
+    (config-linux.md#cgroups-path), absolute or relative as runc reads it
+    (cgroupfs driver: `slice:prefix:name` is then a relative path too)."""
+    from ..errors import Problem, SpecError
+    from ..spec.cgroup import cgroup_path
+
+    linux = data.get("linux")
+    if not isinstance(linux, dict) or linux.get("cgroupsPath") in (None, ""):
+        if isinstance(linux, dict):
+            linux.pop("cgroupsPath", None)
+        return None
+    path = linux.pop("cgroupsPath")
+    try:
+        if not isinstance(path, str):
+            raise ValueError(f"expected a string, got {type(path).__name__}")
+        cgroup_path(path, "the cgroup path")
+    except ValueError as exc:
+        raise SpecError([Problem(source, 0, 0, "linux.cgroupsPath", str(exc))]) from None
+    return path
 
 
 # --- create and the holder ----------------------------------------------------------
@@ -257,14 +320,15 @@ def _quiet_stdio() -> None:
     os.close(null)
 
 
-def _cgroup_dirs(pid: int) -> tuple[str, ...]:
-    """The container's own cgroup directories (leaves named linx-...)."""
+def _cgroup_dirs(pid: int, plan) -> tuple[str, ...]:
+    """The container's own cgroup directories: its cgroupsPath, else the leaves named linx-..."""
     from ..host.cgroup import _cgroup_mounts, _cgroups_of
 
     mounts = _cgroup_mounts()
+    leaves = {h.leaf for h in plan.cgroup.hierarchies if h.leaf} if plan.cgroup is not None else set()
     out = []
     for key, path in _cgroups_of(pid).items():
-        if key in mounts and os.path.basename(path).startswith("linx-"):
+        if key in mounts and (path in leaves or not leaves and os.path.basename(path).startswith("linx-")):
             out.append(os.path.join(mounts[key], path.lstrip("/")))
     return tuple(sorted(set(out)))
 
@@ -297,7 +361,14 @@ class _Holder:
         self.pidfd = -1
 
     def state(self, status_word: str) -> dict:
-        return state_json(replace(self.c.load(), status=status_word))
+        """The state a hook is given: that of its point in the lifecycle, with the container's pid,
+        not a fresh look (a program that has already ended would read 'stopped', pid 0)."""
+        r = self.c.load()
+        out = state_json(replace(r, status=status_word))
+        out["status"] = status_word
+        if status_word != "stopped":
+            out["pid"] = r.pid
+        return out
 
     def create(self, console_socket: str | None) -> int:
         from ..runner import Workload
@@ -311,8 +382,12 @@ class _Holder:
         w.spawn()
         _quiet_stdio()
         w.setup()
+        if prep.plan.has_new("cgroup"):
+            # runc's container is in every namespace of its config once `create` returns (nsexec
+            # unshares the cgroup one before its init parks): engines and runtime-tools look then.
+            w.agent.unshare_cgroupns()
         self.pidfd = os.pidfd_open(w.pid)
-        self.c.update(pid=w.pid, pid_start=pid_start_time(w.pid) or 0, cgroups=_cgroup_dirs(w.pid))
+        self.c.update(pid=w.pid, pid_start=pid_start_time(w.pid) or 0, cgroups=_cgroup_dirs(w.pid, prep.plan))
         state = state_json(replace(self.c.load(), status="creating"))
         state["status"] = "creating"
         state["pid"] = w.pid
@@ -362,7 +437,7 @@ class _Holder:
             for fd, _ in poller.poll():
                 if fd == self.pidfd:
                     poller.unregister(fd)
-                    if self.c.load().status in ("created", "running"):
+                    if self.c.load().status in ("created", "running", "paused"):
                         self.c.update(status="stopped")
                     continue
                 conn, _ = listener.accept()
@@ -486,7 +561,7 @@ def kill(c: Container, signo: int, all_: bool = False) -> None:
     r = c.load()
     now = status(r)
     if not all_:
-        if now not in ("created", "running"):
+        if now not in ("created", "running", "paused"):
             raise StateError(f"cannot kill container `{c.id}`: it is {now}")
         fd = _pidfd_of(r)
         if fd is None:
@@ -518,7 +593,7 @@ def delete(c: Container, force: bool, log: Log) -> None:
         c.remove()
         return
     now = status(r)
-    if now in ("running", "creating") and not force:
+    if now in ("running", "paused", "creating") and not force:
         raise StateError(f"cannot delete container `{c.id}` that is {now}: stop it first, or use --force")
     if holder_alive(r):
         _ask(c, "delete")
@@ -535,23 +610,79 @@ def delete(c: Container, force: bool, log: Log) -> None:
 
 
 def _remove_orphaned(r: Record, log: Log) -> None:
-    """The holder is gone (killed): what can still be found is killed and removed."""
-    for pid in cgroup_pids(r):
+    """The holder is gone (killed): what can still be found is killed and removed,
+    as the holder's own undo does (host/cgroup.py Live: freeze or cgroup.kill,
+    SIGKILL through pidfds, rmdir retried while the dead are reaped)."""
+    from ..host.cgroup import Live
+
+    fd = _pidfd_of(r)  # outside any recorded cgroup (none recorded): still ours by its start time
+    if fd is not None:
         try:
-            os.kill(pid, signal.SIGKILL)
+            signal.pidfd_send_signal(fd, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    for d in reversed(r.cgroups):
-        for _ in range(250):
+        finally:
+            os.close(fd)
+    try:
+        Live.of_dirs(r.cgroups).destroy()
+    except OSError as exc:
+        log.warn(f"could not remove the cgroups {' '.join(r.cgroups)}: {exc.strerror}")
+
+
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def run(c: Container, bundle: str, *, pid_file: str | None, console_socket: str | None, detach: bool,
+        log: Log) -> int:
+    """`run` as runc's: create, start, and (without --detach) wait for the container,
+    forwarding signals to it, delete it once it ended, and exit with its code
+    (128+N when killed by signal N).  The waiting `run` is a subreaper: when the
+    agent lets go of the started container (release), it becomes run's child."""
+    if not detach:
+        import ctypes
+
+        if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+            raise StateError(f"run: prctl(PR_SET_CHILD_SUBREAPER): {os.strerror(ctypes.get_errno())}")
+    create(c, bundle, pid_file=pid_file, console_socket=console_socket, log=log)
+    try:
+        start(c)
+    except BaseException:
+        delete(c, True, log)
+        raise
+    if detach:
+        return 0
+    pid = c.load().pid
+
+    def forward(signo: int, _frame) -> None:
+        try:
+            kill(c, signo)
+        except LinxError:
+            pass  # it is ending anyway
+
+    old = {sig: signal.signal(sig, forward) for sig in FORWARDED}
+    try:
+        while True:
             try:
-                os.rmdir(d)
+                got, wstatus = os.waitpid(-1, 0)
+            except ChildProcessError:  # not ours after all (the agent could not release it to us)
+                code = 255
                 break
-            except FileNotFoundError:
+            if got == pid:
+                code = os.waitstatus_to_exitcode(wstatus)
+                code = 128 - code if code < 0 else code
                 break
-            except OSError:
-                time.sleep(0.02)
-        else:
-            log.warn(f"could not remove the cgroup {d}")
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    delete(c, False, log)
+    while True:  # the holder, gone with delete
+        try:
+            if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                break
+        except ChildProcessError:
+            break
+    return code
 
 
 def run_with_report(fn: Callable[[], int | None], log: Log) -> int:

@@ -54,3 +54,30 @@ def check_joined(joins: list[tuple[str, str]]) -> None:
         if kind != name:
             raise PlanError(f"{path} is a {kind} namespace, not a {name} namespace",
                             f"give /proc/PID/ns/{name}, or join it as `{kind}: {{join: {path}}}`", field)
+
+
+_PROC_NAME = {"mount": "mnt", "uts": "uts"}
+
+
+def check_not_runtimes_own(name: str, path: str, field: str) -> None:
+    """A joined `mount` namespace that gets mounts (or a `uts` one that gets a hostname)
+    is changed, as runc changes it; it must then not be the runtime's own namespace or
+    the host's (init's): pivot_root there would move the host's root.  Told apart by
+    device and inode of the nsfs file, so it must be there to be compared.  The agent
+    checks again in the child, right before the change (agent/lx_ns_guard.c)."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise PlanError(f"{path}: {e.strerror}: a joined {name} namespace that `{field}` changes must exist when "
+                        "planning, to be told apart from the host's", f"give an existing /proc/PID/ns/"
+                        f"{_PROC_NAME[name]} or a bind mount of one", f"namespaces.{name}.join") from None
+    for owner in ("self", "1"):
+        try:
+            own = os.stat(f"/proc/{owner}/ns/{_PROC_NAME[name]}")
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == (own.st_dev, own.st_ino):
+            who = "the runtime's own" if owner == "self" else "the host's (pid 1's)"
+            raise PlanError(f"{path} is {who} {name} namespace: `{field}` would change the host",
+                            f"join another {name} namespace, or create one (`{name}: new`)",
+                            f"namespaces.{name}.join")

@@ -5,6 +5,7 @@ cannot express is named (an error, or a warning with --lossy)."""
 from __future__ import annotations
 
 import json
+import re
 import os
 from pathlib import Path
 
@@ -162,6 +163,138 @@ def test_seccomp_round_trip_with_a_profile(tmp_path):
     assert sa == sb
 
 
+DEVICES_SPEC = """
+version: 1
+name: dv
+process: {command: [/bin/true]}
+namespaces: [pid, mount, ipc]
+mounts:
+  rootfs: root
+  entries:
+    - {type: dev}
+    - {type: tmpfs, target: /cache, source: my-cache}
+    - {type: mqueue}
+  devices:
+    - {path: /dev/fuse, type: c, major: 10, minor: 229, mode: 0o660, uid: 0, gid: 5}
+    - {path: /dev/fifo, type: p, mode: 0o600}
+"""
+
+
+def test_devices_and_fs_sources_round_trip(tmp_path, schema):
+    (tmp_path / "root").mkdir()
+    path = tmp_path / "dv.yaml"
+    path.write_text(DEVICES_SPEC)
+    c = export(path).config
+    assert not [e.message for e in schema.iter_errors(c)]
+    assert c["linux"]["devices"] == [
+        {"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 0o660, "uid": 0, "gid": 5},
+        {"path": "/dev/fifo", "type": "p", "fileMode": 0o600, "uid": 0, "gid": 0}]
+    assert [(m["destination"], m["source"]) for m in c["mounts"]] == [
+        ("/dev", "tmpfs"), ("/dev/pts", "devpts"), ("/dev/shm", "shm"), ("/cache", "my-cache"),
+        ("/dev/mqueue", "mqueue")]
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "config.json").write_text(json.dumps(c))
+    res = cli("import", "oci", str(tmp_path / "b"), "-o", str(tmp_path / "back.yaml"))
+    assert res.exit_code == 0, res.output
+    a, b = plan_json(path), plan_json(tmp_path / "back.yaml")
+    ma = next(s for s in a["steps"] if s["step"] == "mounts")["args"]["mounts"]
+    mb = next(s for s in b["steps"] if s["step"] == "mounts")["args"]["mounts"]
+    assert ma == mb and "node /dev/fuse (c 10:229, mode 0660, owner 0:5,create)" in ma
+
+
+def test_import_takes_runtime_tools_devices():
+    """validation/linux_devices: a FIFO with numbers (ignored) and Go's file mode."""
+    imported = import_config(config(linux__devices=[
+        {"path": "/dev/test1", "type": "c", "major": 10, "minor": 666, "fileMode": 432, "uid": 0, "gid": 0},
+        {"path": "/dev/test3", "type": "p", "major": 8, "minor": 666, "fileMode": 432}]), "config.json", "/")
+    assert imported.spec["mounts"]["devices"] == [
+        {"path": "/dev/test1", "type": "c", "major": 10, "minor": 666, "mode": 0o660, "uid": 0, "gid": 0},
+        {"path": "/dev/test3", "type": "p", "mode": 0o660}]
+    assert not imported.losses
+
+
+PROC = {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}
+DEV = {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+       "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}
+PTS = {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+       "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}
+SHM = {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+       "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}
+MQUEUE = {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}
+SYSFS = {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}
+CGROUP = {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+          "options": ["rprivate", "nosuid", "noexec", "nodev", "relatime", "ro"]}
+DEV_ENTRY = {"type": "dev", "target": "/dev", "flags": ["nosuid"], "shm_size": 65536 * 1024}
+FRESH = [{"type": "mqueue", "target": "/dev/mqueue", "readonly": False, "flags": ["nosuid", "nodev", "noexec"]},
+         {"type": "sysfs", "target": "/sys", "readonly": True, "flags": ["nosuid", "nodev", "noexec"]}]
+
+
+@pytest.mark.parametrize("engine, mounts", [
+    ("runtime-tools", [PROC, DEV, PTS, SHM, MQUEUE, SYSFS]),
+    ("containerd", [PROC, DEV, PTS, SHM, MQUEUE, SYSFS,
+                    {"destination": "/run", "type": "tmpfs", "source": "tmpfs",
+                     "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}]),
+    ("podman", [PROC, DEV, SYSFS, PTS, MQUEUE, CGROUP,
+                {"destination": "/dev/shm", "type": "bind", "source": "/var/lib/containers/x/shm",
+                 "options": ["bind", "rprivate", "nosuid", "noexec", "nodev"]}]),
+])
+def test_engines_standard_mount_sets_import(engine, mounts):
+    """The standard set of each engine: /dev becomes `dev` with its devpts (and shm tmpfs) folded in,
+    wherever they come; what has no counterpart is named, with the option or type."""
+    imported = import_config(config(mounts=mounts), "config.json", "/")
+    entries = imported.spec["mounts"]["entries"]
+    losses = sorted(str(x) for x in imported.losses)
+    proc = {"type": "proc", "target": "/proc", "readonly": False, "flags": ["nosuid", "nodev", "noexec"]}
+    if engine == "runtime-tools":
+        assert entries == [proc, DEV_ENTRY, *FRESH] and losses == []
+    elif engine == "containerd":
+        assert entries == [proc, DEV_ENTRY, *FRESH, {"target": "/run", "size": 65536 * 1024, "mode": 0o755,
+                                                      "type": "tmpfs", "readonly": False, "flags": ["nosuid"]}]
+        assert losses == ["mounts[6].options: strictatime at /run: linx-spec sets only ro, nosuid, nodev, noexec "
+                          "(and the type's own options)"]
+    else:
+        dev = {k: v for k, v in DEV_ENTRY.items() if k != "shm_size"}
+        assert entries == [proc, dev, FRESH[1], FRESH[0],
+                           {"target": "/dev/shm", "type": "bind", "source": "/var/lib/containers/x/shm",
+                            "recursive": False, "readonly": False, "flags": ["nosuid", "nodev", "noexec"]}]
+        assert [x.split(":")[0] for x in losses] == ["mounts[5]"] and "`cgroup` mount" in losses[0]
+    spec = Spec.model_validate(imported.spec)  # and the spec model takes it
+    assert spec.mounts.entries[1].type == "dev"
+
+
+def test_a_cgroup_mount_with_a_cgroup_namespace_imports_and_exports(tmp_path):
+    c = config(mounts=[CGROUP])
+    c["linux"]["namespaces"].append({"type": "cgroup"})
+    imported = import_config(c, "config.json", "/")
+    assert imported.spec["mounts"]["entries"] == [{"target": "/sys/fs/cgroup", "type": "cgroup", "readonly": True,
+                                                   "flags": ["nosuid", "nodev", "noexec"]}]
+    assert not imported.losses  # rprivate and relatime: what linx-spec's mounts are anyway
+    (tmp_path / "root").mkdir()
+    path = tmp_path / "s.yaml"
+    path.write_text("version: 1\nname: p\nprocess: {command: [/bin/true]}\nnamespaces: [mount, cgroup]\n"
+                    "mounts: {rootfs: root, entries: [{type: cgroup}]}\n")
+    assert export(path).config["mounts"] == [{"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+                                              "options": ["ro", "nosuid", "nodev", "noexec"]}]
+
+
+def test_a_devpts_of_its_own_imports_and_exports(tmp_path):
+    """A rootfs with its own /dev (no /dev tmpfs): the devpts alone, with its options."""
+    imported = import_config(config(mounts=[{"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+                                             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0600",
+                                                         "mode=0620", "gid=5"]}]), "config.json", "/")
+    assert imported.spec["mounts"]["entries"] == [{"target": "/dev/pts", "type": "devpts", "ptmxmode": 0o600,
+                                                   "mode": 0o620, "gid": 5, "readonly": False,
+                                                   "flags": ["nosuid", "noexec"]}]
+    assert not imported.losses
+    (tmp_path / "root").mkdir()
+    path = tmp_path / "s.yaml"
+    path.write_text("version: 1\nname: p\nprocess: {command: [/bin/true]}\nnamespaces: [mount]\n"
+                    "mounts: {rootfs: root, entries: [{type: devpts, ptmxmode: 0o600, gid: 5}]}\n")
+    assert export(path).config["mounts"] == [{"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+                                              "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0600",
+                                                          "mode=0620", "gid=5"]}]
+
+
 # -- what export cannot say -----------------------------------------------------
 
 BASE = "version: 1\nname: x\nprocess: {command: [/bin/true]}\n"
@@ -242,11 +375,13 @@ def config(**extra) -> dict:
 
 IMPORT_LOSSES = {
     "hooks.prestart": config(hooks={"prestart": [{"path": "/bin/true"}]}),
-    "linux.resources.devices": config(linux__resources={"devices": [{"allow": False, "access": "rwm"}]}),
+    "linux.resources.devices[0]": config(linux__resources={"devices": [{"allow": False, "type": "c",
+                                                                      "major": 1, "minor": 3}]}),
     "process.apparmorProfile": config(process__apparmorProfile="docker-default"),
     "process.selinuxLabel": config(process__selinuxLabel="system_u:system_r:container_t:s0"),
     "linux.mountLabel": config(linux__mountLabel="system_u:object_r:container_file_t:s0"),
-    "linux.devices": config(linux__devices=[{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}]),
+    "linux.devices[0].bogus": config(linux__devices=[{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229,
+                                                      "bogus": 1}]),
     "linux.sysctl.kernel.msgmax": config(linux__sysctl={"kernel.msgmax": "8192"}),
     "linux.seccomp.flags": config(linux__seccomp={"defaultAction": "SCMP_ACT_ALLOW",
                                                   "flags": ["SECCOMP_FILTER_FLAG_LOG"]}),
@@ -332,7 +467,8 @@ def test_runc_default_config_imports_with_named_losses(tmp_path):
                    "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
                    "maskedPaths": ["/proc/kcore"], "readonlyPaths": ["/proc/sys"]}}
     imported = import_config(c, "config.json", str(tmp_path))
-    assert sorted(str(x).split(":")[0] for x in imported.losses) == ["linux.resources.devices", "mounts[4]"]
+    assert sorted(str(x).split(":")[0] for x in imported.losses) == ["mounts[4]"]
+    assert imported.spec["cgroup"]["devices"] == []  # deny all, allow none: runc's own additions are the runtime's
     m = imported.spec["mounts"]
     assert m["rootfs"] == str(tmp_path / "rootfs") and m["rootfs_readonly"] is True
     assert {"type": "dev", "target": "/dev", "flags": ["nosuid"], "shm_size": 65536 * 1024} in m["entries"]
@@ -346,3 +482,48 @@ def test_weight_conversions_invert(forward):
     for w in range(1, 10001):
         assert forward(_inverse(forward, forward(w))) == forward(w)
     assert _inverse(cpu_shares, cpu_shares(100)) == 100
+
+
+# containerd's default (oci/spec.go: deny all, then WithDefaultUnixDevices' nodes); podman's is alike.
+CONTAINERD_DEVICES = [{"allow": False, "access": "rwm"}] + [
+    {"allow": True, "type": "c", "major": ma, "minor": mi, "access": "rwm"}
+    for ma, mi in ((1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 1), (5, 2), (10, 200))] + [
+    {"allow": True, "type": "c", "major": 136, "minor": -1, "access": "rwm"}]
+
+
+def test_import_device_rules_become_the_allow_list(tmp_path):
+    imported = import_config(config(linux__resources={"devices": CONTAINERD_DEVICES}), "c.json", str(tmp_path))
+    assert imported.losses == []
+    rules = imported.spec["cgroup"]["devices"]
+    assert rules[0] == {"type": "c", "major": 1, "minor": 3, "access": "rwm"}
+    assert rules[-1] == {"type": "c", "major": 136, "access": "rwm"}  # -1: any minor
+    assert len(rules) == 10
+    spec = load_text(f"version: 1\nprocess: {{command: [/bin/true]}}\ncgroup: {json.dumps(imported.spec['cgroup'])}\n",
+                     "t.yaml")
+    assert len(spec.cgroup.devices) == 10
+    # In order, as the kernel applies them: an allow-all ends the restriction, a later deny-all starts again,
+    # a deny taking an allow back is exact, one narrowing it is a loss.
+    rules = [{"allow": False, "access": "rwm"}, {"allow": True, "type": "c", "major": 1, "minor": 3},
+             {"allow": True, "type": "b", "major": 8, "access": "r"},
+             {"allow": False, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+             {"allow": False, "type": "b", "major": 8, "minor": 1, "access": "r"},
+             {"allow": False, "type": "c", "major": 4, "minor": 1}]
+    imported = import_config(config(linux__resources={"devices": rules}), "c.json", str(tmp_path))
+    assert imported.spec["cgroup"]["devices"] == [{"type": "b", "major": 8, "access": "r"}]
+    assert [x.field for x in imported.losses] == ["linux.resources.devices[4]"]
+    imported = import_config(config(linux__resources={"devices": rules + [{"allow": True, "access": "rwm"}]}),
+                             "c.json", str(tmp_path))
+    assert "devices" not in imported.spec.get("cgroup", {})
+
+
+@pytest.mark.parametrize("rule, where", [
+    ({"allow": "yes"}, "linux.resources.devices[0].allow"),
+    ({"allow": True, "type": "x"}, "linux.resources.devices[0].type"),
+    ({"allow": True, "type": "c", "access": "rwx"}, "linux.resources.devices[0].access"),
+    ({"allow": True, "type": "c", "major": "1"}, "linux.resources.devices[0].major"),
+])
+def test_import_bad_device_rules_name_the_field(rule, where, tmp_path):
+    from linx_spec.errors import SpecError
+
+    with pytest.raises(SpecError, match=rf"{where.replace('[', '.').replace(']', '.')}"):
+        import_config(config(linux__resources={"devices": [rule]}), "c.json", str(tmp_path))

@@ -162,3 +162,77 @@ def test_state_list_kill_import_neither_pydantic_nor_yaml():
                        env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=60)
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "[]"
+
+
+# --- update, pause, resume, events (oci/cgroups.py) ------------------------------------
+
+def test_update_maps_runcs_resources_to_v1_and_v2_files():
+    from linx_spec.oci.cgroups import plan_update
+
+    res = {"memory": {"limit": 64 << 20, "swap": 96 << 20, "reservation": 32 << 20},
+           "cpu": {"shares": 2048, "quota": 50000, "period": 100000, "cpus": "0-1", "mems": "0"},
+           "pids": {"limit": 7}, "blockIO": {"weight": 500}, "unknownKey": 1}
+    assert plan_update(res, False, lambda f: None) == [
+        ("memory.limit_in_bytes", str(64 << 20)), ("memory.memsw.limit_in_bytes", str(96 << 20)),
+        ("memory.soft_limit_in_bytes", str(32 << 20)), ("cpu.shares", "2048"), ("cpu.cfs_period_us", "100000"),
+        ("cpu.cfs_quota_us", "50000"), ("blkio.weight", "500"), ("cpuset.cpus", "0-1"), ("cpuset.mems", "0"),
+        ("pids.max", "7")]
+    assert plan_update(res, True, lambda f: None) == [
+        ("memory.max", str(64 << 20)), ("memory.swap.max", str(32 << 20)), ("memory.low", str(32 << 20)),
+        ("cpu.weight", "79"), ("cpu.max", "50000 100000"), ("io.weight", "default 4950"), ("cpuset.cpus", "0-1"),
+        ("cpuset.mems", "0"), ("pids.max", "7")]
+    # One half of cpu.max: the other is the kernel's current one; -1 is no limit.
+    assert plan_update({"cpu": {"quota": -1}}, True, lambda f: "20000 50000\n") == [("cpu.max", "max 50000")]
+    assert plan_update({"pids": {"limit": -1}, "memory": {"limit": -1}}, True, lambda f: None) == [
+        ("memory.max", "max"), ("pids.max", "max")]
+
+
+@pytest.mark.parametrize("res, words", [
+    ({"cpu": {"quota": 5}}, "1000us"),
+    ({"cpu": {"shares": 1}}, "cpu.shares"),
+    ({"cpu": {"cpus": "0;rm"}}, "cpu.cpus"),
+    ({"memory": {"limit": "1g"}}, "memory.limit"),
+    ({"memory": {"limit": -2}}, "memory.limit"),
+    ({"pids": {"limit": True}}, "pids.limit"),
+    ({"memory": {"kernel": 1}}, "not supported"),
+    ({"cpu": {"realtimeRuntime": 5}}, "not supported"),
+    ({"devices": [{"allow": True}]}, "not supported"),
+    ({"cpu": "x"}, "expected an object"),
+])
+def test_update_checks_every_value_before_writing(res, words):
+    from linx_spec.errors import PlanError
+    from linx_spec.oci.cgroups import plan_update
+
+    with pytest.raises(PlanError, match=words):
+        plan_update(res, False, lambda f: None)
+
+
+def test_update_flags_and_resources_file(tmp_path):
+    import io
+
+    from linx_spec.errors import PlanError
+    from linx_spec.oci.cgroups import resources_from
+
+    assert resources_from({"memory": "64m", "memory-swap": "-1", "pids-limit": "9", "cpu-quota": "20000",
+                           "cpuset-cpus": "0"}) == {
+        "memory": {"limit": 64 << 20, "swap": -1}, "pids": {"limit": 9}, "cpu": {"quota": 20000, "cpus": "0"}}
+    assert resources_from({"resources": "-"}, io.BytesIO(b'{"pids": {"limit": 3}}')) == {"pids": {"limit": 3}}
+    (tmp_path / "r.json").write_text('{"memory": {"limit": 1}}')
+    assert resources_from({"resources": str(tmp_path / "r.json")}) == {"memory": {"limit": 1}}
+    for opts, stdin, words in (({"resources": "-"}, io.BytesIO(b"[1]"), "JSON object"),
+                               ({"resources": "-"}, io.BytesIO(b"{" * 70000), "bytes"),
+                               ({"memory": "lots"}, None, "expected bytes"),
+                               ({"cpu-rt-runtime": "5"}, None, "not supported")):
+        with pytest.raises(PlanError, match=words):
+            resources_from(opts, stdin)
+
+
+def test_paused_is_a_status_while_the_process_lives():
+    import os as _os
+
+    from linx_spec.oci.record import Record, pid_start_time, status
+
+    me = _os.getpid()
+    r = Record("c", "/b", "now", "paused", pid=me, pid_start=pid_start_time(me) or 0)
+    assert status(r) == "paused"
+    assert status(Record("c", "/b", "now", "paused", pid=me, pid_start=1)) == "stopped"  # another process's pid
