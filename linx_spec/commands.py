@@ -56,6 +56,16 @@ def _quiet(local: bool) -> bool:
     return local or _Global.quiet
 
 
+# A command whose output only confirms what it did: with -q, nothing but errors
+# (which go to stderr through errors.report(), whatever -q says).
+QuietOpt = typer.Option(False, "--quiet", "-q", help="Print nothing but errors.")
+
+
+def _say(text: str, quiet: bool) -> None:
+    if not _quiet(quiet):
+        print(text)
+
+
 MAX_ROOT_PATH = 4000  # below PATH_MAX with room for NAME/state.json
 
 
@@ -82,7 +92,8 @@ def _main(version: bool = typer.Option(False, "--version", callback=_print_versi
                                              "same as LINX_RUNTIME_DIR). Made 0700; refused unless it is yours "
                                              "alone."),
           quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only what the command is for: apply "
-                                     "only the workload's output and errors, ps only names.")) -> None:
+                                     "only the workload's output and errors, ps only names; stop, restart, "
+                                     "pause, resume, diff and gc nothing but errors.")) -> None:
     _use_root(root)
     _Global.quiet = quiet
 
@@ -161,6 +172,7 @@ def diff(
     spec_file: str = typer.Argument(..., metavar="SPEC.yaml"),
     set_: Optional[List[str]] = SetOpt,
     revert_released: bool = typer.Option(False, "--revert-released", help="Show released limits as reverted."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors: the exit code says it."),
 ) -> None:
     """What `apply` would change in the running detached workload of the spec's name,
     against what the kernel shows now: each field marked live or restart.
@@ -170,28 +182,28 @@ def diff(
 
     p = _load_and_plan(spec_file, set_ or [])
     report = diff_(p.name, p, revert_released=revert_released)
-    print(report.text())
+    _say(report.text(), quiet)
     raise typer.Exit(0 if report.converged else 1)
 
 
 @app.command()
-def pause(name: str = typer.Argument(..., help="Workload name.")) -> None:
+def pause(name: str = typer.Argument(..., help="Workload name."), quiet: bool = QuietOpt) -> None:
     """Freeze every process of a detached workload (v1 freezer, v2 cgroup.freeze).
 
     Example: linx-spec pause web"""
     from .live import pause as pause_
 
-    print(f"{name}: {pause_(name)}")
+    _say(f"{name}: {pause_(name)}", quiet)
 
 
 @app.command()
-def resume(name: str = typer.Argument(..., help="Workload name.")) -> None:
+def resume(name: str = typer.Argument(..., help="Workload name."), quiet: bool = QuietOpt) -> None:
     """Thaw a paused detached workload.
 
     Example: linx-spec resume web"""
     from .live import resume as resume_
 
-    print(f"{name}: {resume_(name)}")
+    _say(f"{name}: {resume_(name)}", quiet)
 
 
 @app.command(epilog=EXIT_HELP)
@@ -377,13 +389,14 @@ def kill_(name: str = typer.Argument(...), sig: str = typer.Argument("TERM", met
 
 @app.command()
 def stop(name: str = typer.Argument(...),
-         grace: Optional[str] = typer.Option(None, "--grace", help="SIGTERM -> SIGKILL grace (default: the spec's).")) -> None:
+         grace: Optional[str] = typer.Option(None, "--grace", help="SIGTERM -> SIGKILL grace (default: the spec's)."),
+         quiet: bool = QuietOpt) -> None:
     """Stop a detached workload: SIGTERM, a grace period, SIGKILL; it is not restarted.
 
     Example: linx-spec stop --grace 10s web"""
     from .detach import stop as stop_
 
-    print(f"{name}: {stop_(name, _parse_duration(grace))}")
+    _say(f"{name}: {stop_(name, _parse_duration(grace))}", quiet)
 
 
 @app.command()
@@ -402,7 +415,8 @@ def logs(name: str = typer.Argument(...),
 
 @app.command()
 def restart(name: str = typer.Argument(...),
-            grace: Optional[str] = typer.Option(None, "--grace", help="SIGTERM -> SIGKILL grace (default: the spec's).")) -> None:
+            grace: Optional[str] = typer.Option(None, "--grace", help="SIGTERM -> SIGKILL grace (default: the spec's)."),
+            quiet: bool = QuietOpt) -> None:
     """Stop a detached workload (if it runs) and start it again, detached, from the
     plan it was started with.
 
@@ -410,7 +424,7 @@ def restart(name: str = typer.Argument(...),
     from .detach import restart as restart_
 
     name_, pid = restart_(name, _parse_duration(grace))
-    print(name_)
+    _say(name_, quiet)
 
 
 @app.command("wait")
@@ -466,7 +480,8 @@ app.add_typer(_import_app, name="import")
 
 @app.command()
 def gc(dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Only list what would be removed."),
-       state: bool = typer.Option(False, "--state", help="Also remove the state of exited detached workloads.")) -> None:
+       state: bool = typer.Option(False, "--state", help="Also remove the state of exited detached workloads."),
+       quiet: bool = QuietOpt) -> None:
     """The leak census: list linx-spec's processes, cgroups, interfaces and state on
     this host, and remove leftovers of dead workloads (never anything in use).
 
@@ -475,9 +490,9 @@ def gc(dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Only list wh
 
     report = gc_(dry_run=dry_run, states=state)
     for item, action in report:
-        print(f"{item.kind:<9} {item.obj:<60} {item.note:<28} {action}")
+        _say(f"{item.kind:<9} {item.obj:<60} {item.note:<28} {action}", quiet)
     if not report:
-        print("nothing of linx-spec's on this host")
+        _say("nothing of linx-spec's on this host", quiet)
 
 
 def main() -> None:

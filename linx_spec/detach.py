@@ -81,10 +81,52 @@ def kill(name: str, signo: int) -> None:
     os.kill(pid, signo)
 
 
+START_WAIT_S = 120.0  # how long `stop` waits for a start to settle before it gives up (exit 72)
+
+
+def _starting(view) -> bool:
+    """Its start is under way: its supervisor is at it, or the `apply -d` that
+    claimed the name has not handed it over yet (both alive)."""
+    st = view.state
+    if st.get("status") != "starting":
+        return False
+    return view.status == "starting" or (view.status == "dead" and not st.get("supervisor_pid")
+                                         and alive(st.get("creator_pid"), st.get("creator_pid_start")))
+
+
+def _wait_started(sd: StateDir, seconds: float = START_WAIT_S):
+    """`stop` of a workload that is starting (runc and podman wait too): the stop is
+    lodged with its supervisor as soon as one has it (so it is stopped the moment it
+    runs, and not restarted, even if this wait is interrupted), then the start is
+    waited for.  -> the view once it is no longer starting; None when its start
+    failed (`apply -d` removed the state)."""
+    deadline = time.monotonic() + seconds
+    asked = False
+    while True:
+        view = sd.view()
+        if not sd.state_file.exists():
+            return None
+        if not _starting(view):
+            return view
+        if not asked and supervisor_alive(view.state):
+            asked = _ask_stop(sd.name, view.state)
+        if time.monotonic() >= deadline:
+            tail = "; the stop request stands: it is stopped as soon as it runs" if asked else ""
+            raise StateError(f"`{sd.name}` is still starting after {seconds:g}s (its start waits on something: "
+                             f"a FIFO in its stdio, a slow mount or network device?){tail}")
+        time.sleep(0.05)
+
+
 def stop(name: str, grace: float | None = None) -> str:
-    """TERM, grace, KILL; through the supervisor when it lives (so it does not restart)."""
+    """TERM, grace, KILL; through the supervisor when it lives (so it does not restart).
+    A workload that is starting is stopped once its start settles (_wait_started)."""
     sd = StateDir.open(name)
     view = sd.view()
+    if _starting(view):
+        started = _wait_started(sd)
+        if started is None:
+            return "not started (its start failed)"
+        view = started
     st = view.state
     if view.status in ("restarting", "ending"):  # a backoff, or just ended: the supervisor ends the loop
         _ask_stop(name, st)

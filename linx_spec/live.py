@@ -137,13 +137,23 @@ class _Target:
                              f"`linx-spec apply --restart` starts it afresh")
         return raw
 
-    def save(self, owned: dict[str, dict[str, str]], plan: Plan | None = None) -> None:
+    def save(self, owned: dict[str, dict[str, str]], plan: Plan | None = None,
+             host_ends: list[dict[str, Any]] | None = None) -> None:
         if self.state is not None:
+            changes: dict[str, Any] = {"last_applied": owned}
             if plan is not None:
                 self.state.save_plan(plan)
-                self.state.update(last_applied=owned, spec_hash=plan.spec_hash)
-            else:
-                self.state.update(last_applied=owned)
+                changes["spec_hash"] = plan.spec_hash
+            pid = self.pid
+            from .state import HOST_ENDS
+
+            def change(state: dict[str, Any]) -> None:
+                state.update(changes)
+                if host_ends:  # added to what the supervisor has of this workload's, in one locked update
+                    kept = [e for e in state.get(HOST_ENDS) or () if isinstance(e, dict) and e.get("pid") == pid]
+                    state[HOST_ENDS] = (kept + host_ends)[-_MAX_HOST_ENDS:]
+
+            self.state.modify(change)
         else:
             self.workload.last_applied = owned
             if plan is not None:
@@ -219,6 +229,7 @@ class _Work:
     fs: Any
     pids: list[int]
     net_ops: list[tuple[Change, Any]] = field(default_factory=list)  # (change, fn(Session)), in order
+    links_added: list[tuple[Change, Any, int]] = field(default_factory=list)  # (change, InterfacePlan, n)
 
 
 def _fs(fs: Any):
@@ -337,16 +348,19 @@ def _compute(t: _Target, new: Plan, fs: Any, revert_released: bool) -> _Work:
         was, wanted = getattr(t.plan.lifecycle, f), getattr(new.lifecycle, f)
         if was != wanted:
             report.changes.append(Change(words, SUPERVISOR, _show_setting(was), _show_setting(wanted), "live"))
-    net_ops = _network(t, new, owned, new_owned, intents, report, revert_released)
+    links_added: list[tuple[Change, Any, int]] = []
+    net_ops = _network(t, new, owned, new_owned, intents, report, revert_released, links_added)
     report.last_applied = owned
-    return _Work(report, writes, rl, new_owned, intents, fs, _workload_pids(t, leaves, fs), net_ops)
+    return _Work(report, writes, rl, new_owned, intents, fs, _workload_pids(t, leaves, fs), net_ops, links_added)
 
 
 # --- network: addresses, routes, sysctls, interfaces of the workload's netns ---------------------
 # Keys of last_applied: net:link:IFNAME, net:addr:IFNAME:ADDRESS, net:route:ROUTE_KEY,
 # net:sysctl:PATH.  `before` is ABSENT for an object linx-spec made (a revert deletes it),
-# `present` for one it found (never deleted), a sysctl's value for a sysctl.
+# `present` for one it found as the spec wants it (never deleted), REPLACED for a route
+# it replaced (`was` keeps that route: a revert puts it back), a sysctl's value for a sysctl.
 ABSENT = "absent"
+REPLACED = "replaced"
 _LIVE_KINDS = ("veth", "macvlan", "ipvlan")  # made live; an `existing` device is taken only at start
 _SYSCTL_ROOT = "/proc/sys/net/"
 # The order of a network convergence: conf.default.* before the interfaces that copy
@@ -383,6 +397,128 @@ def _route_key(r: Any) -> str:
     return "net:route:" + route_key(r.family, r.dst, r.dst_len, r.metric)
 
 
+_ROUTE_INTS = {"family": (0, 255), "table": (0, 2**32 - 1), "proto": (0, 255), "scope": (0, 255),
+               "type": (0, 255), "flags": (0, 2**32 - 1), "tos": (0, 255), "dst_len": (0, 128)}
+_ROUTE_OPTIONAL = {"priority": (0, 2**32 - 1), "pref": (0, 255)}
+_IFNAMSIZ = 16
+
+
+def route_record(route: tuple[Any, str]) -> str:
+    """A route linx-spec replaced (as observed, with its device), as last_applied keeps it."""
+    import json
+
+    state, dev = route
+    return json.dumps({**dataclasses.asdict(state), "dev": dev}, sort_keys=True)
+
+
+def route_from_record(text: str) -> tuple[Any, str] | None:
+    """route_record's text read back from state.json, checked field by field before
+    it becomes a netlink request: a unicast route of the main table, addresses of
+    its family, a device name the kernel could have.  None when it is not that."""
+    import ipaddress
+    import json
+    import socket
+
+    from .host.netlink import RT_TABLE_MAIN, RTN_UNICAST
+    from .plan.network import RouteState
+
+    try:
+        raw = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(raw, dict) or set(raw) != {f.name for f in dataclasses.fields(RouteState)} | {"dev"}:
+        return None
+
+    def number(key: str, bounds: tuple[int, int], optional: bool = False) -> bool:
+        v = raw[key]
+        return (optional and v is None) or (type(v) is int and bounds[0] <= v <= bounds[1])
+
+    if not (all(number(k, b) for k, b in _ROUTE_INTS.items()) and all(number(k, b, True)
+                                                                        for k, b in _ROUTE_OPTIONAL.items())):
+        return None
+    family, dev = raw["family"], raw.pop("dev")
+    if family not in (socket.AF_INET, socket.AF_INET6) or raw["table"] != RT_TABLE_MAIN or raw["type"] != RTN_UNICAST \
+            or raw["dst_len"] > (32 if family == socket.AF_INET else 128):
+        return None
+    if not (isinstance(dev, str) and 0 < len(dev) < _IFNAMSIZ and dev.isprintable() and "/" not in dev
+            and not any(c.isspace() for c in dev) and dev not in (".", "..")):
+        return None
+    for key in ("dst", "gateway", "prefsrc"):
+        v = raw[key]
+        if v is None:
+            continue
+        try:
+            if not isinstance(v, str) or ipaddress.ip_address(v).version != (4 if family == socket.AF_INET else 6):
+                return None
+        except ValueError:
+            return None
+    if (raw["dst"] is None) != (raw["dst_len"] == 0):
+        return None
+    return RouteState(**raw), dev
+
+
+# The host ends of veths a live apply added, kept in state.json (HOST_ENDS) beside last_applied:
+# the supervisor deletes them when the workload ends, as it deletes those made at
+# start (its undo list does not have these).  Else a netns that outlives the workload
+# (an `ip netns attach`, a process that joined it) would keep them, with their host
+# addresses, which the next start of the same spec then finds taken.
+_MAX_HOST_ENDS = 64
+_MAX_INDEX = 2**31 - 1
+
+
+def _host_ends(t: _Target, added: list[tuple[Any, int]]) -> list[dict[str, Any]]:
+    """Records of the veth host ends just added to workload t (name, ifindex on the
+    host, host addresses, the workload's pid)."""
+    out: list[dict[str, Any]] = []
+    veths = [(itf, n) for itf, n in added if itf.kind == "veth" and itf.host is not None]
+    if t.state is None or not veths:
+        return out
+    from .host.netlink import Rtnl, lookup
+
+    with Rtnl.here() as nl:
+        for itf, n in veths:
+            name = itf.host.ifname(t.pid, n)
+            try:
+                index = lookup(nl, name)
+            except OSError:
+                index = None
+            if index is not None:
+                out.append({"name": name, "index": index, "pid": t.pid,
+                            "addresses": sorted(a.address for a in itf.host.addresses)})
+    return out
+
+
+def host_ends_of(state: dict[str, Any], pid: int, plan: Plan) -> list[tuple[str, int, frozenset[str]]]:
+    """The recorded host ends of workload `pid` (the supervisor's, once it ended),
+    checked as data: a name it could have (lx<pid>v<n>, or a veth's host.name in its
+    plan), an ifindex, addresses.  The delete itself still checks that the ifindex
+    names that interface."""
+    import ipaddress
+    import re
+
+    from .state import HOST_ENDS
+
+    net = plan.network
+    named = {itf.host.name for itf in (net.interfaces if net else ()) if itf.kind == "veth" and itf.host
+             and itf.host.name}
+    raw = state.get(HOST_ENDS)
+    out = []
+    for e in raw[:_MAX_HOST_ENDS] if isinstance(raw, list) else ():
+        if not (isinstance(e, dict) and e.get("pid") == pid and type(e.get("index")) is int
+                and 0 < e["index"] <= _MAX_INDEX and isinstance(e.get("name"), str)
+                and (re.fullmatch(rf"lx{pid}v\d{{1,4}}", e["name"]) or e["name"] in named)
+                and isinstance(e.get("addresses"), list) and len(e["addresses"]) <= _MAX_HOST_ENDS
+                and all(isinstance(a, str) and len(a) < 64 for a in e["addresses"])):
+            continue
+        try:
+            for a in e["addresses"]:
+                ipaddress.ip_address(a)
+        except ValueError:
+            continue
+        out.append((e["name"], e["index"], frozenset(e["addresses"])))
+    return out
+
+
 def _seed_network(t: _Target, owned: dict[str, dict[str, str]]) -> None:
     """Before the first live change of its network, linx-spec owns what the start made
     (the plan last converged): objects it created (`before` absent) and the sysctls it
@@ -412,7 +548,8 @@ def _sysctl_path_ok(path: str) -> bool:
 
 
 def _network(t: _Target, new: Plan, owned: dict[str, dict[str, str]], new_owned: dict[str, dict[str, str]],
-             intents: dict[str, dict[str, str]], report: Report, revert_released: bool) -> list[tuple[Change, Any]]:
+             intents: dict[str, dict[str, str]], report: Report, revert_released: bool,
+             links_added: list[tuple[Change, Any, int]]) -> list[tuple[Change, Any]]:
     """Observe the workload's netns, diff it against the new plan and last_applied; ->
     the changes, in the order they are made (each a Change and fn(Session))."""
     net, old_net = new.network, t.plan.network
@@ -436,6 +573,9 @@ def _network(t: _Target, new: Plan, owned: dict[str, dict[str, str]], new_owned:
         prior = owned.get(key)
         if prior is not None:
             entry["before"] = prior["before"]
+            entry.pop("was", None)
+            if "was" in prior:
+                entry["was"] = prior["was"]
         new_owned[key] = entry
         if prior is None:
             intents[key] = entry
@@ -471,12 +611,17 @@ def _network(t: _Target, new: Plan, owned: dict[str, dict[str, str]], new_owned:
             (f" on {itf.parent}" if itf.parent else "") + "".join(f", {a}" for a in itf.addresses)
         c = Change(f"network.interfaces.{itf.name}", where, ABSENT, words, "live")
         ops.append((_ADD_LINK, c, lambda S, itf=itf, n=n: S.add_interface(itf, n)))
+        links_added.append((c, itf, n))
     for r in net.routes:
         key = _route_key(r)
         cur = seen.routes.get(key[len("net:route:"):])
-        own(key, {"field": "network.routes", "file": r.dev, "value": str(r),
-                  "before": ABSENT if cur is None else "present"})
-        if cur is not None and cur[1] == r.dev and N.same_gateway(cur[0].gateway, r.gateway):
+        same = cur is not None and cur[1] == r.dev and N.same_gateway(cur[0].gateway, r.gateway)
+        entry = {"field": "network.routes", "file": r.dev, "value": str(r),
+                 "before": ABSENT if cur is None else "present" if same else REPLACED}
+        if cur is not None and not same:
+            entry["was"] = route_record(cur)  # what --revert-released puts back
+        own(key, entry)
+        if same:
             continue
         was = ABSENT if cur is None else f"{cur[0]} dev {cur[1]}"
         c = Change("network.routes", f"main table of {where}", was, str(r), "live")
@@ -517,6 +662,13 @@ def _released_network(t: _Target, mine: dict[str, dict[str, str]], new_owned: di
         elif kind == "route":
             cur = seen.routes.get(key[len("net:route:"):])
             if cur is None or cur[1] in gone_links:
+                continue
+            was = route_from_record(entry.get("was", "")) if before == REPLACED else None
+            if revert and was is not None and was[1] in seen.links and was[1] not in gone_links:
+                # It replaced a route of the same destination and metric: that one comes back.
+                ops.append((_SET_ROUTE, Change(entry["field"], f"main table of {where}", f"{cur[0]} dev {cur[1]}",
+                                               f"{was[0]} dev {was[1]}", "revert"),
+                            lambda S, was=was, cur=cur: S.restore_route(was, cur)))
                 continue
             phase, shown, fn = _DEL_ROUTE, value, (lambda S, cur=cur: S.delete_route(cur))
         elif kind == "sysctl" and _sysctl_path_ok(name):
@@ -581,8 +733,31 @@ def diff(name_or_workload: Any, plan: Plan, *, fs: Any = None, revert_released: 
 def reconcile(name_or_workload: Any, plan: Plan, *, restart: bool = False, revert_released: bool = False,
               fs: Any = None) -> Report:
     """Converge the running workload to `plan` (module docstring).  Raises PlanError
-    (nothing touched) when a field needs a restart and restart is False."""
-    t = _target(name_or_workload)
+    (nothing touched) when a field needs a restart and restart is False.  A detached
+    workload's is done under its apply lock (state.py): another live apply of it, or
+    its supervisor's reconcile tick, waits or skips, so that neither records its plan
+    and last_applied over a convergence it did not see."""
+    if not isinstance(name_or_workload, str):
+        return _reconcile(_target(name_or_workload), plan, restart, revert_released, fs)
+    from .state import StateDir
+
+    with StateDir.open(name_or_workload).applying():
+        return _reconcile(_target(name_or_workload), plan, restart, revert_released, fs)
+
+
+def reconcile_saved(name: str) -> Report | None:
+    """lifecycle.reconcile's tick (the supervisor): restore the plan last applied,
+    read under the apply lock; None when a live apply holds it (that apply converges)."""
+    from .state import StateDir
+
+    sd = StateDir.open(name)
+    with sd.applying(wait=False) as held:
+        if held is None:
+            return None
+        return _reconcile(_target(name), sd.load_plan(), False, False, None)
+
+
+def _reconcile(t: _Target, plan: Plan, restart: bool, revert_released: bool, fs: Any) -> Report:
     work = _compute(t, plan, fs, revert_released)
     report = work.report
     if report.needs_restart:
@@ -626,13 +801,14 @@ def reconcile(name_or_workload: Any, plan: Plan, *, restart: bool = False, rever
         report.applied.append(c)
     if work.net_ops:
         _converge_network(t, work.net_ops, report, owned)
+    host_ends = _host_ends(t, [(itf, n) for c, itf, n in work.links_added if c in report.applied])
     report.applied += [c for c in report.changes if c.how == "release"]
     supervisor = [c for c in report.changes if c.target == SUPERVISOR]
     if report.failed:  # the plan is not saved: the supervisor keeps its settings too
         for c in supervisor:
             c.error = "not applied: another change failed"
         report.failed += supervisor
-    t.save(owned, plan if not report.failed else None)
+    t.save(owned, plan if not report.failed else None, host_ends)
     report.last_applied = owned
     if supervisor and not report.failed:
         if t.state is not None:
@@ -716,4 +892,4 @@ def running(name: str) -> bool:
         return False
 
 
-__all__ = ["Change", "Report", "diff", "reconcile", "pause", "resume", "restart_fields", "running", "status_lines"]
+__all__ = ["Change", "Report", "diff", "reconcile", "reconcile_saved", "pause", "resume", "restart_fields", "running", "status_lines"]

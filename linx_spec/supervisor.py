@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 from . import rundir
 from .errors import LinxError, StateError, to_record
 from .lifecycle import end_words
-from .state import StateDir, pid_start_time
+from .state import HOST_ENDS, StateDir, pid_start_time
 from .supervisor_client import LOCK, SOCKET, _read_line, _sock_path
 
 if TYPE_CHECKING:
@@ -83,6 +83,7 @@ def supervise(job: Job) -> None:
     linger = str(sd.exit_file) if plan.lifecycle.orphan == "linger" else None
     fds: list[tuple[int | None, str | None]] = []
     replied = False
+    run_pid = 0  # the host pid of the current (or last) run
     job.waiter.every = plan.lifecycle.reconcile_interval
     job.waiter.on_tick = lambda w: _reconcile_tick(sd, fds)
 
@@ -102,7 +103,8 @@ def supervise(job: Job) -> None:
                     os.close(fd)
 
     def started(w: Workload) -> None:
-        nonlocal replied
+        nonlocal replied, run_pid
+        run_pid = w.pid
         sd.update(status="running", host_pid=w.pid, host_pid_start=pid_start_time(w.pid),
                   agent_pid=w.agent.pid, started=time.time(), restarts=lifecycle.restarts, spec_hash=w.plan.spec_hash,
                   stdout=fds[1][1], stderr=fds[2][1], detail="")
@@ -111,6 +113,7 @@ def supervise(job: Job) -> None:
             job.reply({"ok": True, "pid": w.pid})
 
     def ended(result: Result, delay: float | None = None) -> None:
+        _delete_live_host_ends(sd, run_pid, plan)  # before the end is recorded: `stop` waits for that
         words = result.reason or end_words(result.exit_code, result.signal)
         # During the backoff the supervisor lives and will start it again:
         # "restarting", so `ps` does not say "exited" and `stop` knows to stop it.
@@ -128,13 +131,41 @@ def supervise(job: Job) -> None:
         sd.update(status="failed", detail=f"restart {lifecycle.restarts} failed: {exc}")
 
 
+def _delete_live_host_ends(sd: StateDir, pid: int, plan: Plan) -> None:
+    """The host ends of veths a live `apply` added to the run that just ended
+    (live.py records them in state.json: they are not on the Workload's undo list,
+    which was made at start) are deleted as the start's are, off the critical path
+    (host/network_teardown.py).  Never fails the end's record."""
+    try:
+        if not pid or HOST_ENDS not in sd.read():
+            return
+        from .live import host_ends_of
+
+        taken: list[tuple[str, int, frozenset[str]]] = []
+        current = _current_plan(sd, plan)  # the names it may have: its veths' host.name
+
+        def take(state: dict[str, Any]) -> None:
+            taken[:] = host_ends_of(state, pid, current)
+            state.pop(HOST_ENDS, None)  # the others are of runs gone before: nothing to check them against
+
+        sd.modify(take)
+        from .host.network import _delete_link_later
+
+        for name, index, addresses in taken:
+            _delete_link_later(index, name, addresses)  # only if the index still names it
+    except (LinxError, OSError):
+        pass  # the kernel deletes the pair when the workload's netns goes
+
+
 def _reconcile_tick(sd: StateDir, fds: list[tuple[int | None, str | None]]) -> None:
     """lifecycle.reconcile: restore drift to the plan last applied (live.py),
     each correction (or failure) a line in the workload's stderr log."""
-    from .live import reconcile
+    from .live import reconcile_saved
 
     try:
-        report = reconcile(sd.name, sd.load_plan())
+        report = reconcile_saved(sd.name)
+        if report is None:
+            return  # a live apply is converging it now: the next tick looks again
         lines = [f"{c.line()}" for c in report.applied if c.how == "live"] + \
                 [f"{c.line()}" for c in report.failed]
     except LinxError as exc:

@@ -13,17 +13,35 @@ per-workload import.  state.py builds on it for everything else.
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import time
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 MAX_STATE_BYTES = 1 << 20  # a state.json larger than this is refused unread
 MAX_END_BYTES = 64  # the agent's `exit` file: "exited N" / "signaled N [core]"
 # "ending": the workload has ended and its supervisor, alive, is recording how
 # (usage, undo) and whether it restarts: not over yet for `wait` or `logs -f`.
 ACTIVE = ("running", "starting", "restarting", "ending")
+
+
+def __getattr__(name: str):
+    # NAME_RE compiled on first use: lifecycle.py imports end_words on a cached
+    # apply's path, which has no other use for `re` (~3 ms of its start)
+    if name == "NAME_RE":
+        return _name_re()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _name_re():
+    global _NAME_RE
+    if _NAME_RE is None:
+        import re
+
+        _NAME_RE = re.compile(_NAME_PATTERN)
+    return _NAME_RE
+
+
+_NAME_RE = None
 
 
 def end_words(exit_code: int | None, signo: int | None) -> str:
@@ -83,6 +101,8 @@ def read_bounded(dir_fd: int, name: str, limit: int) -> bytes:
 
 
 def parse_state(raw: bytes) -> dict:
+    import json  # here: lifecycle.py imports this module on a cached apply's path, json ~4 ms with re
+
     state = json.loads(raw)
     if not isinstance(state, dict):
         raise ValueError("not a JSON object")
@@ -172,7 +192,7 @@ def all_views() -> list[View]:
     if root_fd is None:
         return []
     try:
-        views = (view_in(root_fd, n) for n in sorted(os.listdir(root_fd)) if NAME_RE.match(n))
+        views = (view_in(root_fd, n) for n in sorted(os.listdir(root_fd)) if _name_re().match(n))
         return [v for v in views if v is not None]
     finally:
         os.close(root_fd)
@@ -198,6 +218,8 @@ def ps_main(as_json: bool) -> int:
     views = all_views()
     try:
         if as_json:
+            import json
+
             print(json.dumps([record(v) for v in views], indent=2, default=str))
         else:
             print(format_ps(views))

@@ -262,10 +262,18 @@ class Session:
             self._undo(f"remove route {r}", lambda: self._gone_ok(f"remove route {r}", r.dev, route_msg(r, idx),
                                                                   RTM_DELROUTE))
         else:
-            state, dev = old
-            self._undo(f"put route {state} back", lambda: self._request(
-                f"put route {state} back", dev, state_route_msg(self.index(dev, "put a route back"), state),
-                RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE))
+            self._undo(f"put route {old[0]} back", lambda: self._replace_route(old, "put route {} back"))
+
+    def restore_route(self, old: tuple[RouteState, str], cur: tuple[RouteState, str]) -> None:
+        """Put back `old`, the route linx-spec replaced, in place of `cur` (same
+        destination and metric): --revert-released of a replaced route."""
+        self._replace_route(old, "put route {} back (in the workload)")
+        self._undo(f"put route {cur[0]} back", lambda: self._replace_route(cur, "put route {} back"))
+
+    def _replace_route(self, route: tuple[RouteState, str], what: str) -> None:
+        state, dev = route
+        self._request(what.format(state), dev, state_route_msg(self.index(dev, what.format(state)), state),
+                      RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE)
 
     def delete_route(self, old: tuple[RouteState, str]) -> None:
         state, dev = old

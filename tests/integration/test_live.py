@@ -226,3 +226,59 @@ def test_rlimits_change_live_on_the_running_processes(write_spec, runtime):
     assert log.read_text().split()[0] == "1024" and log.read_text().split()[-1] == "2048"
     assert state(runtime, "lxrl")["host_pid"] == pid
     assert cli("diff", str(new)).returncode == 0
+
+
+PAUSED_APPLY = textwrap.dedent("""
+    import os, sys, time
+    from linx_spec import build_plan, load_file, reconcile
+    from linx_spec.host import cgroup_live
+
+    real = cgroup_live.write
+    def write_then_wait(knob, value, fs):
+        real(knob, value, fs)
+        open(sys.argv[2] + ".paused", "w").close()  # the kernel written, nothing recorded yet
+        while not os.path.exists(sys.argv[2] + ".go"):
+            time.sleep(0.02)
+    cgroup_live.write = write_then_wait
+
+    plan = build_plan(load_file(sys.argv[1]), source=sys.argv[1])
+    reconcile(plan.name, plan)
+""")
+
+
+def test_two_live_applies_at_once_converge_one_after_the_other(write_spec, runtime, tmp_path):
+    """A live apply reads last_applied and the plan, writes the kernel, then records
+    both: a second one (another `apply`, or the supervisor's reconcile tick) that ran
+    in between recorded its own, and the first then recorded its plan over a kernel
+    that holds the second's: `status` showed drift and the next reconcile tick put the
+    first's limits back.  They now run one after the other."""
+    assert cli("apply", "-d", str(spec(write_spec))).returncode == 0
+    pid = state(runtime)["host_pid"]
+    first, second = str(spec(write_spec, pids=40)), str(spec(write_spec, pids=30))
+    flag = str(tmp_path / "apply")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    held = subprocess.Popen([sys.executable, "-c", PAUSED_APPLY, first, flag], env=env, stderr=subprocess.PIPE,
+                            text=True)
+    other = None
+    try:
+        deadline = time.monotonic() + 30
+        while not os.path.exists(flag + ".paused") and time.monotonic() < deadline and held.poll() is None:
+            time.sleep(0.02)
+        assert os.path.exists(flag + ".paused"), held.stderr.read() if held.poll() is not None else "no pause"
+        other = subprocess.Popen([sys.executable, "-m", "linx_spec.cli", "apply", second], env=env,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1.0)
+        assert other.poll() is None, other.communicate()  # it waits for the first to record its result
+        open(flag + ".go", "w").close()
+        assert held.wait(timeout=30) == 0, held.stderr.read()
+        out, err = other.communicate(timeout=30)
+        assert other.returncode == 0 and "cgroup.pids.max: 40 -> 30" in out, out + err
+    finally:
+        open(flag + ".go", "w").close()
+        for proc in (held, other):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    assert own_limit("lxlive", "pids", "pids.max") == "30"
+    assert "drift:    none" in cli("status", "lxlive").stdout
+    assert cli("diff", second).returncode == 0 and state(runtime)["host_pid"] == pid

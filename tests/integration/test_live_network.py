@@ -285,3 +285,32 @@ def test_its_own_named_host_end_is_not_refused_as_taken_but_another_workloads_is
     assert answers("10.236.0.7") and host_pid(runtime) == pid
     other = cli("plan", "--set", "name=lxother", path)
     assert other.returncode == 66 and "host interface `lxlnh0` already exists" in other.stderr, other.stderr
+
+
+def test_a_route_replaced_live_is_put_back_by_revert_released(write_spec, runtime):
+    """A route of the workload's own (here made by hand, as the workload or an admin
+    would) replaced by the spec's, same destination and metric: released with
+    --revert-released, the route it replaced comes back, checked inside the netns;
+    without the flag, released routes are left as they are."""
+    pid = start(write_spec, runtime)
+    subprocess.run(["nsenter", "-t", str(pid), "-n", "ip", "route", "add", "10.237.0.0/16", "via", "10.236.0.9",
+                    "dev", "eth0"], check=True)
+    routed = spec(write_spec, net="  routes: [{to: 10.237.0.0/16, via: 10.236.0.1}]\n")
+    out = cli("apply", routed)
+    assert out.returncode == 0, out.stderr
+    assert "network.routes: 10.237.0.0/16 via 10.236.0.9 dev eth0 -> 10.237.0.0/16 via 10.236.0.1 dev eth0" \
+        in out.stdout, out.stdout
+    assert "10.237.0.0/16 via 10.236.0.1 dev eth0" in inside("/usr/sbin/ip", "route")
+    out = cli("apply", "--revert-released", spec(write_spec))
+    assert out.returncode == 0, out.stderr
+    assert "revert   network.routes: 10.237.0.0/16 via 10.236.0.1 dev eth0 -> 10.237.0.0/16 via 10.236.0.9 dev eth0" \
+        in out.stdout, out.stdout
+    routes = inside("/usr/sbin/ip", "route")
+    assert "10.237.0.0/16 via 10.236.0.9 dev eth0" in routes and "via 10.236.0.1" not in routes, routes
+    assert not any("route" in k for k in json.loads((runtime / NAME / "state.json").read_text())["last_applied"])
+    # Replaced again, then released without the flag: left as the spec made it.
+    assert cli("apply", routed).returncode == 0
+    out = cli("apply", spec(write_spec))
+    assert out.returncode == 0 and "release  network.routes" in out.stdout, out.stdout
+    assert "10.237.0.0/16 via 10.236.0.1 dev eth0" in inside("/usr/sbin/ip", "route")
+    assert host_pid(runtime) == pid

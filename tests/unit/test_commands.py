@@ -219,3 +219,42 @@ def test_shell_completion_completes_command_names(monkeypatch):
     monkeypatch.setenv("COMP_WORDS", "linx-spec st")
     result = CliRunner().invoke(app, [], prog_name="linx-spec")
     assert {"stats", "status", "stop"} <= set(result.output.split())
+
+
+def test_quiet_means_only_errors_for_stop_restart_pause_resume_diff_gc(tmp_path, monkeypatch):
+    """-q (before the command or after it) leaves stdout empty for the commands whose
+    output only confirms what they did; their errors still reach stderr with their code."""
+    from types import SimpleNamespace
+
+    from linx_spec import census, detach, live
+    from linx_spec.errors import StateError
+
+    monkeypatch.setenv("LINX_RUNTIME_DIR", str(tmp_path / "run"))
+    monkeypatch.setattr(detach, "stop", lambda name, grace=None: "exited")
+    monkeypatch.setattr(detach, "restart", lambda name, grace=None: (name, 4242))
+    monkeypatch.setattr(live, "pause", lambda name: "paused")
+    monkeypatch.setattr(live, "resume", lambda name: "resumed")
+    monkeypatch.setattr(census, "gc", lambda dry_run, states: [])
+    loud = {("stop", "lxq"): "lxq: exited\n", ("restart", "lxq"): "lxq\n", ("pause", "lxq"): "lxq: paused\n",
+            ("resume", "lxq"): "lxq: resumed\n", ("gc",): "nothing of linx-spec's on this host\n"}
+    for args, text in loud.items():
+        out = CliRunner().invoke(app, list(args))
+        assert out.exit_code == 0 and out.stdout == text, (args, out.output)
+        for quiet in (["-q", *args], [*args, "-q"], ["--quiet", *args]):
+            out = CliRunner().invoke(app, quiet)
+            assert out.exit_code == 0 and out.stdout == "", (quiet, out.output)
+    spec = tmp_path / "lxq.yaml"
+    spec.write_text("version: 1\nname: lxq\nprocess: {command: [/bin/true]}\n")
+    monkeypatch.setattr(live, "diff", lambda name, plan, revert_released=False: SimpleNamespace(
+        text=lambda: "lxq: live     cgroup.pids.max: 5 -> 6", converged=False))
+    out = CliRunner().invoke(app, ["diff", str(spec)])
+    assert out.exit_code == 1 and "cgroup.pids.max" in out.stdout
+    out = CliRunner().invoke(app, ["diff", "-q", str(spec)])
+    assert out.exit_code == 1 and out.stdout == "", out.output  # the exit code says it
+
+    def refused(name, grace=None):
+        raise StateError(f"no workload named `{name}` (see `linx-spec ps`)")
+
+    monkeypatch.setattr(detach, "stop", refused)
+    out = CliRunner().invoke(app, ["-q", "stop", "lxq"])
+    assert out.exit_code == 72 and "no workload named `lxq`" in out.stderr and out.stdout == ""

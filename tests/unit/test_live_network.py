@@ -252,3 +252,43 @@ def test_keys_compare_as_the_kernel_does():
     assert N.route_key(socket.AF_INET, "10.9.0.0", 16, None) == N.route_key(socket.AF_INET, "10.9.0.0", 16, 0)
     assert N.route_key(socket.AF_INET, None, 0, None) == "4:default:0"
     assert N.same_gateway("fd00::1", "fd00:0::1") and not N.same_gateway("10.0.0.1", None)
+
+
+def test_a_replaced_route_read_back_from_state_is_checked_before_it_is_sent():
+    from linx_spec.live import route_from_record, route_record
+
+    was = (RouteState(socket.AF_INET, 254, 3, 0, 1, 0, 0, "10.237.0.0", 16, "10.236.0.9", None, None), "eth0")
+    assert route_from_record(route_record(was)) == was
+    v6 = (RouteState(socket.AF_INET6, 254, 3, 0, 1, 0, 0, None, 0, "fd00::1", 1024, None, 0), "eth1")
+    assert route_from_record(route_record(v6)) == v6
+    good = json.loads(route_record(was))
+    for bad in ({"table": 100}, {"type": 2}, {"family": 17}, {"dst_len": 33}, {"dst_len": True},
+                {"gateway": "fd00::1"}, {"gateway": "10.0.0.300"}, {"dst": None}, {"priority": -1},
+                {"priority": 2**32}, {"dev": "../../etc"}, {"dev": "a" * 16}, {"dev": ""}, {"dev": "e th0"},
+                {"tos": "0"}, {"extra": 1}):
+        assert route_from_record(json.dumps({**good, **bad})) is None, bad
+    assert route_from_record("not json") is None and route_from_record("[]") is None
+    assert route_from_record(json.dumps({k: v for k, v in good.items() if k != "dev"})) is None
+
+
+def test_the_recorded_host_ends_of_live_veths_are_checked_before_the_supervisor_deletes_one():
+    """state.json is data: only names this workload's veths could have (lx<pid>v<n>, or a
+    host.name in its plan), real ifindexes and addresses; other runs' records are not acted on."""
+    from linx_spec.live import host_ends_of
+    from linx_spec.state import HOST_ENDS
+
+    plan = build_plan(load_text("version: 1\nname: lxhe\nnamespaces: [net]\nnetwork:\n  interfaces:\n"
+                                "    - {name: eth0, type: veth, host: {name: lxhe0}}\n"
+                                "process: {command: [/bin/true]}\n"), source="t.yaml")
+    good = [{"name": "lx42v1", "index": 7, "pid": 42, "addresses": ["10.0.0.1"]},
+            {"name": "lxhe0", "index": 8, "pid": 42, "addresses": []}]
+    bad = [{"name": "eth0", "index": 2, "pid": 42, "addresses": []},  # not a name of ours
+           {"name": "lx43v1", "index": 9, "pid": 42, "addresses": []},  # another workload's
+           {"name": "lx42v1", "index": 9, "pid": 43, "addresses": []},  # another run's
+           {"name": "lx42v2", "index": 0, "pid": 42, "addresses": []},
+           {"name": "lx42v2", "index": True, "pid": 42, "addresses": []},
+           {"name": "lx42v2", "index": 9, "pid": 42, "addresses": ["nope"]},
+           {"name": "lx42v2", "index": 9, "pid": 42}, "lx42v2"]
+    assert host_ends_of({HOST_ENDS: good + bad}, 42, plan) == [
+        ("lx42v1", 7, frozenset({"10.0.0.1"})), ("lxhe0", 8, frozenset())]
+    assert host_ends_of({HOST_ENDS: "lx42v1"}, 42, plan) == [] and host_ends_of({}, 42, plan) == []
