@@ -19,6 +19,7 @@ from typing import Any, Mapping
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from . import spec as spec_models
 from .errors import Problem, SpecError
 from .spec import NAME_PATTERN, Spec
 from .specfile import read_spec_bytes
@@ -200,7 +201,8 @@ def _fields_at(model: type[BaseModel], loc: Loc) -> list[str]:
         if not fields or part not in fields:
             # Union branches and list items: search the annotation's models.
             return []
-        current = _model_of(fields[part].annotation)
+        # Spec's sections are typed lazily (spec.SECTIONS): their models resolve here.
+        current = _model_of(spec_models.field_type(part) if current is Spec else fields[part].annotation)
         if current is None:
             return []
     fields = getattr(current, "model_fields", None)
@@ -411,7 +413,7 @@ def load_text(text: str, file: str = "<string>", *, env: Mapping[str, str] | Non
     spec = None
     for attempt in range(4):  # each round can only turn more --set scalars back into their text
         try:
-            spec = Spec.model_validate(data)
+            spec = spec_models.validate(data)
             break
         except ValidationError as exc:
             if attempt < 3 and applied and _strings_wanted(exc, data, applied):

@@ -7,22 +7,42 @@ become the JSON Schema descriptions that editors show.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, create_model, field_validator, model_validator
+from pydantic_core import PydanticCustomError, PydanticKnownError
 
+from .._lazy import lazy_exports
 from .base import Model
-from .capabilities import Capabilities
-from .cgroup import Cgroup
-from .idmap import IdMap, IdRange
 from .lifecycle import Lifecycle, Restart
-from .mounts import Mounts
 from .namespaces import NAMESPACE_NAMES, Join, Namespaces, TimeOffsets, default_namespaces
-from .network import Network
 from .process import ARGV_ENV_MAX_BYTES, EXECVE_FLOOR_BYTES, Process, User, execve_bytes
-from .rlimits import Rlimits
-from .seccomp import Seccomp
 from .stdio import FileStream, StdioSpec, Streams
+
+if TYPE_CHECKING:  # imported on first use: see SECTIONS
+    from .capabilities import Capabilities
+    from .cgroup import Cgroup
+    from .idmap import IdMap, IdRange
+    from .mounts import Mounts
+    from .network import Network
+    from .rlimits import Rlimits
+    from .seccomp import Seccomp
+
+# The optional sections whose models are imported (and their validators built) only
+# for a spec that has them: field -> (module of this package, model).  Spec names
+# them by string; they resolve when a spec has one (validate) or when the whole model
+# is needed (Spec.model_rebuild: the JSON Schema, Spec.model_validate, model_dump).
+SECTIONS = {
+    "idmap": ("idmap", "IdMap"),
+    "cgroup": ("cgroup", "Cgroup"),
+    "network": ("network", "Network"),
+    "capabilities": ("capabilities", "Capabilities"),
+    "seccomp": ("seccomp", "Seccomp"),
+    "mounts": ("mounts", "Mounts"),
+    "rlimits": ("rlimits", "Rlimits"),
+}
+_EXPORTS = {model: module for module, model in SECTIONS.values()} | {"IdRange": "idmap"}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
 SPEC_VERSIONS = (1,)
 _HOSTNAME_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*$")
@@ -116,6 +136,97 @@ class Spec(Model):
         if v is not None and (len(v) > 64 or not _HOSTNAME_RE.match(v)):
             raise ValueError(f"`{v}` is not a valid hostname (letters, digits, `-`, dots; at most 64)")
         return v
+
+    @classmethod
+    def model_rebuild(cls, **kwargs: Any) -> bool | None:
+        """The whole model: every section's model first.  pydantic calls this on the first
+        use that needs it (the JSON Schema, Spec.model_validate, model_dump)."""
+        for name in SECTIONS:
+            section_model(name)
+        kwargs["_parent_namespace_depth"] = kwargs.get("_parent_namespace_depth", 2) + 1
+        return super().model_rebuild(**kwargs)
+
+
+def section_model(name: str) -> type[Model]:
+    """The model of optional section `name` (imported on first use)."""
+    model = SECTIONS[name][1]
+    found = globals().get(model)
+    return found if found is not None else __getattr__(model)
+
+
+def field_type(name: str) -> Any:
+    """The type of Spec's field `name`, resolved (a section's model is imported for it)."""
+    return section_model(name) | None if name in SECTIONS else Spec.model_fields[name].annotation
+
+
+# -- validation section by section ---------------------------------------------------------
+# Spec.model_validate compiles one validator for the whole Spec: every section's models,
+# ~90 ms of a cold `apply`, most of it for sections the spec does not have.  validate()
+# gives the same result and the same errors from a model of Spec's fields less the
+# optional sections the spec does not have: Spec's own fields, types, defaults and field
+# validators, so every error's location and message is Spec's.  The Spec is then
+# assembled without validating again (model_construct) and Spec's model validators, the
+# checks across sections, run on it as pydantic runs them: in order, each error at the
+# spec's root.  dump() serialises with the same model.
+_PART_MODELS: dict[frozenset[str], type[Model]] = {}
+
+
+def _part_model(sections: frozenset[str]) -> type[Model]:
+    """Spec without the optional sections not in `sections` (built once per set)."""
+    model = _PART_MODELS.get(sections)
+    if model is not None:
+        return model
+    fields: dict[str, Any] = {}
+    for name, info in Spec.model_fields.items():
+        if name in sections or name not in SECTIONS:
+            fields[name] = (field_type(name), info)
+    validators = {}
+    for var, dec in Spec.__pydantic_decorators__.field_validators.items():
+        names = [f for f in dec.info.fields if f in fields]
+        if names:
+            validators[var] = field_validator(*names, mode=dec.info.mode, check_fields=False)(
+                classmethod(dec.func.__func__))
+    for var, dec in Spec.__pydantic_decorators__.model_validators.items():
+        if dec.info.mode != "after":  # validate() runs them on the assembled Spec, where all fields are
+            raise TypeError(f"Spec.{var}: a model validator of Spec must be mode='after' (spec.validate)")
+    model = create_model("Spec", __base__=Model, __module__=__name__, __validators__=validators, **fields)
+    _PART_MODELS[sections] = model
+    return model
+
+
+def _root_error(exc: ValueError | AssertionError, data: Any) -> ValidationError:
+    """The ValidationError pydantic makes of a model validator's exception."""
+    if isinstance(exc, (PydanticCustomError, PydanticKnownError)):
+        detail: dict[str, Any] = {"type": exc, "loc": (), "input": data}
+    else:
+        kind = "assertion_error" if isinstance(exc, AssertionError) else "value_error"
+        detail = {"type": kind, "loc": (), "input": data, "ctx": {"error": exc}}
+    return ValidationError.from_exception_data("Spec", [detail])
+
+
+def validate(data: Any) -> Spec:
+    """`Spec.model_validate(data)`, building validators only for the sections `data` has."""
+    if not isinstance(data, dict):
+        return Spec.model_validate(data)
+    part = _part_model(frozenset(k for k in data if k in SECTIONS)).model_validate(data)
+    spec = Spec.model_construct(_fields_set=part.model_fields_set,
+                                **{name: getattr(part, name) for name in type(part).model_fields})
+    for dec in Spec.__pydantic_decorators__.model_validators.values():
+        try:
+            dec.func(spec)
+        except (ValueError, AssertionError) as exc:
+            raise _root_error(exc, data) from None
+    return spec
+
+
+def dump(spec: Spec) -> dict[str, Any]:
+    """`spec.model_dump(mode="json")`, serialising only the sections the spec has."""
+    sections = frozenset(name for name in SECTIONS
+                         if name in spec.model_fields_set or getattr(spec, name) is not None)
+    model = _part_model(sections)
+    part = model.model_construct(**{name: getattr(spec, name) for name in model.model_fields})
+    out = part.model_dump(mode="json")
+    return {name: out.get(name) for name in Spec.model_fields}
 
 
 __all__ = [

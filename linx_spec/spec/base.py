@@ -54,7 +54,10 @@ def _nul_in(value: Any) -> bool:
 class Model(BaseModel):
     """Every section of the spec derives from this."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, json_schema_extra=_model_schema)
+    # defer_build: a model's validator is compiled on its first use, not when its module is
+    # imported; spec.validate() builds one validator for the sections a spec has.
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, json_schema_extra=_model_schema,
+                              defer_build=True)
 
     @model_validator(mode="after")
     def _strings_without_nul(self) -> "Model":

@@ -252,17 +252,27 @@ class Cgroup(Model):
     @field_validator("parent")
     @classmethod
     def _parent(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        parts = [p for p in v.strip().split("/") if p]
-        if not parts:
-            raise ValueError("parent `/` is the hierarchy root; name a cgroup below it, e.g. /linx")
-        for p in parts:
-            if p in (".", "..") or not _COMPONENT_RE.match(p):
-                raise ValueError(f"`{p}` is not a usable cgroup name (letters, digits, _ . @ : + -; not . or ..)")
-            if p.startswith("cgroup."):
-                raise ValueError(f"`{p}` clashes with the kernel's cgroup.* interface files")
-        return "/" + "/".join(parts)
+        return v if v is None else "/" + cgroup_path(v, "parent")
+
+
+MAX_CGROUP_PATH = 4096  # PATH_MAX: the whole path below a hierarchy's mount
+
+
+def cgroup_path(text: str, what: str = "path") -> str:
+    """A cgroup path, checked: `/a/b/` -> `a/b` (components joined, no leading
+    `/`); ValueError for `..`, `.`, an interface-file name, NUL, an empty path,
+    or one past PATH_MAX.  Joined below a hierarchy, it can never leave it."""
+    if len(text) > MAX_CGROUP_PATH:
+        raise ValueError(f"{what} is {len(text)} characters long; at most {MAX_CGROUP_PATH}")
+    parts = [p for p in text.strip().split("/") if p]
+    if not parts:
+        raise ValueError(f"{what} `/` is the hierarchy root; name a cgroup below it, e.g. /linx")
+    for p in parts:
+        if p in (".", "..") or not _COMPONENT_RE.match(p):
+            raise ValueError(f"`{p[:80]}` is not a usable cgroup name (letters, digits, _ . @ : + -; not . or ..)")
+        if p.startswith("cgroup."):
+            raise ValueError(f"`{p[:80]}` clashes with the kernel's cgroup.* interface files")
+    return "/".join(parts)
 
 
 __all__ = ["Cgroup", "Memory", "Cpu", "Cpuset", "Pids", "Io", "IoLimit", "parse_list"]

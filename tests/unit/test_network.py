@@ -234,6 +234,12 @@ def test_a_new_net_namespace_gets_lo_up_by_default(host):
     assert not off.loopback and off.describe() == {"loopback": "down"}
 
 
+def test_no_network_section_plans_as_the_models_defaults(host):
+    from linx_spec.spec.network import Network
+
+    assert PN.resolve(None, None) == PN.resolve(Network(), None)
+
+
 def test_a_joined_net_namespace_is_used_as_it_is(host):
     joined = "namespaces: {pid: new, net: {join: /run/netns/lxsomething}}\n"
     plan = build_plan(load_text("version: 1\nprocess: {command: [/bin/true]}\n" + joined))

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import jsonschema
@@ -327,6 +328,33 @@ def test_cli_plan_refuses_a_joined_path_of_another_kind(tmp_path, given, real):
         spec.write_text(right)
         proc = cli("plan", str(spec))
         assert proc.returncode == 0, proc.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+@pytest.mark.parametrize("kind,field", [("mount", "mounts: {entries: [{type: tmpfs, target: /tmp}]}"),
+                                        ("uts", "hostname: joined")])
+def test_cli_plan_changes_a_joined_namespace_but_never_the_runtimes_own(tmp_path, kind, field):
+    # runtime-tools linux_ns_path: mounts (a hostname) go into a mount (uts) namespace joined
+    # by path, as runc; the runtime's own one (here: plan's own, /proc/self) is the host's.
+    proc_kind = "mnt" if kind == "mount" else kind
+    spec = tmp_path / "j.yaml"
+    spec.write_text(f"version: 1\nnamespaces: {{{kind}: {{join: /proc/self/ns/{proc_kind}}}, user: new}}\n"
+                    f"{field}\nprocess: {{command: [/bin/true]}}\n")
+    proc = cli("plan", str(spec))
+    assert proc.returncode == 66, proc.stderr
+    assert f"/proc/self/ns/{proc_kind} is the runtime's own {kind} namespace" in proc.stderr
+    holder = subprocess.Popen(["unshare", "--user", f"--{kind}", "sleep", "60"])
+    try:
+        deadline = time.monotonic() + 5
+        while os.readlink(f"/proc/{holder.pid}/ns/{proc_kind}") == os.readlink(f"/proc/self/ns/{proc_kind}"):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        spec.write_text(spec.read_text().replace("/proc/self/", f"/proc/{holder.pid}/"))
+        plan = json.loads(cli("plan", "--json", str(spec)).stdout)
+        step = "mounts" if kind == "mount" else "hostname"
+        assert step in [s["step"] for s in plan["steps"]]
     finally:
         holder.kill()
         holder.wait()
