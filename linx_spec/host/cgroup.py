@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
+import _signal as signal  # the C module signal.py wraps in enums (~1 ms of a cold start)
 import time
 
 from ..errors import touched, touching
@@ -183,14 +183,34 @@ class Live:
                 self._enable(h, d, path)
 
     def create(self, h: Hierarchy, leaf_name: str, track) -> str:
-        leaf = os.path.join(h.dir(h.parent), leaf_name)
+        leaf = h.dir(h.leaf) if h.leaf else os.path.join(h.dir(h.parent), leaf_name)
+        # The leaf first when nothing on the way needs writing (no v2 controllers to
+        # pass down, no v1 cpuset to fill): its parent almost always exists, and one
+        # mkdir replaces one per level of the parent's path (an EEXIST each, on every
+        # workload).  ENOENT means a parent is missing: walk them as below.
+        direct = not h.enable_in and not h.copy_cpuset
         for attempt in range(5):
             try:
-                self._parents(h)
+                if not direct:
+                    self._parents(h)
                 with touching("mkdir", leaf):
                     self.fs.mkdir(leaf)
                 break
+            except FileExistsError:
+                if not h.leaf:
+                    raise
+                # An explicit leaf (OCI cgroupsPath) that exists: joined when empty, as runc
+                # does (and removed at the end, as runc does); refused when it holds
+                # processes (runc: "container's cgroup is not empty", factory_linux.go).
+                busy = self.fs.procs(leaf)
+                if busy:
+                    raise touched(errno.EBUSY, f"the cgroup exists and holds {len(busy)} process(es) "
+                                  f"(pid {min(busy)}...): not empty", leaf) from None
+                break
             except FileNotFoundError:
+                if direct:
+                    direct = False
+                    continue
                 # A directory on the way vanished (another workload removed the shared /linx): walk again.
                 if attempt == 4:
                     raise
@@ -219,9 +239,41 @@ class Live:
     def join(self, leaf: str, pid: int) -> None:
         self._write(leaf, "cgroup.procs", str(pid))
 
+    @classmethod
+    def of_dirs(cls, dirs, fs: CgroupFs | None = None) -> "Live":
+        """The leaves at these cgroup directories, from what their mounts say (v2, or
+        the v1 controllers); for an undo whose plan is gone (linx-oci's holder killed).
+        A directory under no cgroup mount is left out: never ours to remove."""
+        mounts = sorted(((m, key) for key, m in _cgroup_mounts().items()), key=lambda mk: -len(mk[0]))
+        live = cls(CgroupPlan(backend="", hierarchies=(), name=None), fs or CgroupFs())
+        for d in dirs:
+            for mount, key in mounts:
+                if d.startswith(mount.rstrip("/") + "/"):
+                    h = Hierarchy(version=2 if key == "0" else 1, mount=mount,
+                                  controllers=() if key == "0" else tuple(key.split(",")),
+                                  parent="/" + os.path.dirname(d[len(mount):].strip("/")))
+                    live.leaves.append((h, d))
+                    break
+        return live
+
     # .. undo ..
     def destroy(self) -> None:
-        leaves = [(h, leaf) for h, leaf in self.leaves if self.fs.exists(leaf)]
+        # After a workload's normal end its leaves are empty (the agent, a subreaper,
+        # killed and reaped what was left of it before it reported the end), and an
+        # rmdir is the whole undo: the kernel refuses it (EBUSY) while any process or
+        # child cgroup is inside.  Only those leaves go the long way (kill, then rmdir
+        # retried while the dead are reaped), whose reads and writes a normal end no
+        # longer pays.
+        busy: list[tuple[Hierarchy, str]] = []
+        for h, leaf in reversed(self.leaves):
+            try:
+                self.fs.rmdir(leaf)
+            except FileNotFoundError:
+                pass
+            except OSError:
+                busy.append((h, leaf))
+        busy.reverse()
+        leaves = [(h, leaf) for h, leaf in busy if self.fs.exists(leaf)]
         if leaves:
             self.kill_all(leaves)
         first: OSError | None = None
@@ -348,7 +400,7 @@ class Live:
         out = v1_usage(by_controller, self.fs.read) if by_controller else {}
         for h, leaf in self.leaves:
             if h.version == 2:
-                for k, v in v2_usage(leaf, self.fs.read).items():
+                for k, v in v2_usage(leaf, self.fs.read, frozenset(by_controller)).items():
                     out.setdefault(k, v)
         return out
 
@@ -364,6 +416,23 @@ class Live:
                 result.reason = f"a process of the workload was killed by the kernel OOM killer ({limit})"
 
 
+def early(plan) -> bool:
+    """Whether the runner makes the workload's cgroups before the clone, while the
+    agent starts (prepare_before_clone): any plan of cgroups of its own (not
+    `exec`'s JoinCgroupsPlan), but one that may have to move the runner's own
+    processes out of a delegated v2 cgroup (`evacuate`): the child being cloned
+    meanwhile would land there behind the move and make the controllers' write fail
+    (no internal processes).  LINX_CGROUP_EARLY=0 turns it off (bench/ measures
+    both ways): the cgroups are then made by the cgroup step, named after the child.
+    Only with a v1 hierarchy in the plan (v1 or hybrid hosts, where it was measured):
+    on a pure v2 host the child is cloned straight into its cgroup anyway, and early
+    creation there soft-locked the emulated v2 guest's kernel (bare layout, runner and
+    agent both stuck in the kernel for 1000+ s; not diagnosed further)."""
+    return (isinstance(plan, CgroupPlan) and not any(h.evacuate for h in plan.hierarchies)
+            and any(h.version == 1 for h in plan.hierarchies)
+            and os.environ.get("LINX_CGROUP_EARLY", "1") != "0")
+
+
 def clone_into(plan) -> bool:
     """Whether the child is cloned straight into its cgroup (CLONE_INTO_CGROUP,
     clone3, 5.7+): only when its one hierarchy is cgroup v2, so that no other
@@ -374,42 +443,53 @@ def clone_into(plan) -> bool:
 
 
 class Prepared:
-    """The workload's v2 cgroup, made and configured before the clone; `fd` is
-    its directory, for the agent's clone3 (closed by the runner once spawned)."""
+    """The workload's cgroups, made and configured before the clone; `fd` is the
+    directory of its one v2 leaf for the agent's clone3 (CLONE_INTO_CGROUP; closed
+    by the runner once spawned), or None when the child is moved in afterwards."""
 
-    def __init__(self, live: Live, h: Hierarchy, leaf: str, fd: int):
-        self.live, self.h, self.leaf, self.fd = live, h, leaf, fd
+    def __init__(self, live: Live, leaves: list[tuple[Hierarchy, str]], fd: int | None):
+        self.live, self.leaves, self.fd = live, leaves, fd
 
 
-def prepare_before_clone(plan: CgroupPlan, ctx, owner_pid: int, fs: CgroupFs | None = None) -> Prepared:
+def prepare_before_clone(plan: CgroupPlan, ctx, owner_pid: int, fs: CgroupFs | None = None,
+                         want_fd: bool = True) -> Prepared:
     """The cgroup step's first half, run before the child exists: mkdir (tracked by
-    the agent), limits, and an fd of the leaf for CLONE_INTO_CGROUP.  The leaf is
-    named after `owner_pid`, the agent's pid (the child's is not known yet; the
-    agent is the workload's parent and lives as long as it does; cgroup v2 cannot
-    rename a cgroup, so the name cannot follow the child)."""
+    the agent) and limits in every hierarchy; with want_fd (one v2 hierarchy), an
+    fd of the leaf for CLONE_INTO_CGROUP.  Without it the runner runs this while
+    the agent starts and clones (agent.hello_spawn's `meanwhile`): the mkdirs and
+    writes leave the critical path, the move (cgroup.procs) stays in the cgroup step.
+    The leaves are named after `owner_pid`, the agent's pid (the child's is not
+    known yet; the agent is the workload's parent and lives as long as it does;
+    cgroup v2 cannot rename a cgroup, so the name cannot follow the child)."""
     live = Live(plan, fs or CgroupFs())
     ctx.on_undo("cgroup: kill what is left, remove the cgroups", live.destroy)
-    (h,) = plan.hierarchies
-    leaf = live.create(h, plan.leaf_name(plan.name or ctx.plan.name, owner_pid), ctx.track_cgroup)
-    live.configure(h, leaf)
-    # O_RDONLY, not O_PATH: clone3 takes the fd with fdget(), which refuses O_PATH files.
-    with touching("open", leaf):
-        fd = os.open(leaf, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    return Prepared(live, h, leaf, fd)
+    name = plan.leaf_name(plan.name or ctx.plan.name, owner_pid)
+    leaves = [(h, live.create(h, name, ctx.track_cgroup)) for h in plan.hierarchies]
+    for h, leaf in leaves:
+        live.configure(h, leaf)
+    fd = None
+    if want_fd:
+        ((_h, leaf),) = leaves
+        # O_RDONLY, not O_PATH: clone3 takes the fd with fdget(), which refuses O_PATH files.
+        with touching("open", leaf):
+            fd = os.open(leaf, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    return Prepared(live, leaves, fd)
 
 
 def apply_from_host(plan: CgroupPlan | JoinCgroupsPlan, ctx, fs: CgroupFs | None = None) -> Live | None:
     """Create the workload's cgroups, write every limit, then move the parked child in
     (for `exec`, a JoinCgroupsPlan: join the running workload's cgroups).  When the
-    cgroup was prepared before the clone (prepare_before_clone), only the move is
-    left, and only if the agent could not clone the child into it."""
+    cgroups were prepared before the clone (prepare_before_clone: the runner's
+    default), only the move is left, and only if the agent could not clone the
+    child into its v2 leaf."""
     if isinstance(plan, JoinCgroupsPlan):
         join_running(plan.target, ctx.pid)
         return None
     prepared: Prepared | None = getattr(ctx, "cgroup_prepared", None)
     if prepared is not None:
         if not getattr(ctx, "spawned_in_cgroup", False):
-            prepared.live.join(prepared.leaf, ctx.pid)
+            for _h, leaf in prepared.leaves:
+                prepared.live.join(leaf, ctx.pid)
         ctx.after_exit(prepared.live.collect)
         return prepared.live
     live = Live(plan, fs or CgroupFs())
@@ -469,5 +549,6 @@ def join_running(target: int, pid: int) -> None:
             f.write(str(pid))
 
 
-__all__ = ["CgroupFs", "Live", "Prepared", "apply_from_host", "clone_into", "prepare_before_clone", "join_running",
+__all__ = ["CgroupFs", "Live", "Prepared", "apply_from_host", "clone_into", "early", "prepare_before_clone",
+           "join_running",
            "human_bytes"]

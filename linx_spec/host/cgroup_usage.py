@@ -47,21 +47,24 @@ def v1_usage(controller_leaves: dict[str, str], read) -> dict[str, int | float]:
     return out
 
 
-def v2_usage(leaf: str, read) -> dict[str, int | float]:
-    """Figures from a v2 leaf; files a kernel lacks are skipped."""
+def v2_usage(leaf: str, read, on_v1: frozenset[str] | set[str] = frozenset()) -> dict[str, int | float]:
+    """Figures from a v2 leaf; files a kernel lacks are skipped.  on_v1: controllers
+    bound to a v1 hierarchy (a hybrid host): a controller lives on one hierarchy at
+    a time, so a v2 leaf cannot have their files, and they are not even tried."""
     out: dict[str, int | float] = {}
-    peak = read(os.path.join(leaf, "memory.peak"))  # 5.19+
-    if peak is not None and peak.strip().isdigit():
-        out["memory_peak_bytes"] = int(peak)
-    events = keyed(read(os.path.join(leaf, "memory.events")))
-    if "oom_kill" in events:
-        out["oom_kills"] = events["oom_kill"]
-    if "oom" in events:
-        out["ooms"] = events["oom"]  # times the limit was hit and reclaim failed: the OOM killer was invoked
-    if "high" in events:
-        out["memory_high_hits"] = events["high"]  # times memory.high was exceeded: throttled and reclaimed
-    if "max" in events:
-        out["memory_limit_hits"] = events["max"]
+    if "memory" not in on_v1:
+        peak = read(os.path.join(leaf, "memory.peak"))  # 5.19+
+        if peak is not None and peak.strip().isdigit():
+            out["memory_peak_bytes"] = int(peak)
+        events = keyed(read(os.path.join(leaf, "memory.events")))
+        if "oom_kill" in events:
+            out["oom_kills"] = events["oom_kill"]
+        if "oom" in events:
+            out["ooms"] = events["oom"]  # times the limit was hit and reclaim failed: the OOM killer was invoked
+        if "high" in events:
+            out["memory_high_hits"] = events["high"]  # times memory.high was exceeded: throttled and reclaimed
+        if "max" in events:
+            out["memory_limit_hits"] = events["max"]
     stat = keyed(read(os.path.join(leaf, "cpu.stat")))  # usage_* is there without the cpu controller
     if "usage_usec" in stat:
         out["cpu_seconds"] = stat["usage_usec"] / 1e6
@@ -71,12 +74,13 @@ def v2_usage(leaf: str, read) -> dict[str, int | float]:
     if "nr_throttled" in stat:
         out["cpu_throttled_periods"] = stat["nr_throttled"]
         out["cpu_throttled_seconds"] = stat.get("throttled_usec", 0) / 1e6
-    ppeak = read(os.path.join(leaf, "pids.peak"))  # 6.x
-    if ppeak is not None and ppeak.strip().isdigit():
-        out["pids_peak"] = int(ppeak)
-    pev = keyed(read(os.path.join(leaf, "pids.events")))
-    if "max" in pev:
-        out["pids_limit_hits"] = pev["max"]
+    if "pids" not in on_v1:
+        ppeak = read(os.path.join(leaf, "pids.peak"))  # 6.x
+        if ppeak is not None and ppeak.strip().isdigit():
+            out["pids_peak"] = int(ppeak)
+        pev = keyed(read(os.path.join(leaf, "pids.events")))
+        if "max" in pev:
+            out["pids_limit_hits"] = pev["max"]
     return out
 
 

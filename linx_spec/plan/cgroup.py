@@ -23,13 +23,15 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
 from ..errors import PlanError
+from ..record import Record
 from . import cgroup_v1, cgroup_v2
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a cached apply's path: record.py)
+
 if TYPE_CHECKING:
+    from typing import Any
     from ..spec import Spec
     from ..spec.cgroup import Cgroup
 
@@ -54,8 +56,7 @@ def _unescape(field_text: str) -> str:
     return "".join(out)
 
 
-@dataclass(frozen=True)
-class HostView:
+class HostView(Record):
     """What planning reads of the host; tests build one by hand for a fake tree."""
 
     mounts: tuple[tuple[str, str, tuple[str, ...]], ...]  # (fstype, mount point, options)
@@ -81,8 +82,7 @@ class HostView:
         return cls(tuple(mounts), tuple(own), os.geteuid())
 
 
-@dataclass(frozen=True)
-class Layout:
+class Layout(Record):
     v1: dict[str, tuple[str, tuple[str, ...]]]  # controller -> (mount, controllers co-mounted there)
     v2: str | None  # the cgroup2 mount point
     v2_controllers: frozenset[str]  # its root's cgroup.controllers
@@ -133,8 +133,7 @@ def _delegated(mount: str, own: str | None) -> bool:
 
 # --- the plan ------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Hierarchy:
+class Hierarchy(Record):
     """One hierarchy the workload joins, and what is written into its cgroup there."""
 
     version: int  # 1 or 2
@@ -150,6 +149,9 @@ class Hierarchy:
     # v1 devices controller here: `devices.deny a`, then one `devices.allow` line each (cgroup.devices).
     # Kept out of `writes`: those files are write-only, and live.py reads back what `writes` holds.
     device_allow: tuple[str, ...] | None = None
+    # The workload's cgroup path itself, used as is (linx-oci's cgroupsPath); None: the
+    # generated PARENT/linx-NAME-PID.  Its parent is then `parent`, dirname(leaf).
+    leaf: str | None = None
 
     @property
     def label(self) -> str:
@@ -159,23 +161,22 @@ class Hierarchy:
         return self.mount if cgroup_path == "/" else self.mount + cgroup_path
 
 
-@dataclass(frozen=True)
-class CgroupPlan:
+class CgroupPlan(Record):
     backend: str  # "v2", "v1", or "v1+v2" when controllers are split between both
     hierarchies: tuple[Hierarchy, ...]
     name: str | None  # spec.name; the plan's name at apply time when None
     memory_max: int | None = None  # for the OOM reason
-    notes: tuple[str, ...] = field(default=())
+    notes: tuple[str, ...] = ()
 
     def leaf_name(self, name: str, pid: int | str) -> str:
         return f"linx-{name}-{pid}"
 
     def describe(self) -> dict[str, Any]:
         leaf = self.leaf_name(self.name or "<name>", "<pid>")
-        parents = sorted({h.parent for h in self.hierarchies})
+        paths = sorted({h.leaf or f"{h.parent.rstrip('/')}/{leaf}" for h in self.hierarchies})
         return {
             "backend": self.backend,
-            "cgroup": " ".join(f"{p}/{leaf}" for p in parents),
+            "cgroup": " ".join(paths),
             "join": [f"{h.label} at {h.mount}" for h in self.hierarchies],
             "writes": [f"{f}={v}" for h in self.hierarchies for f, v in h.writes]
             + [f"devices.{'allow' if i else 'deny'}={r}" for h in self.hierarchies if h.device_allow is not None
@@ -304,8 +305,31 @@ _NOT_ROOT_REMEDY = ("run as root, or under a cgroup delegated to you: systemd-ru
                     "linx-spec apply SPEC.yaml (or set cgroup.parent to a cgroup you own)")
 
 
-def resolve(cg: "Cgroup", spec: "Spec", host: HostView | None = None) -> CgroupPlan:
-    """Decide the hierarchies, the parent and every file written.  Pure: reads only."""
+def _leaf_in(leaf: str, base: str) -> str:
+    """The cgroup path of an explicit leaf in one hierarchy: absolute as given
+    (below the mount), relative below `base` (runc: libcontainer/cgroups/fs
+    subsysPath and fs2 defaultDirPath)."""
+    from ..spec.cgroup import cgroup_path
+
+    try:
+        inner = cgroup_path(leaf, "the cgroup path")
+    except ValueError as exc:
+        raise PlanError(f"cgroup path `{leaf[:200]}`: {exc}", "give a path of cgroup names, absolute (below each "
+                        "hierarchy's mount) or relative (below the runtime's own cgroup)", "cgroup") from None
+    return "/" + inner if leaf.startswith("/") else base.rstrip("/") + "/" + inner
+
+
+def resolve(cg: "Cgroup", spec: "Spec", host: HostView | None = None, leaf: str | None = None) -> CgroupPlan:
+    """Decide the hierarchies, the parent and every file written.  Pure: reads only.
+
+    `leaf` (linx-oci's cgroupsPath) is the workload's cgroup itself, no generated
+    child: absolute, the same path below every hierarchy's mount; relative, below
+    the runner's own cgroup in each v1 hierarchy and below its parent on cgroup2
+    (the own cgroup has processes, and v2 allows no controllers below those), as
+    runc places it.  A v1 hierarchy joined only for accounting is then left out
+    where the runner's own cgroup is not the root: that cgroup belongs to whoever
+    started the runner (a relative path is for engines that give the runtime a
+    cgroup of its own)."""
     host = host or HostView.read()
     lay = detect(host)
     if not lay.v1 and lay.v2 is None:
@@ -348,13 +372,20 @@ def resolve(cg: "Cgroup", spec: "Spec", host: HostView | None = None) -> CgroupP
     for c in v1_use:
         by_mount.setdefault(lay.v1[c][0], []).append(c)
     for mount, ctrls in by_mount.items():
-        if cg.parent is not None:
+        required = any(c in v1_need for c in ctrls)
+        v1_leaf = None
+        if leaf is not None:
+            own = lay.own_v1.get(ctrls[0], "/")
+            if not leaf.startswith("/") and own != "/" and not required:
+                continue
+            v1_leaf = _leaf_in(leaf, own)
+            parent = os.path.dirname(v1_leaf)
+        elif cg.parent is not None:
             parent = cg.parent
         elif root:
             parent = DEFAULT_PARENT
         else:
             parent = lay.own_v1.get(ctrls[0], "/")
-        required = any(c in v1_need for c in ctrls)
         if not root and not _writable(mount, parent):
             if required:
                 raise PlanError(f"not root and no writable delegated cgroup for {','.join(ctrls)} "
@@ -365,14 +396,22 @@ def resolve(cg: "Cgroup", spec: "Spec", host: HostView | None = None) -> CgroupP
             version=1, mount=mount, controllers=tuple(ctrls), parent=parent,
             writes=tuple(w for c in ctrls for w in v1_writes.get(c, ())),
             device_allow=allow if "devices" in ctrls else None,
-            copy_cpuset="cpuset" in comounted, default_parent=cg.parent is None and parent == DEFAULT_PARENT))
+            copy_cpuset="cpuset" in comounted, leaf=v1_leaf,
+            default_parent=v1_leaf is None and cg.parent is None and parent == DEFAULT_PARENT))
 
     # v2: limits when controllers live there; otherwise process tracking only.
     if lay.v2 is not None:
         mount = lay.v2
         delegated = None
         v2_why = "cgroup.parent" if cg.parent is not None else "root: the default parent"
-        if cg.parent is not None:
+        v2_leaf = None
+        if leaf is not None:
+            v2_why = "the cgroup path given"
+            v2_leaf = _leaf_in(leaf, os.path.dirname(lay.own_v2 or "/"))
+            parent = os.path.dirname(v2_leaf)
+            if not root and _delegated(mount, parent):
+                delegated = parent
+        elif cg.parent is not None:
             parent = cg.parent
             if not root and _delegated(mount, parent):
                 delegated = parent  # a cgroup delegated to the user, named explicitly
@@ -386,7 +425,7 @@ def resolve(cg: "Cgroup", spec: "Spec", host: HostView | None = None) -> CgroupP
                 v2_why = f"delegated: the runner's own cgroup {parent}"
                 if parent == "/":
                     parent = DEFAULT_PARENT
-        usable = root or delegated is not None or (cg.parent is not None and _writable(mount, parent))
+        usable = root or delegated is not None or ((cg.parent or leaf) is not None and _writable(mount, parent))
         if not usable and v2_need:
             raise PlanError(f"not root and no writable delegated cgroup (cgroup2 at {mount}, "
                             f"your cgroup {lay.own_v2 or '?'})", _NOT_ROOT_REMEDY, "cgroup")
@@ -400,8 +439,8 @@ def resolve(cg: "Cgroup", spec: "Spec", host: HostView | None = None) -> CgroupP
             hierarchies.append(Hierarchy(
                 version=2, mount=mount, controllers=tuple(ctrls), parent=parent,
                 writes=tuple(cgroup_v2.writes(cg, devices, set(v2_need))),
-                enable_in=enable_in if ctrls else (), evacuate=evacuate, enable_root=enable_root,
-                default_parent=cg.parent is None and parent == DEFAULT_PARENT))
+                enable_in=enable_in if ctrls else (), evacuate=evacuate, enable_root=enable_root, leaf=v2_leaf,
+                default_parent=v2_leaf is None and cg.parent is None and parent == DEFAULT_PARENT))
             if enable_root:
                 notes.append(f"cgroup v2: enables {' '.join(enable_root)} in "
                              f"{os.path.join(mount, 'cgroup.subtree_control')} (the root passes no such "
@@ -445,8 +484,7 @@ def resolve(cg: "Cgroup", spec: "Spec", host: HostView | None = None) -> CgroupP
                       memory_max=cg.memory.max if cg.memory else None, notes=tuple(notes))
 
 
-@dataclass(frozen=True)
-class JoinCgroupsPlan:
+class JoinCgroupsPlan(Record):
     """`linx-spec exec`: the new process joins the cgroups of the running workload
     `target` (host pid) instead of getting its own."""
 

@@ -26,9 +26,10 @@ shape this module:
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
 from ..errors import PlanError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a cached apply's path: record.py)
 
 if TYPE_CHECKING:
     from ..spec.cgroup import Cgroup

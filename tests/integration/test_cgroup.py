@@ -252,10 +252,9 @@ cgroup:
   pids: {max: 10}
 """)
     result, out, _err = run_plan(plan, tmp_path)
-    if C.clone_into(plan.cgroup):  # pure v2: cloned into a leaf named after the agent's pid
-        assert re.search(r"^0::/linx/linx-cgt-\d+$", out, re.M), out
-    else:
-        assert f"/linx/linx-cgt-{result.pid}" in out
+    # Made before the clone (and on pure v2 cloned into it): the leaf is named after the agent's pid.
+    assert re.search(r":/linx/linx-cgt-\d+$", out, re.M), out
+    assert f"/linx/linx-cgt-{result.pid}" not in out or not C.early(plan.cgroup), out
 
 
 # --- nothing survives ------------------------------------------------------------
@@ -404,7 +403,9 @@ def test_v2_parked_child_is_in_its_cgroup_from_the_clone(tmp_path, monkeypatch, 
         assert seen.parked_in == f"/linx/linx-cgt-into-{seen.agent_pid}"
     else:
         assert seen.parked_in == C._cgroups_of("self")["0"]  # the runner's own, until the cgroup step
-    assert first == ["0::" + (seen.parked_in if into == "1" else f"/linx/linx-cgt-into-{seen.pid}")]
+    # clone-into: made before the clone, named after the agent's pid; attach with only a v2 hierarchy:
+    # made by the cgroup step, named after the child (early creation is for v1: host/cgroup.py early)
+    assert first == [f"0::/linx/linx-cgt-into-{seen.agent_pid if into == '1' else seen.pid}"]
 
 
 @dataclasses.dataclass

@@ -193,7 +193,9 @@ cgroup:
     if into == "1":
         assert seen.parked_in == f"/linx/linx-cgt2-into-{seen.agent_pid}"
     first, limit = seen.out.split()
-    leaf = seen.parked_in if into == "1" else f"/linx/linx-cgt2-into-{seen.pid}"
+    # clone-into: made before the clone, named after the agent's pid; attach on a pure v2 host: made by
+    # the cgroup step, named after the child (early creation is for v1 hierarchies: host/cgroup.py early)
+    leaf = f"/linx/linx-cgt2-into-{seen.agent_pid if into == '1' else seen.pid}"
     assert (first, limit) == ("0::" + leaf, "9")
 
 

@@ -887,3 +887,188 @@ def test_a_changed_devices_list_needs_a_restart(tmp_path):
         plans.append(dataclasses.replace(base, cgroup=PC.resolve(s.cgroup, s, host=host)))
     assert restart_fields(plans[0], plans[0]) == []
     assert restart_fields(plans[0], plans[1]) == ["cgroup.devices"]
+
+
+class CountingFs(FakeCgroupFs):
+    """FakeCgroupFs that counts the calls the hot path makes."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.calls: list[tuple[str, str]] = []
+
+    def mkdir(self, path: str) -> None:
+        self.calls.append(("mkdir", path))
+        super().mkdir(path)
+
+    def rmdir(self, path: str) -> None:
+        self.calls.append(("rmdir", path))
+        self.inside = True  # the fake's own rmdir reads cgroup.procs to imitate EBUSY: not counted
+        try:
+            super().rmdir(path)
+        finally:
+            self.inside = False
+
+    def read(self, path: str) -> str | None:
+        if not getattr(self, "inside", False):
+            self.calls.append(("read", path))
+        return super().read(path)
+
+    def exists(self, path: str) -> bool:
+        self.calls.append(("exists", path))
+        return super().exists(path)
+
+
+def test_v1_hot_path_one_mkdir_per_leaf_and_one_rmdir_once_empty(tmp_path):
+    fs, host = v1_tree(tmp_path, {"memory": ("memory",), "pids": ("pids",)})
+    fs.__class__ = CountingFs
+    fs.calls = []
+    for name in ("memory", "pids"):
+        os.mkdir(tmp_path / name / "batch")  # an explicit parent that exists
+    s = spec("  parent: /batch\n  memory: {max: 64Mi}\n  pids: {max: 16}\n")
+    plan = PC.resolve(s.cgroup, s, host=host)
+    ctx = FakeCtx(pid=900)
+    C.apply_from_host(plan, ctx, fs)
+    # The parent exists: no mkdir of it (EEXIST), one mkdir per leaf.
+    assert [c for c in fs.calls if c[0] == "mkdir"] == [
+        ("mkdir", str(tmp_path / "memory/batch/linx-web-900")), ("mkdir", str(tmp_path / "pids/batch/linx-web-900"))]
+    # The workload ended and left nothing inside: the undo is one rmdir per leaf, no reads, no kill.
+    for name in ("memory", "pids"):
+        Path(tmp_path / name / "batch/linx-web-900/cgroup.procs").write_text("")
+    fs.calls.clear()
+    writes = len(fs.writes)
+    ctx.rollback()
+    assert fs.calls == [("rmdir", str(tmp_path / "pids/batch/linx-web-900")),
+                        ("rmdir", str(tmp_path / "memory/batch/linx-web-900"))]
+    assert len(fs.writes) == writes and not fs.killed  # no freezer, no kill
+    assert tree(str(tmp_path / "memory")) == {"batch"}
+
+
+def test_v1_hot_path_still_kills_what_is_left_and_makes_a_missing_parent(tmp_path):
+    fs, host = v1_tree(tmp_path, {"memory": ("memory",), "pids": ("pids",)})
+    s = spec("  parent: /batch/jobs\n  memory: {max: 64Mi}\n  pids: {max: 16}\n")
+    plan = PC.resolve(s.cgroup, s, host=host)
+    ctx = FakeCtx(pid=901)
+    C.apply_from_host(plan, ctx, fs)  # the leaf's mkdir fails ENOENT: the parents are walked
+    assert Path(tmp_path / "pids/batch/jobs/linx-web-901/pids.max").read_text() == "16"
+    ctx.rollback()  # 901 is still inside: rmdir refused (EBUSY), killed, then removed
+    assert 901 in fs.killed
+    for name in ("memory", "pids"):
+        assert tree(str(tmp_path / name)) == set()  # /batch/jobs were ours: removed too
+
+
+def test_v2_usage_on_a_hybrid_host_skips_the_files_of_controllers_bound_to_v1():
+    from linx_spec.host.cgroup_usage import v2_usage
+
+    files = {"/u/leaf/cpu.stat": "usage_usec 2000000\nuser_usec 1500000\nsystem_usec 500000\n",
+             "/u/leaf/memory.peak": "4096\n", "/u/leaf/pids.events": "max 3\n"}
+    tried: list[str] = []
+
+    def read(path):
+        tried.append(path)
+        return files.get(path)
+
+    assert v2_usage("/u/leaf", read, frozenset({"memory", "pids"})) == {
+        "cpu_seconds": 2.0, "cpu_user_seconds": 1.5, "cpu_system_seconds": 0.5}
+    assert tried == ["/u/leaf/cpu.stat"]
+    tried.clear()
+    full = v2_usage("/u/leaf", read)  # pure v2: every file is tried
+    assert full["memory_peak_bytes"] == 4096 and full["pids_limit_hits"] == 3
+    assert len(tried) == 5
+
+
+def test_cgroups_made_early_but_not_where_the_runner_must_leave_a_delegated_cgroup(tmp_path, monkeypatch):
+    fs, host = v1_tree(tmp_path, {"pids": ("pids",)})
+    s = spec("  pids: {max: 16}\n")
+    plan = PC.resolve(s.cgroup, s, host=host)
+    assert C.early(plan)
+    monkeypatch.setenv("LINX_CGROUP_EARLY", "0")
+    assert not C.early(plan)
+    monkeypatch.delenv("LINX_CGROUP_EARLY")
+    (h,) = plan.hierarchies
+    assert not C.early(dataclasses.replace(plan, hierarchies=(dataclasses.replace(h, evacuate="/user.slice"),)))
+    assert not C.early(PC.JoinCgroupsPlan(target=1))  # exec joins the running workload's cgroups
+# --- an explicit leaf (linx-oci's cgroupsPath) ------------------------------------
+
+def test_explicit_absolute_leaf_is_the_cgroup_itself_in_every_hierarchy(tmp_path):
+    fs, host = v1_tree(tmp_path, V1_HIERARCHIES)
+    s = spec("  pids: {max: 7}\n")
+    plan = PC.resolve(s.cgroup, s, host=host, leaf="/oci/ctr-1")
+    assert {h.leaf for h in plan.hierarchies} == {"/oci/ctr-1"}
+    assert plan.describe()["cgroup"] == "/oci/ctr-1"
+    ctx = FakeCtx(pid=901)
+    C.apply_from_host(plan, ctx, fs)
+    assert Path(tmp_path, "pids/oci/ctr-1/pids.max").read_text() == "7"  # no linx-NAME-PID below it
+    assert Path(tmp_path, "pids/oci/ctr-1/cgroup.procs").read_text().split() == ["901"]
+    assert sorted(ctx.tracked) == sorted(h.dir("/oci/ctr-1") for h in plan.hierarchies)
+    ctx.rollback()
+    for name in V1_HIERARCHIES:  # the leaf and the parent /oci we created are gone
+        assert not (tmp_path / name / "oci").exists()
+
+
+def test_explicit_relative_leaf_is_below_the_runners_own_cgroup_as_runc_puts_it(tmp_path):
+    fs, host = v1_tree(tmp_path, V1_HIERARCHIES)
+    own = tuple((c, "/" if c != "memory" else "/someone/else") for c, _p in host.self_cgroup)
+    host = PC.HostView(host.mounts, own, 0)
+    s = spec("  pids: {max: 3}\n")
+    plan = PC.resolve(s.cgroup, s, host=host, leaf="a/b")
+    # memory is joined only for accounting and the runner's memory cgroup is not ours: left out.
+    assert [h.label for h in plan.hierarchies] == ["pids", "cpuacct", "freezer"]
+    assert {h.leaf for h in plan.hierarchies} == {"/a/b"}
+    s = spec("  memory: {max: 64Mi}\n")
+    plan = PC.resolve(s.cgroup, s, host=host, leaf="a/b")
+    assert next(h.leaf for h in plan.hierarchies if h.label == "memory") == "/someone/else/a/b"
+    # cgroup2: below the parent of the runner's cgroup (runc's fs2: that one has processes).
+    (tmp_path / "v2").mkdir()
+    mount, _fs = v2_tree(tmp_path / "v2")
+    plan = PC.resolve(s.cgroup, s, host=v2_host(mount, own="/user.slice/session-1.scope"), leaf="a/b")
+    assert plan.hierarchies[0].leaf == "/user.slice/a/b"
+
+
+@pytest.mark.parametrize("bad", ["/a/../b", "../x", "/", "a/cgroup.procs", "a\0b", "x" * 5000])
+def test_explicit_leaf_is_checked_like_a_parent(tmp_path, bad):
+    _fs, host = v1_tree(tmp_path, {"pids": ("pids",)})
+    s = spec("  pids: {max: 3}\n")
+    with pytest.raises(PlanError, match="cgroup path"):
+        PC.resolve(s.cgroup, s, host=host, leaf=bad)
+
+
+def test_explicit_leaf_that_exists_is_joined_when_empty_and_refused_with_processes(tmp_path):
+    fs, host = v1_tree(tmp_path, {"pids": ("pids",)})
+    s = spec("  pids: {max: 3}\n")
+    plan = PC.resolve(s.cgroup, s, host=host, leaf="/ctr")
+    fs.mkdir(str(tmp_path / "pids/ctr"))
+    ctx = FakeCtx(pid=55)
+    C.apply_from_host(plan, ctx, fs)  # empty: joined, as runc does
+    assert Path(tmp_path, "pids/ctr/pids.max").read_text() == "3"
+    ctx.rollback()
+    assert not (tmp_path / "pids/ctr").exists()  # and removed at the end, as runc does
+    fs.mkdir(str(tmp_path / "pids/ctr"))
+    Path(tmp_path, "pids/ctr/cgroup.procs").write_text("4711\n")
+    ctx = FakeCtx(pid=56)
+    with pytest.raises(StepError, match=r"holds 1 process\(es\) \(pid 4711...\): not empty.*EBUSY"):
+        with host_errors("cgroup"):
+            C.apply_from_host(plan, ctx, fs)
+    ctx.rollback()
+    assert Path(tmp_path, "pids/ctr/cgroup.procs").read_text() == "4711\n"  # not ours: untouched
+
+
+def test_leaves_found_from_their_directories_are_killed_and_removed_as_the_holders_undo(tmp_path, monkeypatch):
+    """linx-oci's delete after its holder was killed: the recorded directories become
+    a Live (v2 by the cgroup2 mount, v1 controllers by theirs) and go through the same
+    destroy; a directory under no cgroup mount is never touched."""
+    fs, _host = v1_tree(tmp_path, {"freezer": ("freezer",), "pids": ("pids",)})
+    for name in ("freezer", "pids"):
+        fs.mkdir(str(tmp_path / name / "ctr"))
+        Path(tmp_path, name, "ctr", "cgroup.procs").write_text("31\n32\n")
+    stray = tmp_path / "elsewhere" / "ctr"
+    stray.mkdir(parents=True)
+    monkeypatch.setattr(C, "_cgroup_mounts", lambda: {"freezer": str(tmp_path / "freezer"),
+                                                      "pids": str(tmp_path / "pids")})
+    live = C.Live.of_dirs([str(tmp_path / "freezer/ctr"), str(tmp_path / "pids/ctr"), str(stray)], fs)
+    assert [(h.version, h.controllers, h.parent) for h, _ in live.leaves] == [(1, ("freezer",), "/"),
+                                                                             (1, ("pids",), "/")]
+    live.destroy()
+    assert fs.killed == {31, 32}
+    assert [v for p, v in fs.writes if p.endswith("freezer.state")] == ["FROZEN", "THAWED"]
+    assert not (tmp_path / "freezer/ctr").exists() and not (tmp_path / "pids/ctr").exists()
+    assert stray.exists()
