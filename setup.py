@@ -84,4 +84,6 @@ class PlatformWheel(bdist_wheel):
         return "py3", "none", plat
 
 
-setup(cmdclass={"build_py": BuildAgent, "bdist_wheel": PlatformWheel}, distclass=BinaryDistribution)
+# bin/linx-spec: a script, not a [project.scripts] entry point (see the file).
+setup(cmdclass={"build_py": BuildAgent, "bdist_wheel": PlatformWheel}, distclass=BinaryDistribution,
+      scripts=["bin/linx-spec"])

@@ -18,7 +18,6 @@ never pays for pydantic, yaml or typer.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 from ._lazy import lazy_exports
 
@@ -54,6 +53,7 @@ __all__ = sorted(_EXPORTS) + ["__version__"]
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a cached apply's path: record.py)
 
 if TYPE_CHECKING:  # for type checkers and editors
     from .errors import (ExecError, LinxError, ParkedDeathError, PlanError, Problem, ProtocolError,  # noqa: F401

@@ -3,8 +3,12 @@ costs nothing: running a cached plan never pays for pydantic, yaml or typer."""
 
 from __future__ import annotations
 
-import importlib
-from typing import Any, Callable
+import sys
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a cached apply's path: record.py)
+
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 
 def lazy_exports(package: str, exports: dict[str, str], namespace: dict[str, Any]
@@ -16,7 +20,9 @@ def lazy_exports(package: str, exports: dict[str, str], namespace: dict[str, Any
         module = exports.get(name)
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(f".{module}", package), name)
+        # __import__, not importlib.import_module: the same import, visible to -X importtime
+        __import__(f"{package}.{module}")
+        value = getattr(sys.modules[f"{package}.{module}"], name)
         namespace[name] = value
         return value
 

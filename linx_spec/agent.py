@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import os
 import select
-import signal as _signal
-import _thread  # get_ident only (threading is imported where a lock is made)
+import _signal  # the C module signal.py wraps in enums (~1 ms of a cold start)
+import _thread  # get_ident and RLock: threading (~1 ms of a cold start) is not needed for them
 import _socket  # socket.py (its enums, selectors) is ~2 ms of a cold start; a socketpair needs none of it
 import struct
 import time
-from dataclasses import dataclass
+from collections.abc import Callable  # loaded at every interpreter start
 
 from . import protocol as P
 from .errors import ExecError, ParkedDeathError, ProtocolError, StepError
+from .record import Record
 
 AGENT_ENV = "LINX_AGENT"
 
@@ -29,8 +30,7 @@ def agent_path() -> str:
     return os.path.join(os.path.dirname(__file__), "_bin", "linx-agent")
 
 
-@dataclass(frozen=True)
-class End:
+class End(Record):
     """How the workload ended."""
 
     exit_code: int | None  # set when it exited
@@ -66,14 +66,12 @@ class Agent:
 
     def __init__(self, *, stdin: int | None = None, stdout: int | None = None, stderr: int | None = None,
                  path: str | None = None):
-        import threading
-
         self._seq = 0
         # Reentrant: a signal handler (Lifecycle._forward, main thread) may run
         # while this thread holds it; a plain Lock would deadlock there.  A
         # handler that lands inside a frame being written defers its signal
         # (signal_nowait) to the end of that frame, so frames stay whole.
-        self._send_lock = threading.RLock()
+        self._send_lock = _thread.RLock()  # threading.RLock is this one
         self._writing: int | None = None  # the thread writing a frame now
         self._deferred: list[int] = []
         self._pending: dict[int, P.Frame] = {}
@@ -98,11 +96,7 @@ class Agent:
                 high.append(copy)
                 actions.append((os.POSIX_SPAWN_DUP2, copy, target))
         exe = path or agent_path()
-        # The bytes view: os.environ decodes and posix_spawn encodes each variable
-        # again, per spawn (~0.1 ms of Python for 40 variables).
-        env = os.environb
-        if "LINX_FAULT" in os.environ:
-            env = _fault_env(os.environ)
+        env = _agent_env()
         try:
             # posix_spawn (vfork underneath): cheap even from a large process.
             self.pid = os.posix_spawn(exe, [exe], env, file_actions=actions, setsigdef=(
@@ -224,18 +218,22 @@ class Agent:
         return self._call(P.Msg.SPAWN, attrs, (P.Msg.SPAWNED,)).get(P.A.PID)
 
     def hello_spawn(self, ns_flags: int, joins: list[tuple[int, str]] = (), grace_ms: int = 2000,
-                    cgroup_fd: int | None = None) -> int:
+                    cgroup_fd: int | None = None, meanwhile: Callable[[], object] | None = None) -> int:
         """HELLO and SPAWN back to back, one wait instead of two.  Safe: every
         frame carries the version, so an agent of another version answers the
         SPAWN with an error and clones nothing.  cgroup_fd: a cgroup v2
         directory to clone the child into (CLONE_INTO_CGROUP); whether it was
-        is `spawned_in_cgroup` afterwards."""
+        is `spawned_in_cgroup` afterwards.  meanwhile(): called once both frames
+        are sent, before the replies are read: work of the runner's that needs
+        no child yet, done while the agent starts and clones."""
         attrs: list[tuple[int, object]] = [(P.A.NS_FLAGS, ns_flags), (P.A.GRACE_MS, grace_ms)]
         attrs += [(P.A.NS_JOIN, P.ns_join_value(flag, path)) for flag, path in joins]
         if cgroup_fd is not None:
             attrs.append((P.A.CGROUP_FD, 1))
         hello = self._send(P.Msg.HELLO, ())
         spawn = self._send(P.Msg.SPAWN, attrs, fd=cgroup_fd)
+        if meanwhile is not None:
+            meanwhile()
         version = self._reply(hello, (P.Msg.READY,)).get(P.A.VERSION)
         if version != P.VERSION:
             raise ProtocolError(f"agent protocol version {P.VERSION}", f"version {version}")
@@ -258,6 +256,12 @@ class Agent:
         """Releases the parked child; returns [(step id, ns)] of the child steps."""
         frame = self._call(P.Msg.PROCEED, attrs, (P.Msg.RUNNING,))
         return P.decode_timings(frame.get(P.A.TIMING, b""))
+
+    def unshare_cgroupns(self) -> None:
+        """The parked child unshares its cgroup namespace now, not in its cgroupns
+        step (which then does nothing): after the host's cgroup step, for an OCI
+        `create`, whose container is in all its namespaces when it returns."""
+        self._call(P.Msg.CGROUPNS, (), (P.Msg.OK,))
 
     def abort(self) -> None:
         self._call(P.Msg.ABORT, (), (P.Msg.ABORTED,))
@@ -329,10 +333,15 @@ class Agent:
     def fileno(self) -> int:
         return self._sock.fileno()
 
-    def close(self) -> None:
-        """Closes the channel (the agent stops anything still running) and reaps it."""
+    def hangup(self) -> None:
+        """Closes the channel without waiting: the agent stops anything still running,
+        removes the cgroups it tracks and exits; close() then reaps it."""
         if self._sock.fileno() >= 0:
             self._sock.close()
+
+    def close(self) -> None:
+        """Closes the channel (the agent stops anything still running) and reaps it."""
+        self.hangup()
         if self.pid:
             _, st = os.waitpid(self.pid, 0)
             self.returncode = os.waitstatus_to_exitcode(st)
@@ -343,6 +352,20 @@ class Agent:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+# The agent reads nothing of its environment but LINX_FAULT (tests), and a
+# sanitizer build its options; the workload's environment comes with PROCEED
+# (plan/process.py: nothing inherited from the caller).  So the agent gets only
+# those: the caller's variables (LD_*, tokens) stay out of a process that lives
+# as long as the workload, and no spawn walks the caller's ~40 variables
+# (posix_spawn iterates the os.environ mapping in Python: ~40 us a workload).
+AGENT_ENV_KEYS = ("LINX_FAULT", "ASAN_OPTIONS", "UBSAN_OPTIONS")
+
+
+def _agent_env() -> dict[str, str]:
+    env = {k: os.environ[k] for k in AGENT_ENV_KEYS if k in os.environ}
+    return _fault_env(env) if "LINX_FAULT" in env else env
 
 
 def _fault_env(env) -> dict:

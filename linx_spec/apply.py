@@ -19,11 +19,13 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import TYPE_CHECKING, Callable
 
 from .lifecycle import PLAIN, Lifecycle, end_words, usage_lines
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a cached apply's path: record.py)
+
 if TYPE_CHECKING:
+    from typing import Callable
     from .plan.workload import Plan
     from .runner import Reporter, Result
 

@@ -1,7 +1,7 @@
 """The `linx-spec` entry point.
 
 A plain `linx-spec ps [--json]` is handled by views.py without typer, and
-a plain `linx-spec apply FILE [-v]` by fastpath.py:
+`linx-spec apply FILE` with -v, -d, -q, --init, --set or --env by fastpath.py:
 a cached plan runs straight away (no pydantic, no yaml either, only the
 runner); on a miss it validates, plans and stores first.  Everything else goes
 to the typer commands in commands.py.  Errors become exit codes in one
@@ -15,6 +15,9 @@ import sys
 
 
 def main() -> None:
+    from ._pydantic_plugins import disable
+
+    disable()  # no plugins of other packages in spec validation (and no 17 ms looking for them)
     argv = sys.argv[1:]
     if argv[:1] == ["oci"]:  # the OCI runtime (linx-oci), its own runc-style command line
         from .oci.main import main as oci_main

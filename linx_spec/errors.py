@@ -33,9 +33,13 @@ from __future__ import annotations
 import errno as _errno
 import os
 import sys
-from contextlib import contextmanager
-from dataclasses import astuple, dataclass
-from typing import Any, Iterator, TextIO
+
+from .record import Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a cached apply's path: record.py)
+
+if TYPE_CHECKING:
+    from typing import Any, TextIO
 
 __all__ = [
     "LinxError",
@@ -75,8 +79,7 @@ class LinxError(Exception):
     fields: tuple[str, ...] = ()  # the constructor's arguments, kept as attributes (to_record)
 
 
-@dataclass(frozen=True)
-class Problem:
+class Problem(Record):
     """One thing wrong in one spec file, pointing at the text."""
 
     file: str
@@ -219,7 +222,7 @@ def to_record(exc: LinxError) -> dict[str, Any]:
     """exc as JSON-able data: its class name and constructor arguments."""
     args: list[Any] = [getattr(exc, f) for f in type(exc).fields]
     if isinstance(exc, SpecError):
-        args = [[list(astuple(p)) for p in exc.problems]]
+        args = [[[getattr(p, f) for f in Problem._fields] for p in exc.problems]]
     return {"class": type(exc).__name__, "args": args}
 
 
@@ -286,10 +289,20 @@ def oserror_to_step(step: str, side: str, exc: OSError) -> StepError:
     return StepError(step, side, exc.errno or 0, detail, obj or (exc.filename or ""))
 
 
-@contextmanager
-def host_errors(step: str) -> Iterator[None]:
-    """The boundary of a host step: an OSError becomes the step's StepError, once."""
-    try:
-        yield
-    except OSError as exc:
-        raise oserror_to_step(step, "host", exc) from None
+class host_errors:
+    """`with host_errors(step):` the boundary of a host step: an OSError becomes
+    the step's StepError, once.  (A class, not @contextmanager: contextlib is not
+    on a cached apply's path.)"""
+
+    __slots__ = ("step",)
+
+    def __init__(self, step: str):
+        self.step = step
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, typ, exc, tb) -> bool:
+        if isinstance(exc, OSError):
+            raise oserror_to_step(self.step, "host", exc) from None
+        return False

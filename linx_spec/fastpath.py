@@ -33,8 +33,11 @@ Deliberately left out: stdio files (opened when it runs; a log appended by every
 run would never hit), joined namespace paths (opened when it runs, the plan is the
 same whichever namespace is there), the rest of the mount table.
 
-Anything else (`--set`, `-t`, `--detach`, `--timeout`, a miss) takes the normal
-path, which validates, plans and refreshes the cache.  The cache lives in
+`--set` values (and `--env`, `--init`, which are --set shorthands) are part of the
+key, in order.  `apply` with -v, -d, -q and those is handled here (try_apply):
+a hit runs the stored plan, a miss validates, plans and stores without typer.
+Anything else (`-t`, `--timeout`, `--restart`, stdin) takes typer's path
+(commands.py), which validates, plans and refreshes the cache the same way.  The cache lives in
 /run/linx/.plans (root) or $XDG_RUNTIME_DIR/linx/.plans (or /tmp/linx-UID/.plans),
 each directory 0700 and checked on every use (rundir.py); an entry that is not
 ours alone, not JSON, or not a Plan is a miss, never an error and never code.
@@ -46,11 +49,16 @@ least recently used entries go until at most MAX_ENTRIES and MAX_TOTAL_BYTES rem
 from __future__ import annotations
 
 import os
-import re
 import stat
 
 from .errors import SpecError
+from .record import Record
 from .specfile import read_spec_bytes
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a cached apply's path: record.py)
+
+if TYPE_CHECKING:
+    from .plan.workload import Plan
 
 FORMAT = 2
 try:  # the builtin module: hashlib loads OpenSSL (~2 ms of a cold start) for the same digest
@@ -60,7 +68,6 @@ except ImportError:  # pragma: no cover - the module's name on newer CPythons, e
         from _sha2 import sha256 as _sha256
     except ImportError:
         from hashlib import sha256 as _sha256
-_VAR = re.compile(rb"\$\{([A-Za-z_][A-Za-z0-9_]*)")
 
 CACHE_DIR = ".plans"  # a dot: never a workload name (state.NAME_RE)
 MAX_ENTRIES = 64
@@ -82,31 +89,50 @@ def _open_cache(create: bool) -> int | None:
         os.close(root)
 
 
-def _entry_type():
-    from dataclasses import make_dataclass
-
-    from .plan.workload import Plan
-
-    global _ENTRY
-    if _ENTRY is None:
-        # deps: (what, object, fingerprint); what says how to take the fingerprint (_FINGERPRINT)
-        _ENTRY = make_dataclass("CacheEntry", [
-            ("key", str), ("deps", tuple[tuple[str, str, str], ...]), ("plan", Plan)], frozen=True)
-    return _ENTRY
+class CacheEntry(Record):
+    key: str
+    deps: tuple[tuple[str, str, str], ...]  # (what, object, fingerprint): _FINGERPRINT says how to take it
+    plan: Plan
 
 
-_ENTRY = None
+def __getattr__(name: str):
+    # CacheEntry's `plan: Plan`, evaluated by stored.py when an entry is read back
+    if name == "Plan":
+        from .plan.workload import Plan
+
+        return Plan
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _key(path: str, text: bytes) -> str:
+_NAME_START = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
+_NAME_REST = _NAME_START | frozenset(b"0123456789")
+
+
+def _variables(text: bytes) -> set[bytes]:
+    """The NAMEs of every `${NAME` in the text (as load.py expands them), without `re`."""
+    names = set()
+    i = text.find(b"${")
+    while i >= 0:
+        j = i + 2
+        if j < len(text) and text[j] in _NAME_START:
+            while j < len(text) and text[j] in _NAME_REST:
+                j += 1
+            names.add(text[i + 2:j])
+        i = text.find(b"${", i + 2)
+    return names
+
+
+def _key(path: str, text: bytes, overrides: list[str] | tuple[str, ...] = ()) -> str:
     from . import __version__
 
     h = _sha256()
     h.update(f"{FORMAT}\0{__version__}\0{os.path.abspath(path)}\0{os.geteuid()}\0{os.getegid()}\0"
              f"{os.uname().release}\0".encode())
     h.update(text)
-    for name in sorted(set(_VAR.findall(text))):
+    for name in sorted(_variables(text)):
         h.update(b"\0" + name + b"=" + os.environb.get(name, b"\x01unset"))
+    for assignment in overrides:  # --set (and --env, --init) in order: a later one wins; no ${VARS} in them
+        h.update(b"\0--set\0" + assignment.encode("utf-8", "surrogateescape"))
     return h.hexdigest()
 
 
@@ -217,7 +243,7 @@ def _fingerprints(deps) -> tuple[tuple[str, str, str], ...]:
     return tuple((what, obj, _FINGERPRINT[what](obj)) for what, obj in deps)
 
 
-def store(path: str, plan) -> str:
+def store(path: str, plan, overrides: list[str] | tuple[str, ...] = ()) -> str:
     """Called by the normal path after it built a plan for a plain spec file;
     -> what happened, for `apply -v`.  A cache is an optimization: no reason to
     fail, but a runtime directory that is not ours alone is still reported
@@ -227,8 +253,8 @@ def store(path: str, plan) -> str:
 
     try:
         text = read_spec_bytes(path)
-        key = _key(path, text)
-        data = stored.dumps(_entry_type()(key, _fingerprints(dependencies(plan)), plan))
+        key = _key(path, text, overrides)
+        data = stored.dumps(CacheEntry(key, _fingerprints(dependencies(plan)), plan))
         if len(data) > MAX_ENTRY_BYTES:
             return f"not stored: the plan takes {len(data)} bytes, above {MAX_ENTRY_BYTES}"
         d = _open_cache(create=True)
@@ -267,21 +293,21 @@ def _evict(d: int, keep: str) -> None:
             total -= size
 
 
-def lookup(path: str):
-    """-> (plan or None, why): the cached plan for this spec if still valid."""
+def lookup(path: str, overrides: list[str] | tuple[str, ...] = ()):
+    """-> (plan or None, why): the cached plan for this spec (and --set overrides) if still valid."""
     from . import rundir, stored
     from .errors import StateError
 
     try:
         text = read_spec_bytes(path)  # a FIFO or device as SPEC must not block: regular files only
-        key = _key(path, text)
+        key = _key(path, text, overrides)
         d = _open_cache(create=False)
     except (OSError, SpecError, StateError) as exc:
         return None, str(exc)
     if d is None:
         return None, "no cache yet"
     try:
-        entry = stored.loads(_entry_type(), rundir.read_file(d, key, MAX_ENTRY_BYTES))
+        entry = stored.loads(CacheEntry, rundir.read_file(d, key, MAX_ENTRY_BYTES))
         try:
             os.utime(key, dir_fd=d)  # recently used: evicted last
         except OSError:
@@ -316,8 +342,8 @@ def load_and_plan(spec_file: str, overrides: list[str], cache: bool = False, ver
     spec = load_file(spec_file, overrides=overrides)
     base = os.path.dirname(os.path.abspath(spec_file)) if spec_file != "-" else os.getcwd()
     plan = build_plan(spec, source=spec_file, base_dir=base)
-    if cache and not overrides and spec_file != "-":
-        result = store(spec_file, plan)
+    if cache and spec_file != "-":
+        result = store(spec_file, plan, overrides)
         if verbose:
             _say(result)
     return plan
@@ -329,28 +355,68 @@ def _say(text: str) -> None:
     print(f"linx-spec: plan cache: {text}", file=sys.stderr)
 
 
-def try_apply(args: list[str]) -> int | None:
-    """`apply FILE [-v]`: the cached plan, or on a miss the plan made here (and
-    stored); None sends any other form of the command to typer (commands.py).
-    With -v it says hit or miss, and why.  A LinxError propagates to cli.main,
-    which maps it as the commands do."""
-    verbose = any(a in ("-v", "--verbose") for a in args)
+_FLAGS = {"-v": "verbose", "--verbose": "verbose", "-d": "detach", "--detach": "detach", "-q": "quiet",
+          "--quiet": "quiet", "--init": "init"}
+_VALUED = {"--set": "set", "--env": "env", "-e": "env"}
+
+
+def parse_apply(args: list[str]) -> dict | None:
+    """The forms of `apply` taken here: one spec file, -v, -d, -q, --init, and
+    --set/--env/-e with a value (`--set X`, `--set=X`).  -> the options, with
+    `overrides` made as commands.apply makes them; None for anything else (an
+    option not listed, a malformed --env, stdin), which typer parses and reports."""
+    opts: dict = {"verbose": False, "detach": False, "quiet": False, "init": False, "set": [], "env": []}
     files = []
-    for a in args:
-        if a in ("-v", "--verbose"):
+    i = 0
+    while i < len(args):
+        a = args[i]
+        i += 1
+        if a in _FLAGS:
+            opts[_FLAGS[a]] = True
+            continue
+        name, eq, value = a.partition("=")
+        if eq and name in ("--set", "--env"):
+            opts[_VALUED[name]].append(value)
+            continue
+        if a in _VALUED:
+            if i == len(args):
+                return None
+            opts[_VALUED[a]].append(args[i])
+            i += 1
             continue
         if a.startswith("-") and a != "-":
-            if verbose:
-                _say(f"not used: {a.split('=')[0]} plans again")
-            return None
+            opts["unknown"] = a.split("=")[0]
+            return opts
         files.append(a)
     if len(files) != 1 or files[0] == "-":
         return None
-    plan, why = lookup(files[0])
+    for text in opts["env"]:  # as commands._env_override, whose error typer reports
+        key, eq, _value = text.partition("=")
+        if not eq or not key or "." in key:
+            return None
+    opts["file"] = files[0]
+    opts["overrides"] = (opts["set"] + [f"process.env.{text}" for text in opts["env"]]
+                         + (["process.init=true"] if opts["init"] else []))
+    return opts
+
+
+def try_apply(args: list[str]) -> int | None:
+    """`apply FILE` with the options parse_apply takes (-v, -d, -q, --init,
+    --set, --env): the cached plan for the file and those overrides, or on a miss
+    the plan made here (and stored); None sends any other form of the command to
+    typer (commands.py).  With -v it says hit or miss, and why.  A LinxError
+    propagates to cli.main, which maps it as the commands do."""
+    opts = parse_apply(args)
+    if opts is None or "unknown" in opts:
+        if opts is not None and opts["verbose"]:
+            _say(f"not used: {opts['unknown']} plans again")
+        return None
+    verbose, overrides = opts["verbose"], opts["overrides"]
+    plan, why = lookup(opts["file"], overrides)
     if verbose:
         _say(why if plan is not None else f"miss: {why}")
     if plan is None:  # validate and plan here too: typer is for the rest of the CLI surface
-        plan = load_and_plan(files[0], [], cache=True, verbose=verbose)
+        plan = load_and_plan(opts["file"], overrides, cache=True, verbose=verbose)
     from .apply import apply_plan
 
-    return apply_plan(plan, verbose=verbose)
+    return apply_plan(plan, verbose=verbose, detach=opts["detach"], quiet=opts["quiet"])

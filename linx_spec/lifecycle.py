@@ -21,15 +21,17 @@ no circle.
 
 from __future__ import annotations
 
-import contextlib
-import signal as _signal
+# _signal: the C module signal.py wraps (its enums, ~1 ms of a cold start, are not used here)
+import _signal
 import time
-from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from .errors import LinxError
 from .views import end_words  # noqa: F401 - the one wording, where it always was
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a cached apply's path: record.py)
+
 if TYPE_CHECKING:
+    from typing import Any, Callable
     from .agent import End
     from .plan.workload import Plan
     from .runner import Result, Workload
@@ -90,10 +92,9 @@ class Waiter:
         """After spawn, before the host steps (the terminal copies its size here:
         before the workload can ask for it)."""
 
-    @contextlib.contextmanager
-    def attached(self, w: Workload) -> Iterator[None]:
+    def attached(self, w: Workload) -> _Nothing:
         """Around the whole wait, whatever happens (the terminal: raw mode, restored)."""
-        yield
+        return _NOTHING
 
     def wait(self, w: Workload, timeout: float | None) -> End | None:
         """The workload's end, or None if it has not ended within timeout seconds
@@ -113,6 +114,41 @@ class Waiter:
 
 
 PLAIN = Waiter()
+
+
+class _Nothing:
+    """contextlib.nullcontext (contextlib is not on a cached apply's path)."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> bool:
+        return False
+
+
+_NOTHING = _Nothing()
+
+
+class _Forwarding:
+    """SIGINT, SIGTERM and SIGHUP to handler inside the block; the old handlers after."""
+
+    def __init__(self, handler: Callable[[int, Any], None]):
+        self.handler = handler
+        self.old: dict[int, Any] = {}
+
+    def __enter__(self) -> None:
+        self.old = {s: _signal.getsignal(s) for s in FORWARDED}
+        try:
+            for s in FORWARDED:
+                _signal.signal(s, self.handler)
+        except BaseException:
+            self.__exit__()
+            raise
+
+    def __exit__(self, *exc: object) -> bool:
+        for s, h in self.old.items():
+            _signal.signal(s, h)
+        return False
 
 
 class Supervised(Waiter):
@@ -334,19 +370,8 @@ class Lifecycle:
                 self.restarts += 1
 
     # --- signals ------------------------------------------------------------------
-    @contextlib.contextmanager
-    def _signals(self) -> Iterator[None]:
-        if self.signals is None:
-            yield
-            return
-        old = {s: _signal.getsignal(s) for s in FORWARDED}
-        try:
-            for s in FORWARDED:
-                _signal.signal(s, self._forward)
-            yield
-        finally:
-            for s, h in old.items():
-                _signal.signal(s, h)
+    def _signals(self) -> _Forwarding | _Nothing:
+        return _NOTHING if self.signals is None else _Forwarding(self._forward)
 
     def _forward(self, signo: int, _frame: Any) -> None:
         # Once the workload runs (or is being released: the agent handles it after

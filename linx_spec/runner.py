@@ -19,11 +19,8 @@ registered by host steps read usage (cgroup), then the undo list runs.
 from __future__ import annotations
 
 import os
-import signal as _signal
-import threading
+import _signal  # the C module signal.py wraps in enums (~1 ms of a cold start)
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable
 
 from .agent import Agent, End
 from .errors import LinxError, host_errors
@@ -32,20 +29,26 @@ from .lifecycle import stop as stop_workload
 from .plan.stdio import StreamPlan
 from .plan.workload import Plan
 from .protocol import proceed_attrs
+from .record import Factory, Record
 from .steps import STEP_BY_ID, STEP_BY_NAME, active_steps, child_order
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a cached apply's path: record.py)
+
+if TYPE_CHECKING:
+    from typing import Any, Callable
+
+    Reporter = Callable[[str, str, float], None]
 
 CAPTURE = "capture"  # stdout/stderr value: collect into Result.stdout / Result.stderr
 
 
-@dataclass(frozen=True)
-class StepTiming:
+class StepTiming(Record):
     step: str
     side: str
     seconds: float
 
 
-@dataclass
-class Result:
+class Result(Record, frozen=False):
     """What happened to one workload."""
 
     name: str
@@ -54,7 +57,7 @@ class Result:
     signal: int | None
     core_dumped: bool
     timings: list[StepTiming]
-    usage: dict[str, Any] = field(default_factory=dict)  # cgroup figures after exit
+    usage: dict[str, Any] = Factory(dict)  # cgroup figures after exit
     reason: str = ""  # plain words when something outside the program ended it (OOM, seccomp, timeout)
     timed_out: bool = False
     restarts: int = 0
@@ -79,7 +82,7 @@ class HostContext:
         self.pid: int = workload.pid
         self.plan: Plan = workload.plan
         self.step = ""  # the host step running now: its undo fails under its name
-        # cgroup v2: the cgroup made before the clone (host/cgroup.py prepare_before_clone),
+        # The cgroups made before the clone (host/cgroup.py prepare_before_clone),
         # and whether the agent cloned the child straight into it.
         self.cgroup_prepared = workload._cgroup_prepared
         self.spawned_in_cgroup = getattr(workload.agent, "spawned_in_cgroup", False)
@@ -114,9 +117,6 @@ def _host_step(name: str) -> Callable[[Plan, HostContext], None]:
     if apply is None:
         raise LookupError(f"{name} is not a host step")
     return apply
-
-
-Reporter = Callable[[str, str, float], None]
 
 
 def _fault(step: str, side: str, agent: Agent | None) -> None:
@@ -198,7 +198,7 @@ class Workload:
         self.releasing = False
         self.timings: list[StepTiming] = []
         self._undo: list[tuple[str, Callable[[], None], Callable[[], None] | None]] = []
-        self._cgroup_prepared = None  # host/cgroup.py Prepared: made before the clone (v2)
+        self._cgroup_prepared = None  # host/cgroup.py Prepared: made before the clone
         self._cgroup_prep_s = 0.0  # its time, counted as the cgroup step's, not spawn's
         self._after_exit: list[Callable[[Result], None]] = []
         self._threads: list[threading.Thread] = []
@@ -249,6 +249,8 @@ class Workload:
         return fds, opened
 
     def _start_thread(self, fn, *args) -> None:
+        import threading  # only for a plan that pumps output (~1 ms of a cold start otherwise)
+
         t = threading.Thread(target=fn, args=args, daemon=True)
         t.start()
         self._threads.append(t)
@@ -289,11 +291,19 @@ class Workload:
                 os.close(fd)
         try:
             joins = [(CLONE_FLAGS[n], path) for n, path in self.plan.ns_join]
-            cgroup_fd = self._prepare_cgroup()
+            kw: dict = {}
+            cgroup_fd = None
+            if self.plan.cgroup is not None:
+                from .host import cgroup
+
+                if cgroup.clone_into(self.plan.cgroup):
+                    cgroup_fd = kw["cgroup_fd"] = self._prepare_cgroup(want_fd=True)
+                elif cgroup.early(self.plan.cgroup):
+                    # While the agent execs and clones (a millisecond, on the other CPU), not after.
+                    kw["meanwhile"] = self._prepare_cgroup
             try:
-                into = {"cgroup_fd": cgroup_fd} if cgroup_fd is not None else {}
                 self.pid = self.agent.hello_spawn(self.plan.clone_flags, joins, int(self.plan.grace_seconds * 1000),
-                                                  **into)
+                                                  **kw)
             finally:
                 if cgroup_fd is not None:
                     os.close(cgroup_fd)
@@ -306,21 +316,22 @@ class Workload:
         self._time("spawn", "agent", time.perf_counter() - t0 - self._cgroup_prep_s)
         return self.pid
 
-    def _prepare_cgroup(self) -> int | None:
-        """On cgroup v2, the cgroup step's mkdir and limits run before the clone, so
-        that the agent clones the child straight into the cgroup (CLONE_INTO_CGROUP):
-        no cgroup.procs write later, and no instruction of the child outside it.
-        Its undo is registered like the step's own; a failure here is the cgroup
-        step's.  -> the leaf's directory fd for the agent, or None."""
+    def _prepare_cgroup(self, want_fd: bool = False) -> int | None:
+        """The cgroup step's mkdir and limits, run before the clone (host/cgroup.py
+        prepare_before_clone): on cgroup v2 alone (want_fd) so that the agent clones
+        the child straight into the cgroup (CLONE_INTO_CGROUP: no cgroup.procs write
+        later, and no instruction of the child outside it); otherwise while the
+        agent starts and clones, off the critical path, the move left to the cgroup
+        step.  Its undo is registered like the step's own; a failure here is the
+        cgroup step's.  -> the leaf's directory fd for the agent (want_fd), or None."""
         from .host import cgroup
 
-        if self.plan.cgroup is None or not cgroup.clone_into(self.plan.cgroup):
-            return None
         ctx = HostContext(self)
         ctx.step = "cgroup"
         t0 = time.perf_counter()
         with host_errors("cgroup"):
-            self._cgroup_prepared = cgroup.prepare_before_clone(self.plan.cgroup, ctx, self.agent.pid)
+            self._cgroup_prepared = cgroup.prepare_before_clone(self.plan.cgroup, ctx, self.agent.pid,
+                                                                want_fd=want_fd)
         self._cgroup_prep_s = time.perf_counter() - t0
         return self._cgroup_prepared.fd
 
@@ -453,16 +464,22 @@ class Workload:
         # Closing the channel makes the agent stop anything still running
         # (SIGTERM, grace, SIGKILL); then the host side is undone in reverse.
         errors: list[BaseException] = []
-        # Once the workload has ended (or never ran), the runner undoes first:
-        # the agent then finds its tracked cgroups gone and exits at once,
-        # instead of doing the same removal while we wait for it.
+        # Once the workload has ended (or never ran), nothing is left to stop: the
+        # channel is closed without waiting, and the agent's exit (its tracked
+        # cgroups found empty or gone, each removed by whichever of us comes
+        # first) runs on the other CPU while the runner undoes; it is reaped after
+        # the undo.  Otherwise the agent stops the workload first, waited for.
         finished = self.state in ("ended", "aborted")
-        if self.agent is not None and not finished:
+        if self.agent is not None:
             try:
-                self.agent.close()
+                if finished:
+                    self.agent.hangup()
+                else:
+                    self.agent.close()
+                    self.agent = None
             except BaseException as exc:  # noqa: BLE001 - keep undoing
                 errors.append(exc)
-            self.agent = None
+                self.agent = None
         while self._undo:
             what, fn, after_end = self._undo.pop()
             try:

@@ -13,18 +13,19 @@ have none: the agent runs them by id.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Literal
+from .record import Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a cached apply's path: record.py)
 
 if TYPE_CHECKING:
+    from typing import Any, Callable, Literal
     from .plan.workload import Plan
     from .runner import HostContext
 
-Side = Literal["agent", "host", "child"]
+    Side = Literal["agent", "host", "child"]
 
 
-@dataclass(frozen=True)
-class Step:
+class Step(Record):
     id: int
     name: str
     side: Side
@@ -176,7 +177,7 @@ STEPS: list[Step] = [
          lambda p: {"hostname": p.hostname, "domainname": p.domainname}),
     Step(21, "mounts", "child",
          "needs CAP_SYS_ADMIN, so before the identity switch; propagation is made private before any mount",
-         lambda p: p.has_new("mount"), _mounts_args),
+         lambda p: p.has_new("mount") or p.mounts is not None, _mounts_args),  # or a joined one
     Step(22, "bounding", "child",
          "drop the bounding set while still privileged (needs CAP_SETPCAP), before the identity switch",
          lambda p: p.capabilities is not None, _bounding_args),

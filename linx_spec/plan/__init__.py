@@ -1,5 +1,5 @@
 """The plan stage: Spec -> Plan, one module per subsystem, each holding its
-`*Plan` type (plain frozen dataclasses) and its `resolve()`.
+`*Plan` type (plain frozen records, record.py) and its `resolve()`.
 
     build.py       build_plan(spec) -> Plan: calls each resolve() in turn
     workload.py    Plan, the whole workload's plan, CLONE_FLAGS
@@ -14,7 +14,6 @@ are imported on first use (PEP 562).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 from .._lazy import lazy_exports
 
@@ -43,6 +42,7 @@ __all__ = sorted(_EXPORTS)
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a cached apply's path: record.py)
 
 if TYPE_CHECKING:  # for type checkers and editors
     from .build import build_plan  # noqa: F401

@@ -32,7 +32,9 @@ TIME_EXEC_KERNEL = (6, 0)  # execve enters the time namespace the child unshared
 
 def spec_hash(spec: Spec) -> str:
     """What `status` and `inspect` compare a spec file with: its validated content's hash."""
-    return hashlib.sha256(json.dumps(spec.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
+    from ..spec import dump  # spec.model_dump(), without building the sections the spec lacks
+
+    return hashlib.sha256(json.dumps(dump(spec), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def build_plan(spec: Spec, source: str = "<api>", base_dir: str | None = None) -> Plan:
@@ -49,10 +51,15 @@ def build_plan(spec: Spec, source: str = "<api>", base_dir: str | None = None) -
         from .namespaces import check_joined
 
         check_joined(ns_join)
+    joined = dict(ns_join)
     for name, value in (("hostname", spec.hostname), ("domainname", spec.domainname)):
         if value is not None and "uts" not in ns_new:
-            raise PlanError(f"`{name}` would change the host's {name}: no new uts namespace",
-                            "add `uts` to namespaces", name)
+            if "uts" not in joined:
+                raise PlanError(f"`{name}` would change the host's {name}: no new uts namespace",
+                                "add `uts` to namespaces", name)
+            from .namespaces import check_not_runtimes_own
+
+            check_not_runtimes_own("uts", joined["uts"], name)  # set in the joined one, as runc
     idmap_plan = idmap.resolve(spec, ns_new)
     if "time" in ns_new and _kernel() < TIME_EXEC_KERNEL:
         raise PlanError(f"a new time namespace needs Linux 6.0 or newer here: the child unshares it and its "
@@ -64,13 +71,18 @@ def build_plan(spec: Spec, source: str = "<api>", base_dir: str | None = None) -
 
     root = None  # with a rootfs, PATH lookup happens inside it
     mounts_plan: MountsPlan | None = None
-    if spec.mounts is not None and "mount" in ns_new:
+    if spec.mounts is not None and "mount" not in ns_new:
+        if "mount" not in joined:
+            raise PlanError("`mounts` needs a new mount namespace, or a joined one", "add `mount` to namespaces",
+                            "mounts")
+        from .namespaces import check_not_runtimes_own
+
+        check_not_runtimes_own("mount", joined["mount"], "mounts")  # mounted in the joined one, as runc
+    if spec.mounts is not None:
         from . import mounts
 
         mounts_plan = mounts.resolve(spec.mounts, spec, base_dir or os.getcwd())
         root = mounts_plan.rootfs
-    elif spec.mounts is not None:
-        raise PlanError("`mounts` needs a new mount namespace", "add `mount` to namespaces", "mounts")
     process_plan = process.resolve(spec, idmap_plan, root, mounts_plan.host_path if mounts_plan else None)
     if process_plan.init and "pid" not in ns_new:
         raise PlanError("process.init needs a new pid namespace: the init reaps orphans as its pid 1",

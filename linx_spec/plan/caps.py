@@ -9,18 +9,18 @@ live in spec/capabilities.py.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from ..errors import PlanError
+from ..record import Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a cached apply's path: record.py)
 
 if TYPE_CHECKING:
     from ..spec import Spec
     from ..spec.capabilities import Capabilities
 
 
-@dataclass(frozen=True)
-class CapsPlan:
+class CapsPlan(Record):
     """Capability masks (bit N = capability N)."""
 
     bounding: int

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import os
 import pwd
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from ..errors import PlanError
+from ..record import Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a cached apply's path: record.py)
 
 if TYPE_CHECKING:
     from ..spec import Spec
@@ -25,8 +26,7 @@ HELPERS = {"uid": "newuidmap", "gid": "newgidmap"}
 _MAX_SUBID_BYTES = 1 << 20  # a subid file is a few lines; a bigger one is no input we read
 
 
-@dataclass(frozen=True)
-class IdmapPlan:
+class IdmapPlan(Record):
     uid_map: str  # the exact text written to /proc/PID/uid_map
     gid_map: str
     setgroups: str  # "allow" | "deny"

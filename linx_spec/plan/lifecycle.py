@@ -4,15 +4,16 @@ the workload when the runner dies.  Seconds as floats; the default retries of
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+
+from ..record import Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a cached apply's path: record.py)
 
 if TYPE_CHECKING:
     from ..spec import Spec
 
 
-@dataclass(frozen=True)
-class LifecyclePlan:
+class LifecyclePlan(Record):
     timeout: float | None = None  # seconds
     stop_grace: float = 5.0
     restart: str = "no"  # no | on-failure | always

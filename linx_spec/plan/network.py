@@ -16,10 +16,14 @@ import sys
 
 # The constants only: socket.py and ipaddress (imported where used) are ~5 ms a cached plan with a netns pays
 import _socket as socket
-from dataclasses import dataclass
-from typing import Any
 
 from ..errors import PlanError
+from ..record import Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a cached apply's path: record.py)
+
+if TYPE_CHECKING:
+    from typing import Any
 
 MACVLAN_MODE = {"private": 1, "vepa": 2, "bridge": 4, "passthru": 8}  # if_link.h enum macvlan_mode
 IPVLAN_MODE = {"l2": 0, "l3": 1, "l3s": 2}  # if_link.h enum ipvlan_mode
@@ -28,8 +32,7 @@ IFF_UP = 0x1
 
 
 # --- the plan ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class AddressPlan:
+class AddressPlan(Record):
     family: int  # socket.AF_INET or AF_INET6
     address: str  # compressed text form
     prefixlen: int
@@ -39,8 +42,7 @@ class AddressPlan:
         return f"{self.address}/{self.prefixlen}"
 
 
-@dataclass(frozen=True)
-class HostEndPlan:
+class HostEndPlan(Record):
     name: str | None  # None: lx<pid>v<n>, chosen once the child's pid is known
     addresses: tuple[AddressPlan, ...]
     mtu: int | None
@@ -51,8 +53,7 @@ class HostEndPlan:
         return self.name or f"lx{pid}v{index}"
 
 
-@dataclass(frozen=True)
-class InterfacePlan:
+class InterfacePlan(Record):
     kind: str  # veth | macvlan | ipvlan | existing
     name: str  # the name inside the workload
     addresses: tuple[AddressPlan, ...]
@@ -66,8 +67,7 @@ class InterfacePlan:
     take_in_use: bool = False  # existing: `in_use: take`, move it even when it is up, addressed or routed
 
 
-@dataclass(frozen=True)
-class RoutePlan:
+class RoutePlan(Record):
     family: int
     dst: str | None  # None: the default route
     dst_len: int
@@ -91,8 +91,7 @@ def _route_text(dst: str | None, dst_len: int, gateway: str | None, where: str, 
     return " ".join(words)
 
 
-@dataclass(frozen=True)
-class SysctlPlan:
+class SysctlPlan(Record):
     key: str  # as written in the spec
     path: str  # /proc/sys/net/...
     value: str
@@ -103,8 +102,7 @@ class SysctlPlan:
         return "/conf/default/" in self.path
 
 
-@dataclass(frozen=True)
-class NetworkPlan:
+class NetworkPlan(Record):
     loopback: bool
     interfaces: tuple[InterfacePlan, ...] = ()
     routes: tuple[RoutePlan, ...] = ()
@@ -161,8 +159,7 @@ RT_TABLE_LOCAL = 255  # the kernel's own (local and broadcast addresses)
 IFAPROT_KERNEL = (1, 2, 3)  # IFA_PROTO: lo, link-local, RA: made again by the kernel once up
 
 
-@dataclass(frozen=True)
-class AddressState:
+class AddressState(Record):
     family: int
     prefixlen: int
     address: str  # IFA_ADDRESS (the peer for a point-to-point IPv4 address)
@@ -177,8 +174,7 @@ class AddressState:
         return f"{self.local or self.address}/{self.prefixlen}"
 
 
-@dataclass(frozen=True)
-class RouteState:
+class RouteState(Record):
     family: int
     table: int
     proto: int
@@ -198,8 +194,7 @@ class RouteState:
                            f"table {self.table}" if self.table != 254 else "", self.priority)  # 254: RT_TABLE_MAIN
 
 
-@dataclass(frozen=True)
-class DeviceState:
+class DeviceState(Record):
     """A host interface as observed before it is taken: what comes back with it."""
 
     name: str
@@ -324,11 +319,9 @@ def _sysctl_path(key: str) -> str:
 
 def resolve(net, spec) -> NetworkPlan:
     """spec.network (None: the defaults) -> NetworkPlan.  PlanError for what this host cannot do."""
-    from ..spec.network import Network
-
-    if net is None:
-        net = Network()
     root = os.geteuid() == 0
+    if net is None:  # Network()'s defaults (a unit test compares), without importing the spec's network models
+        return NetworkPlan(True, (), (), (), rootless=not root, notes=())
     if not root and (net.interfaces or net.routes):
         raise PlanError("network interfaces and routes need root (CAP_NET_ADMIN on the host)",
                         "run as root, or keep only `loopback` and `sysctls`",

@@ -5,20 +5,21 @@ one), argv, environment (nothing inherited from the caller), cwd, identity
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
 
 from ..errors import PlanError
+from ..record import Record
 from .idmap import IdmapPlan, is_root, mapped
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a cached apply's path: record.py)
+
 if TYPE_CHECKING:
+    from typing import Callable
     from ..spec import Spec
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-@dataclass(frozen=True)
-class ProcessPlan:
+class ProcessPlan(Record):
     exec_path: str
     argv: tuple[str, ...]
     env: tuple[str, ...]  # NAME=value

@@ -16,12 +16,14 @@ and refuses at plan time what the kernel would refuse at prlimit time.
 from __future__ import annotations
 
 import resource
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 from ..errors import PlanError
+from ..record import Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a cached apply's path: record.py)
 
 if TYPE_CHECKING:
+    from typing import Any
     from ..spec import Spec
     from ..spec.rlimits import Limit, Rlimits
 
@@ -31,16 +33,14 @@ UNLIMITED = "unlimited"
 INFINITY = resource.RLIM_INFINITY  # -1 in Python: compare through _key, never directly
 
 
-@dataclass(frozen=True)
-class RlimitPlan:
+class RlimitPlan(Record):
     name: str  # `nofile`
     resource: int  # RLIMIT_NOFILE
     soft: int  # RLIM_INFINITY for unlimited
     hard: int
 
 
-@dataclass(frozen=True)
-class RlimitsPlan:
+class RlimitsPlan(Record):
     limits: tuple[RlimitPlan, ...]
     oom_score_adj: int | None = None  # /proc/PID/oom_score_adj, not an rlimit
 

@@ -8,18 +8,19 @@ libseccomp nor pydantic.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 from ..errors import PlanError
+from ..record import Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a cached apply's path: record.py)
 
 if TYPE_CHECKING:
+    from typing import Any
     from ..seccomp.compile import Cond, SyscallRules
     from ..seccomp.oci import Entry
 
 
-@dataclass(frozen=True)
-class SeccompPlan:
+class SeccompPlan(Record):
     """The compiled filter and what it was made from."""
 
     bpf: bytes  # struct sock_filter[], as seccomp_export_bpf wrote it

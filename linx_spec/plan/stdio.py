@@ -4,22 +4,22 @@ runner at spawn, relative file paths against the spec file's directory)."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+
+from ..record import Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a cached apply's path: record.py)
 
 if TYPE_CHECKING:
     from ..spec import Spec
 
 
-@dataclass(frozen=True)
-class StreamPlan:
+class StreamPlan(Record):
     kind: str  # inherit | null | file | pty
     path: str | None = None  # absolute, for file
     append: bool = True
 
 
-@dataclass(frozen=True)
-class StdioPlan:
+class StdioPlan(Record):
     stdin: StreamPlan = StreamPlan("inherit")
     stdout: StreamPlan = StreamPlan("inherit")
     stderr: StreamPlan = StreamPlan("inherit")

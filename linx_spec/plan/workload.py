@@ -2,17 +2,16 @@
 paths, sizes in bytes, compiled seccomp bytes.
 
 The whole workload's plan; each subsystem's part is typed by its own module
-of this package.  Only plain dataclasses, importing nothing heavy: the runner,
+of this package.  Only plain frozen records (record.py), importing nothing heavy: the runner,
 the agent driver and a plan cached by the CLI load it without pydantic
 (plan/build.py builds Plans; linx_spec/spec/ is what the user wrote).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from .._lazy import lazy_exports
+from ..record import Record
 from .lifecycle import LifecyclePlan
 from .stdio import StdioPlan
 
@@ -31,6 +30,8 @@ _PARTS = {
     "SeccompPlan": "seccomp",
 }
 __getattr__, _dir = lazy_exports(__package__, _PARTS, globals())
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a cached apply's path: record.py)
 
 if TYPE_CHECKING:
     from .caps import CapsPlan
@@ -54,8 +55,7 @@ CLONE_FLAGS = {
 }
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(Record):
     name: str
     source: str  # the spec file ("-" for stdin, "<api>" for a Spec built in Python)
     spec_hash: str
@@ -76,7 +76,7 @@ class Plan:
     time_offsets_ns: tuple[int, int] | None = None  # (monotonic, boottime) of a new time namespace (agent/lx_time.c)
     stdio: StdioPlan = StdioPlan()
     lifecycle: LifecyclePlan = LifecyclePlan()
-    notes: tuple[str, ...] = field(default=())  # what the plan decided and why
+    notes: tuple[str, ...] = ()  # what the plan decided and why
 
     @property
     def grace_seconds(self) -> float:

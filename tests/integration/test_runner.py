@@ -6,6 +6,7 @@ import errno
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -464,3 +465,28 @@ def test_every_example_spec_plans_on_this_host(tmp_path, monkeypatch):
     for path in sorted((REPO / "specs").glob("*.yaml")):
         plan = build_plan(load_file(path), source=str(path), base_dir=str(path.parent))
         assert plan.process.exec_path.startswith("/"), path
+
+
+RELEASE_SCRIPT = r"""
+import ctypes, os, sys, time
+from linx_spec import Workload, build_plan, load_text
+ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER, as an engine's shim
+plan = build_plan(load_text("version: 1\nnamespaces: [user, pid]\nprocess: {command: [/bin/sh, -c, 'exit 7']}\n"))
+wl = Workload(plan, releasable=True)
+pid = wl.spawn()
+wl.proceed()
+time.sleep(0.5)  # the program has ended before the release
+wl.release()
+got, status = os.waitpid(pid, 0)
+print(got == pid, os.waitstatus_to_exitcode(status))
+wl.close()
+"""
+
+
+def test_a_released_workload_that_ended_before_release_is_reaped_by_the_subreaper():
+    """An OCI engine's shim learns the container's exit by reaping it: a program that ends
+    between start's PROCEED and RELEASE stays a zombie that the release hands to the subreaper."""
+    p = subprocess.run([sys.executable, "-c", RELEASE_SCRIPT], capture_output=True, text=True, timeout=60,
+                       cwd=REPO)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["True", "7"], p.stdout

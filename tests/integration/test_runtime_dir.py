@@ -91,7 +91,7 @@ def shared_tmp(base):
     import linx_spec.stored  # noqa: F401
     from linx_spec.plan import Plan  # noqa: F401
 
-    linx_spec.fastpath._entry_type()
+    assert linx_spec.fastpath.CacheEntry._fields == ("key", "deps", "plan")  # a record: built at import
     env = {"TMPDIR": str(d), "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/"}
     return d, spec, env
 

@@ -69,6 +69,60 @@ def test_the_spec_text_and_its_variables_are_the_key(tmp_path, monkeypatch):
     assert not _hits(spec)[0]
 
 
+def test_set_values_are_part_of_the_key_in_order(tmp_path):
+    spec = _spec(tmp_path, "process: {command: [/bin/true]}\n")
+    one, two = ["process.env.A=1", "process.env.A=2"], ["process.env.A=2", "process.env.A=1"]
+    plan = build_plan(load_file(spec, overrides=one), source=str(spec), base_dir=str(tmp_path))
+    assert fastpath.store(str(spec), plan, one).startswith("stored")
+    back, why = fastpath.lookup(str(spec), one)
+    assert back == plan and "A=2" in back.process.env, why
+    assert fastpath.lookup(str(spec), two)[0] is None  # the last --set wins: another plan
+    assert fastpath.lookup(str(spec))[0] is None  # and without --set, another again
+
+
+@pytest.mark.parametrize("args, overrides", [
+    (["s.yaml"], []),
+    (["-v", "s.yaml", "-d", "-q"], []),
+    (["s.yaml", "--set", "name=x", "--set=process.umask=18", "-e", "A=1", "--env=B=", "--init"],
+     ["name=x", "process.umask=18", "process.env.A=1", "process.env.B=", "process.init=true"]),
+    (["--env", "A=1", "--set", "name=y", "s.yaml"], ["name=y", "process.env.A=1"]),  # as commands.apply
+])
+def test_the_apply_forms_taken_without_typer(args, overrides):
+    opts = fastpath.parse_apply(args)
+    assert opts is not None and "unknown" not in opts and opts["file"] == "s.yaml"
+    assert opts["overrides"] == overrides
+
+
+@pytest.mark.parametrize("args", [
+    ["-"], ["a.yaml", "b.yaml"], [], ["s.yaml", "--set"], ["s.yaml", "--env", "A.B=1"], ["s.yaml", "-e", "nokey"],
+])
+def test_other_forms_go_to_typer(args):
+    assert fastpath.parse_apply(args) is None
+    assert fastpath.try_apply(args) is None
+
+
+@pytest.mark.parametrize("option", ["-t", "--timeout=3s", "--restart", "--revert-released", "-dv", "--"])
+def test_options_not_taken_here_go_to_typer(option):
+    assert fastpath.parse_apply(["s.yaml", option])["unknown"] == option.split("=")[0]
+    assert fastpath.try_apply(["s.yaml", option]) is None
+
+
+def test_detach_and_set_run_through_the_fast_path(tmp_path, monkeypatch):
+    """-d and --set: planned here on a miss, read back on a hit, handed to apply_plan."""
+    from linx_spec import apply
+
+    calls = []
+    monkeypatch.setattr(apply, "apply_plan", lambda plan, **kw: calls.append((plan, kw)) or 0)
+    spec = _spec(tmp_path, "name: fp\nprocess: {command: [/bin/true]}\n")
+    args = [str(spec), "-d", "-q", "--set", "name=fp2", "-e", "K=V"]
+    assert fastpath.try_apply(args) == 0  # a miss: validated, planned and stored here
+    assert fastpath.lookup(str(spec), ["name=fp2", "process.env.K=V"])[1].startswith("hit")
+    assert fastpath.try_apply(args) == 0  # a hit
+    (first, kw1), (second, kw2) = calls
+    assert first == second and first.name == "fp2" and "K=V" in first.process.env
+    assert kw1 == kw2 == {"verbose": False, "detach": True, "quiet": True}
+
+
 def test_the_program_and_earlier_path_candidates(tmp_path):
     late = _program(tmp_path / "b" / "prog")
     spec = _spec(tmp_path, f"process: {{command: [prog], env: {{PATH: 'rel:{tmp_path}/a:{tmp_path}/b'}}}}\n")
@@ -207,10 +261,15 @@ def test_cache_directory_is_private(tmp_path, runtime):
 # What the cached path must not import: the validation and CLI frameworks, netlink
 # and libseccomp (a cached plan carries the compiled filter), the live-apply code
 # (only when a state.json of the name exists), and the stdlib modules it avoids on
-# purpose (each costs 1-5 ms of a cold start: fastpath.py, agent.py, plan/network.py).
+# purpose (each costs 1-5 ms of a cold start: fastpath.py, agent.py, plan/network.py), among
+# them typing and dataclasses with inspect (the Plan's types are records: record.py), the json
+# package, base64 and signal.py (stored.py and the runner use the C modules under them),
+# threading and contextlib, and with them re; enum (the protocol's numbers: intenum.py).
 NOT_ON_THE_CACHED_PATH = ("pydantic", "yaml", "typer", "click", "pyroute2", "linx_spec.spec", "linx_spec.load",
                           "linx_spec.seccomp", "linx_spec.commands", "linx_spec.live", "linx_spec.state",
-                          "socket", "ipaddress", "hashlib", "subprocess", "pathlib", "shutil")
+                          "socket", "ipaddress", "hashlib", "subprocess", "pathlib", "shutil",
+                          "typing", "dataclasses", "inspect", "ast", "dis", "tokenize",
+                          "json", "base64", "signal", "threading", "contextlib", "re", "enum")
 
 CACHED_PATH = """
 import sys

@@ -45,6 +45,9 @@ def _calls(monkeypatch, fault: str | None) -> list[str]:
         def abort(self):
             log.append("abort")
 
+        def hangup(self):
+            log.append("hangup")
+
         def close(self):
             log.append("close")
 
@@ -75,3 +78,17 @@ def test_the_agent_gets_the_ids_of_its_own_steps(name):
 @pytest.mark.parametrize("value", ["fail:cgroup", "pause:idmap", "fail:nosuchstep", "garbage"])
 def test_host_steps_and_unknown_names_stay_with_the_runner(value):
     assert "LINX_FAULT" not in _fault_env({"LINX_FAULT": value})
+
+
+def test_the_agent_gets_none_of_the_callers_environment(agent_bin, monkeypatch):
+    from linx_spec.agent import Agent
+
+    monkeypatch.setenv("LINX_TEST_SECRET", "s3cret")
+    monkeypatch.setenv("LD_PRELOAD", "/nonexistent.so")
+    monkeypatch.setenv("UBSAN_OPTIONS", "halt_on_error=1")
+    monkeypatch.delenv("LINX_FAULT", raising=False)
+    with Agent(path=str(agent_bin)) as agent:
+        assert agent.hello() == agent.pid
+        with open(f"/proc/{agent.pid}/environ", "rb") as f:
+            env = f.read().split(b"\0")
+    assert [v for v in env if v] == [b"UBSAN_OPTIONS=halt_on_error=1"]

@@ -72,6 +72,9 @@ def make_fakes(log: list, fail_at: str | None):
             self._maybe("wait")
             return End(0, None)
 
+        def hangup(self):
+            log.append("agent:hangup")
+
         def close(self):
             log.append("agent:close")
 
@@ -109,7 +112,8 @@ def test_happy_path_interleaving(monkeypatch):
         "agent:start", "agent:hello", "agent:spawn",
         "host:idmap", "host:cgroup", "agent:track /sys/fs/cgroup/x/linx-test", "host:network", "host:rlimits",
         "agent:proceed", "agent:wait", "collect:cgroup",
-        "undo:rlimits", "undo:network", "undo:cgroup", "undo:idmap", "agent:close",
+        # The channel closed first (the agent exits meanwhile), reaped after the undo.
+        "agent:hangup", "undo:rlimits", "undo:network", "undo:cgroup", "undo:idmap", "agent:close",
     ]
     assert result.exit_code == 0
     assert [t.step for t in result.timings] == ["spawn", *HOST_STEPS, "hostname", "exec"]
@@ -208,3 +212,49 @@ def test_an_undo_deferred_after_the_end_runs_in_its_place(monkeypatch):
 def test_a_rollback_never_defers(monkeypatch, fail_at):
     log = _with_after_end(monkeypatch, fail_at)
     assert "undo:veth" in log and "deferred:veth" not in log
+
+
+def test_cgroups_are_prepared_while_the_agent_starts_and_undone_on_failure(monkeypatch):
+    """The cgroup step's mkdirs and limits run after HELLO+SPAWN are sent and before
+    their replies are read (hello_spawn's `meanwhile`); the step itself then only
+    moves the child in.  A failure there rolls back like the step's own."""
+    from types import SimpleNamespace
+
+    from linx_spec.host import cgroup as hc
+
+    for fail in (False, True):
+        log: list[str] = []
+        agent_cls, host_step = make_fakes(log, None)
+
+        class EarlyAgent(agent_cls):
+            pid = 4242
+
+            def hello_spawn(self, flags, joins, grace_ms, meanwhile=None):
+                log.append("agent:frames sent")
+                if meanwhile is not None:
+                    meanwhile()
+                log.append("agent:replies read")
+                return 777
+
+        def prepare(plan, ctx, owner_pid, want_fd=True):
+            log.append(f"prepare owner={owner_pid} fd={want_fd}")
+            ctx.on_undo("cgroup", lambda: log.append("undo:prepared cgroup"))
+            if fail:
+                raise OSError(13, "Permission denied")
+            return SimpleNamespace(fd=None, leaves=[], live=None)
+
+        monkeypatch.setattr(runmod, "Agent", EarlyAgent)
+        monkeypatch.setattr(runmod, "_host_step", host_step)
+        monkeypatch.setattr(hc, "clone_into", lambda plan: False)
+        monkeypatch.setattr(hc, "early", lambda plan: True)
+        monkeypatch.setattr(hc, "prepare_before_clone", prepare)
+        if fail:
+            with pytest.raises(StepError, match=r"cgroup \(host\).*EACCES"):
+                runmod.run(FakePlan().get())
+            assert log == ["agent:start", "agent:frames sent", "prepare owner=4242 fd=False", "agent:close",
+                           "undo:prepared cgroup"]
+        else:
+            runmod.run(FakePlan().get())
+            assert log[:4] == ["agent:start", "agent:frames sent", "prepare owner=4242 fd=False",
+                               "agent:replies read"]
+            assert log[-3:] == ["undo:idmap", "undo:prepared cgroup", "agent:close"]

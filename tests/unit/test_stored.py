@@ -86,3 +86,21 @@ def test_every_example_specs_plan_survives_the_round_trip():
         assert stored.loads(Plan, stored.dumps(plan)) == plan, f
         done += 1
     assert done >= 3
+
+
+def test_a_bad_document_is_bad_data_in_a_process_without_json_imported():
+    """stored.loads uses json's C scanner, which raises its error through
+    json.decoder: without it imported (a cached apply) that is a SystemError."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys\nfrom linx_spec import stored\nassert 'json.decoder' not in sys.modules\n"
+            "for doc in (b'{\"a\": }', b'[1, 2', b'{\"k\": \"v\"} x', b'\"\\\\x\"'):\n"
+            "    try:\n        stored.loads(dict, doc)\n    except stored.BadData as exc:\n"
+            "        print('bad data:', exc)\n")
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("bad data: (top): not JSON") == 4, proc.stdout

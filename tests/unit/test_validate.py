@@ -99,7 +99,7 @@ def test_pre_commit_hook_entry_passes_the_examples_and_fails_a_bad_spec(tmp_path
     hook = hooks["linx-spec-validate"]
     assert hook["language"] == "python"
     program, *args = hook["entry"].split()
-    assert program == "linx-spec"  # the console script of pyproject's [project.scripts]
+    assert program == "linx-spec"  # the installed command (bin/linx-spec)
     tracked = subprocess.run(["git", "-C", str(REPO), "ls-files"], capture_output=True, text=True).stdout.split()
     files = [f for f in tracked if re.search(hook["files"], f)] or [
         str(p.relative_to(REPO)) for p in (REPO / "specs").glob("*.yaml")]  # a tree without git
