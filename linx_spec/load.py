@@ -9,7 +9,6 @@ nearest known key as a suggestion.  All problems of a file are reported at once.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from . import spec as spec_models
 from .errors import Problem, SpecError
 from .spec import NAME_PATTERN, Spec
 from .specfile import read_spec_bytes
+from .suggest import closest
 
 Loc = tuple[Any, ...]
 # `${NAME}` and `${NAME:-default}` expand; `$${` is a literal `${`; any other `$`
@@ -345,8 +345,8 @@ def _message(err: dict, loc: Loc, marks: _Marks, file: str) -> Problem:
     if etype == "extra_forbidden":
         name = loc[-1]
         known = _fields_at(Spec, loc[:-1])
-        close = difflib.get_close_matches(str(name), known, n=1, cutoff=0.6)
-        hint = f"; did you mean `{close[0]}`?" if close else (f"; known fields: {', '.join(known)}" if known else "")
+        close = closest(str(name), known)
+        hint = f"; did you mean `{close}`?" if close else (f"; known fields: {', '.join(known)}" if known else "")
         line, col = marks.at(loc, prefer_key=True)
         return Problem(file, line, col, _dotted(loc), f"unknown field{hint}")
     if etype == "missing":

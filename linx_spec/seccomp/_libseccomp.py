@@ -13,7 +13,6 @@ also on failure (`with Filter(...) as f:`).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno as _errno
 import os
 from functools import lru_cache
@@ -76,8 +75,15 @@ class LibseccompError(Exception):
 @lru_cache(maxsize=1)
 def load() -> ctypes.CDLL:
     """The library, with prototypes set; OSError when it is not installed."""
-    name = ctypes.util.find_library("seccomp") or "libseccomp.so.2"
-    lib = ctypes.CDLL(name)
+    try:
+        # By its soname, as the dynamic loader finds it for a linked program.  Not
+        # ctypes.util first: importing it (subprocess, tempfile) and its ldconfig run
+        # were ~10 ms of every cache-miss apply of a spec with seccomp (bench/README.md).
+        lib = ctypes.CDLL("libseccomp.so.2")
+    except OSError:
+        from ctypes.util import find_library
+
+        lib = ctypes.CDLL(find_library("seccomp") or "libseccomp.so.2")
     u32, i32, vp, cp = ctypes.c_uint32, ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p
     protos = {
         "seccomp_init": (vp, [u32]),

@@ -11,6 +11,7 @@ compiles a C program against the system headers and compares every value.
 from __future__ import annotations
 
 import re
+from ..suggest import closest
 
 __all__ = ["CONSTANTS", "parse_value", "UINT64_MAX"]
 
@@ -107,10 +108,8 @@ def parse_value(value: object) -> int:
         elif word in CONSTANTS:
             n = CONSTANTS[word]
         else:
-            import difflib
-
-            close = difflib.get_close_matches(word, CONSTANTS, n=1)
-            hint = f"; did you mean `{close[0]}`?" if close else " (write the number instead)"
+            close = closest(word, CONSTANTS)
+            hint = f"; did you mean `{close}`?" if close else " (write the number instead)"
             raise ValueError(f"unknown constant `{word}`{hint}")
         total |= n
     if total > UINT64_MAX:

@@ -14,11 +14,11 @@ libseccomp where it is installed; regenerate it with
 
 from __future__ import annotations
 
-import difflib
 from functools import lru_cache
 from pathlib import Path
 
 from . import _libseccomp as lib
+from ..suggest import closest
 
 __all__ = ["check_known", "known_names", "is_known", "shipped_names"]
 
@@ -63,8 +63,8 @@ def check_known(name: str) -> None:
     if is_known(name):
         return
     table = known_names() if lib.available() else shipped_names()
-    close = difflib.get_close_matches(name, sorted(table), n=1)
-    hint = f"; did you mean `{close[0]}`?" if close else ""
+    close = closest(name, sorted(table))
+    hint = f"; did you mean `{close}`?" if close else ""
     raise ValueError(f"unknown syscall `{name}`{hint}")
 
 

@@ -23,12 +23,12 @@ capset(2) refuses an inheritable capability outside the bounding set.
 
 from __future__ import annotations
 
-import difflib
 from typing import Annotated
 
 from pydantic import BeforeValidator, Field, ValidationInfo, WithJsonSchema, field_validator, model_validator
 
 from .base import Model
+from ..suggest import closest
 
 
 # linux/capability.h, in number order; CAP_CHECKPOINT_RESTORE (40) is the last as
@@ -103,8 +103,8 @@ def parse_name(value: object) -> str:
     if name in CAPABILITIES:
         return name
     short = [n[4:].lower() for n in CAPABILITIES]
-    close = difflib.get_close_matches(name[4:].lower(), short, n=1, cutoff=0.6)
-    hint = f"; did you mean `{close[0]}`?" if close else "; see capabilities(7) for the names"
+    close = closest(name[4:].lower(), short)
+    hint = f"; did you mean `{close}`?" if close else "; see capabilities(7) for the names"
     raise ValueError(f"unknown capability `{value}`{hint}")
 
 

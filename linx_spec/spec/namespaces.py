@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import difflib
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BeforeValidator, Discriminator, Field, Tag, field_validator, model_validator
 
 from .base import ABS_PATH, Model
 from .units import Duration
+from ..suggest import closest
 
 NAMESPACE_NAMES = ("user", "pid", "net", "mount", "uts", "ipc", "cgroup", "time")
 NamespaceName = Literal["user", "pid", "net", "mount", "uts", "ipc", "cgroup", "time"]
@@ -89,8 +89,8 @@ class Namespaces(Model):
                 if not isinstance(item, str):
                     raise ValueError("namespace list items must be names like `pid`")
                 if item not in NAMESPACE_NAMES:
-                    close = difflib.get_close_matches(item, NAMESPACE_NAMES, n=1)
-                    hint = f"did you mean `{close[0]}`?" if close else "known: " + ", ".join(NAMESPACE_NAMES)
+                    close = closest(item, NAMESPACE_NAMES)
+                    hint = f"did you mean `{close}`?" if close else "known: " + ", ".join(NAMESPACE_NAMES)
                     raise ValueError(f"unknown namespace `{item}`; {hint}")
                 if item in out:
                     raise ValueError(f"namespace `{item}` listed twice")

@@ -18,7 +18,6 @@ BPF bytes (linx_spec/plan/seccomp.py, with linx_spec/seccomp/compile.py).
 
 from __future__ import annotations
 
-import difflib
 import errno as _errno
 import re
 from typing import Annotated, Literal
@@ -26,6 +25,7 @@ from typing import Annotated, Literal
 from pydantic import BeforeValidator, Field, WithJsonSchema, field_validator, model_validator
 
 from .base import Model
+from ..suggest import closest
 
 __all__ = ["Seccomp", "Rule", "ArgCondition", "parse_action", "ARCH_NAMES", "canonical_arch"]
 
@@ -48,8 +48,8 @@ def _errno_word(word: object) -> str:
     name = word.strip().upper()
     if name in _errno.errorcode.values():
         return name
-    close = difflib.get_close_matches(name, list(_errno.errorcode.values()), n=1)
-    hint = f"; did you mean `{close[0]}`?" if close else ""
+    close = closest(name, list(_errno.errorcode.values()))
+    hint = f"; did you mean `{close}`?" if close else ""
     raise ValueError(f"unknown errno `{word}`{hint}")
 
 
@@ -73,8 +73,8 @@ def parse_action(value: object) -> str:
         return f"errno {_errno_word(words[1]) if len(words) == 2 else 'EPERM'}"
     if len(words) == 1 and head in _KEYWORDS:
         return _KEYWORDS[head]
-    close = difflib.get_close_matches(head, [*_KEYWORDS, "errno"], n=1)
-    hint = f"; did you mean `{close[0]}`?" if close else ""
+    close = closest(head, [*_KEYWORDS, "errno"])
+    hint = f"; did you mean `{close}`?" if close else ""
     raise ValueError(f"unknown action `{value}`{hint} (allow, log, trap, kill, kill_thread, errno NAME)")
 
 
@@ -106,8 +106,8 @@ def canonical_arch(name: str) -> str:
     word = _ARCH_ALIASES.get(word, word)
     if word == "native" or word in ARCH_NAMES:
         return word
-    close = difflib.get_close_matches(word, ["native", *ARCH_NAMES], n=1)
-    hint = f"; did you mean `{close[0]}`?" if close else ""
+    close = closest(word, ["native", *ARCH_NAMES])
+    hint = f"; did you mean `{close}`?" if close else ""
     raise ValueError(f"unknown architecture `{name}`{hint}")
 
 
@@ -173,8 +173,8 @@ def check_syscall_name(name: str) -> None:
 
     if name.startswith("@"):
         if name not in groups.GROUPS:
-            close = difflib.get_close_matches(name, groups.group_names(), n=1)
-            hint = f"; did you mean `{close[0]}`?" if close else f" (groups: {', '.join(groups.group_names())})"
+            close = closest(name, groups.group_names())
+            hint = f"; did you mean `{close}`?" if close else f" (groups: {', '.join(groups.group_names())})"
             raise ValueError(f"unknown syscall group `{name}`{hint}")
         return
     if not _SYSCALL_RE.match(name):

@@ -114,7 +114,7 @@ from linx_spec.plan.build import build_plan
 from linx_spec.spec import Spec
 build_plan(load_text(sys.stdin.read()))
 print(json.dumps({"modules": sorted(m for m in sys.modules if m.startswith("linx_spec.spec.")),
-                  "whole_spec_built": Spec.__pydantic_complete__}))
+                  "whole_spec_built": Spec.__pydantic_complete__, "all": sorted(sys.modules)}))
 """
 
 
@@ -135,6 +135,31 @@ def test_a_spec_without_network_or_mounts_does_not_build_or_import_them():
     # capabilities: absent from the spec, the plan reads its default set (a table, no model built)
     absent.discard("linx_spec.spec.capabilities")
     assert absent.isdisjoint(seen["modules"]), seen["modules"]
+
+
+def test_a_seccomp_spec_loads_libseccomp_without_ctypes_util_or_difflib():
+    # Both were ~10 ms of every cache-miss apply of such a spec (bench/README.md): the
+    # library is opened by its soname (ctypes.util only if that fails), and difflib
+    # comes only with an error's "did you mean".
+    seen = _probe("version: 1\nnamespaces: [user]\nprocess: {command: [/bin/true]}\n"
+                  "capabilities: {keep: [chown]}\n"
+                  "seccomp: {default: allow, rules: [{syscalls: [bpf, keyctl], action: errno EPERM}]}\n")
+    assert "linx_spec.seccomp._libseccomp" in seen["all"]  # the names were checked with the library
+    assert {"ctypes.util", "subprocess", "difflib"}.isdisjoint(seen["all"])
+
+
+def test_a_misspelled_name_still_gets_its_suggestion():
+    from linx_spec.errors import LinxError
+    from linx_spec.load import load_text
+
+    for text, hint in [("capabilities: {keep: [chwon]}", "did you mean `chown`?"),
+                       ("seccomp: {default: allow, rules: [{syscalls: [keyclt], action: errno EPERM}]}",
+                        "did you mean `keyctl`?"),
+                       ("namespaces: [user, nett]", "did you mean `net`?"),
+                       ("proces: {command: [x]}", "did you mean `process`?")]:
+        with pytest.raises(LinxError) as e:
+            load_text("version: 1\nprocess: {command: [/bin/true]}\n" + text + "\n", "s.yaml")
+        assert hint in str(e.value), (text, str(e.value))
 
 
 def test_a_section_present_is_imported_and_checked():
