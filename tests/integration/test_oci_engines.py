@@ -66,10 +66,6 @@ KNOWN = {
                         "podman's default seccomp profile has argument rules (masked comparisons on one "
                         "syscall) that linx-spec's compiler refuses rather than compile inexactly; runc hands "
                         "them to libseccomp as they are"),
-    "cgroups-path-leaf": (None,
-                          "linx-oci puts the container in cgroupsPath/linx-ID-PID, not in cgroupsPath itself "
-                          "(import maps cgroupsPath to cgroup.parent); containerd finds the cgroup from the "
-                          "pid, so ctr works"),
 }
 
 
@@ -299,9 +295,7 @@ def test_ctr_run_rm_reports_from_inside(containerd, runtimes, runtime):
     assert f"bin={len(APPLETS) + 2}" in out         # the image's /bin (busybox, sed, the applets) ...
     assert "osrelease=0" in out                     # ... and not the host's root
     _no_leftovers(containerd, cid)
-    want = f"cgroup=/{containerd.namespace}/{cid}"  # the cgroupsPath containerd gave
-    if runtime == "linx-oci" and want not in out and any(ln.startswith(f"{want}/linx-") for ln in out):
-        _known("cgroups-path-leaf")
+    want = f"cgroup=/{containerd.namespace}/{cid}"  # the cgroupsPath containerd gave, the container's own
     assert want in out, out
 
 
