@@ -638,30 +638,50 @@ def run(c: Container, bundle: str, *, pid_file: str | None, console_socket: str 
     """`run` as runc's: create, start, and (without --detach) wait for the container,
     forwarding signals to it, delete it once it ended, and exit with its code
     (128+N when killed by signal N).  The waiting `run` is a subreaper: when the
-    agent lets go of the started container (release), it becomes run's child."""
-    if not detach:
-        import ctypes
-
-        if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-            raise StateError(f"run: prctl(PR_SET_CHILD_SUBREAPER): {os.strerror(ctypes.get_errno())}")
-    create(c, bundle, pid_file=pid_file, console_socket=console_socket, log=log)
-    try:
-        start(c)
-    except BaseException:
-        delete(c, True, log)
-        raise
+    agent lets go of the started container (release), it becomes run's child.
+    Its signal handlers are in place before `create`, as runc's: a signal that
+    arrives before the container's process runs is held and sent once it does
+    (it used to kill `run` itself when it came between the start and the
+    handlers, leaving the container to the agent's safety net)."""
     if detach:
+        create(c, bundle, pid_file=pid_file, console_socket=console_socket, log=log)
+        try:
+            start(c)
+        except BaseException:
+            delete(c, True, log)
+            raise
         return 0
-    pid = c.load().pid
+    import ctypes
 
-    def forward(signo: int, _frame) -> None:
+    if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise StateError(f"run: prctl(PR_SET_CHILD_SUBREAPER): {os.strerror(ctypes.get_errno())}")
+    pending: list[int] = []  # signals held until the container's process runs
+    started = [False]
+
+    def send(signo: int) -> None:
         try:
             kill(c, signo)
         except LinxError:
             pass  # it is ending anyway
 
+    def forward(signo: int, _frame) -> None:
+        if started[0]:
+            send(signo)
+        else:
+            pending.append(signo)
+
     old = {sig: signal.signal(sig, forward) for sig in FORWARDED}
     try:
+        create(c, bundle, pid_file=pid_file, console_socket=console_socket, log=log)
+        try:
+            start(c)
+        except BaseException:
+            delete(c, True, log)
+            raise
+        pid = c.load().pid
+        started[0] = True
+        while pending:
+            send(pending.pop(0))
         while True:
             try:
                 got, wstatus = os.waitpid(-1, 0)

@@ -516,6 +516,35 @@ def test_run_forwards_signals_and_run_detach_returns_at_once(oci, rootfs):
     oci.run("delete", "--force", "r3")
 
 
+def test_run_holds_a_signal_that_comes_before_the_container_runs_and_sends_it_after(oci, rootfs, tmp_path):
+    # A createRuntime hook (run during create, before the container's process runs) sends
+    # SIGTERM to `run`. runc holds signals until the container's process exists, then
+    # forwards them; `run` used to install its handlers only after start, so a signal in
+    # between killed it. The hook reads run's pid from a file the test writes (exactly that
+    # process, never a guess from the process tree).
+    pidfile = tmp_path / "run.pid"
+    hook = (f"i=0; while [ ! -s {pidfile} ] && [ $i -lt 500 ]; do sleep 0.02; i=$((i+1)); done; "
+            f"kill -TERM $(cat {pidfile})")
+    # No pid namespace: the shell is not an init, so a TERM that comes before its trap is set
+    # kills it (143) instead of being dropped (a pid namespace's init only gets what it handles).
+    b = oci.bundle(["/bin/sh", "-c", "trap 'exit 9' TERM; echo up > /out/up; while :; do sleep 0.05; done"],
+                   hooks={"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", hook]}]},
+                   extra={"linux": {"namespaces": [{"type": t} for t in ("mount", "uts", "ipc")]}})
+    cmd = [sys.executable, "-m", "linx_spec.oci.main", "--root", str(oci.root), "run", "--bundle", str(b), "r4"]
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env=dict(os.environ, PYTHONPATH=str(REPO)))
+    pidfile.write_text(str(proc.pid))
+    try:
+        code = proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    # The container got the TERM: its trap's 9, or 143 when it came before the shell set the trap.
+    assert code in (9, 128 + signal.SIGTERM), (code, proc.stderr.read())
+    assert not (oci.root / "r4").exists()
+
+
 def test_create_twice_and_unknown_ids(oci):
     b = oci.bundle(["/bin/true"])
     oci.run("create", "--bundle", str(b), "dup")
