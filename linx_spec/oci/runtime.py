@@ -643,13 +643,16 @@ def run(c: Container, bundle: str, *, pid_file: str | None, console_socket: str 
     arrives before the container's process runs is held and sent once it does
     (it used to kill `run` itself when it came between the start and the
     handlers, leaving the container to the agent's safety net)."""
-    if detach:
+    def create_and_start() -> None:
         create(c, bundle, pid_file=pid_file, console_socket=console_socket, log=log)
         try:
             start(c)
         except BaseException:
             delete(c, True, log)
             raise
+
+    if detach:
+        create_and_start()
         return 0
     import ctypes
 
@@ -672,12 +675,7 @@ def run(c: Container, bundle: str, *, pid_file: str | None, console_socket: str 
 
     old = {sig: signal.signal(sig, forward) for sig in FORWARDED}
     try:
-        create(c, bundle, pid_file=pid_file, console_socket=console_socket, log=log)
-        try:
-            start(c)
-        except BaseException:
-            delete(c, True, log)
-            raise
+        create_and_start()
         pid = c.load().pid
         started[0] = True
         while pending:
