@@ -33,11 +33,11 @@ INT64_MAX = (1 << 63) - 1
 _LIST_RE = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
 _SIZE_RE = re.compile(r"^(\d+)\s*([kmgtp]?)i?b?$", re.IGNORECASE)
 _DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m)?$")
-UPDATE_FLAGS = {"resources", "memory", "memory-swap", "memory-reservation", "cpu-share", "cpu-period",
-                "cpu-quota", "cpuset-cpus", "cpuset-mems", "pids-limit", "blkio-weight",
-                # accepted and refused by name below, as runc knows them
-                "cpu-burst", "cpu-rt-period", "cpu-rt-runtime", "cpu-idle", "kernel-memory", "kernel-memory-tcp",
-                "l3-cache-schema", "mem-bw-schema"}
+SUPPORTED_FLAGS = {"resources", "memory", "memory-swap", "memory-reservation", "cpu-share", "cpu-period",
+                   "cpu-quota", "cpuset-cpus", "cpuset-mems", "pids-limit", "blkio-weight"}
+# runc's other flags: accepted on the command line and refused by name (resources_from)
+UPDATE_FLAGS = SUPPORTED_FLAGS | {"cpu-burst", "cpu-rt-period", "cpu-rt-runtime", "cpu-idle", "kernel-memory",
+                                  "kernel-memory-tcp", "l3-cache-schema", "mem-bw-schema"}
 
 
 # --- update ----------------------------------------------------------------------
@@ -72,9 +72,7 @@ def _int_flag(text: str, field: str) -> int:
 
 def resources_from(opts: dict, stdin=None) -> dict:
     """The LinuxResources object `update` applies: the --resources JSON, else the flags."""
-    refused = sorted(k for k in opts if k in UPDATE_FLAGS and k not in
-                     {"resources", "memory", "memory-swap", "memory-reservation", "cpu-share", "cpu-period",
-                      "cpu-quota", "cpuset-cpus", "cpuset-mems", "pids-limit", "blkio-weight"})
+    refused = sorted(k for k in opts if k in UPDATE_FLAGS - SUPPORTED_FLAGS)
     if refused:
         raise PlanError(f"update: --{refused[0]} is not supported by linx-oci",
                         "drop it (realtime, burst, idle, kernel memory and Intel RDT are not set)", refused[0])
@@ -215,7 +213,6 @@ def _where(live, file: str) -> tuple[str, bool]:
     """The leaf holding `file`: the v1 hierarchy of its controller, else the cgroup2
     leaf when the file is there (the controller enabled for it) -> (leaf, is v2)."""
     controller = file.split(".", 1)[0]
-    controller = {"io": "io"}.get(controller, controller)
     for h, leaf in live.leaves:
         if h.version == 1 and controller in h.controllers:
             return leaf, False
@@ -251,16 +248,17 @@ def _write_all(fs, targets) -> None:
     of its partner's current value (memory under memsw, cfs quota against the
     period) is retried after the rest, as runc orders them."""
     pending = list(targets)
-    for _ in range(2):
+    for attempt in range(2):
         retry = []
-        for (leaf, _v2), file, value in pending:
+        for target in pending:
+            (leaf, _v2), file, value = target
             try:
                 with touching(f"write {file} {value!r}", leaf):
                     fs.write(os.path.join(leaf, file), value)
             except OSError as exc:
-                if exc.errno != errno.EINVAL or _ == 1:
+                if exc.errno != errno.EINVAL or attempt == 1:
                     raise
-                retry.append(((leaf, _v2), file, value))
+                retry.append(target)
         if not retry:
             return
         pending = retry

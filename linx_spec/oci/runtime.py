@@ -388,9 +388,7 @@ class _Holder:
             w.agent.unshare_cgroupns()
         self.pidfd = os.pidfd_open(w.pid)
         self.c.update(pid=w.pid, pid_start=pid_start_time(w.pid) or 0, cgroups=_cgroup_dirs(w.pid, prep.plan))
-        state = state_json(replace(self.c.load(), status="creating"))
-        state["status"] = "creating"
-        state["pid"] = w.pid
+        state = self.state("creating")
         H.run("prestart", prep.hooks, state)
         H.run("createRuntime", prep.hooks, state)
         H.run("createContainer", prep.hooks, state, enter_pid=w.pid)

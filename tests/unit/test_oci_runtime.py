@@ -225,6 +225,11 @@ def test_update_flags_and_resources_file(tmp_path):
                                ({"cpu-rt-runtime": "5"}, None, "not supported")):
         with pytest.raises(PlanError, match=words):
             resources_from(opts, stdin)
+    # The command line parses exactly the flags update knows (main.py's table, cgroups.py's sets).
+    from linx_spec.oci.cgroups import UPDATE_FLAGS
+    from linx_spec.oci.main import COMMANDS
+
+    assert COMMANDS["update"][0] == UPDATE_FLAGS
 
 
 def test_paused_is_a_status_while_the_process_lives():
