@@ -1,7 +1,8 @@
 /* linx-agent: one process per workload.  Clones the child into its
  * namespaces, parks it, lets the runner work on it, releases it on PROCEED,
  * reaps it, and stops it if the runner goes away.  See lx_proto.h for the
- * exchange.  Usage: linx-agent [--fd N]   (default 3: the control socket) */
+ * exchange.  Usage: linx-agent [--fd N]   (default 3: the control socket)
+ * linx-agent --zygote [--fd N]: forks such agents on request (lx_zygote.c). */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
@@ -26,6 +27,7 @@
 #include "lx_proto.h"
 #include "lx_settings.h"
 #include "lx_steps.h"
+#include "lx_zygote.h"
 
 #ifndef CLONE_NEWTIME
 #define CLONE_NEWTIME 0x00000080
@@ -826,65 +828,92 @@ static int read_frame(void)
 	return 0;
 }
 
-int main(int argc, char **argv)
+int lx_serve_signals(const sigset_t *mask)
+{
+	/* The runner forwards SIGINT/SIGHUP itself; a terminal's own SIGINT
+	 * reaches the workload directly. */
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGINT, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGQUIT, SIG_IGN);
+	sigprocmask(SIG_BLOCK, mask, NULL);
+	return signalfd(-1, mask, SFD_CLOEXEC | SFD_NONBLOCK);
+}
+
+void lx_serve(int ctl, int sfd, void (*on_signals)(int sfd), int (*on_frame)(int ctl))
+{
+	for (;;) {
+		struct pollfd p[2] = { { ctl, POLLIN, 0 }, { sfd, POLLIN, 0 } };
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			return;
+		}
+		if (p[1].revents & POLLIN)
+			on_signals(sfd);
+		if ((p[0].revents & (POLLIN | POLLHUP | POLLERR)) && on_frame(ctl) < 0)
+			return;
+	}
+}
+
+/* SIGTERM to the agent is forwarded to the workload; SIGCHLD reaps. */
+static void agent_signals(int sfd)
+{
+	struct signalfd_siginfo si;
+	while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
+		if (si.ssi_signo == SIGTERM && A.child > 0 && !A.exited)
+			kill(A.child, SIGTERM);
+	}
+	reap();
+}
+
+static int agent_frame(int ctl)
+{
+	(void)ctl; /* A.ctl */
+	return read_frame();
+}
+
+int lx_agent_main(int ctl)
 {
 	sigset_t mask;
-	A.ctl = 3;
-	A.settings_w = A.status_r = A.passed_fd = A.linger_dir = -1;
-	A.grace_ms = 2000;
-	lx_fault_init(getenv("LINX_FAULT"));
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--fd") == 0 && i + 1 < argc)
-			A.ctl = atoi(argv[++i]);
-		else if (strcmp(argv[i], "--version") == 0) {
-			printf("linx-agent protocol %u\n", LX_VERSION);
-			return 0;
-		} else {
-			fprintf(stderr, "usage: linx-agent [--fd N]\n");
-			return 2;
-		}
-	}
+	A.ctl = ctl;
 	if (fcntl(A.ctl, F_SETFD, FD_CLOEXEC) < 0) {
 		fprintf(stderr, "linx-agent: fd %d is not open: %s\n", A.ctl, strerror(errno));
 		return 2;
 	}
 	/* Orphans of the workload come to us, so that we can end them. */
 	prctl(PR_SET_CHILD_SUBREAPER, 1);
-	/* The runner forwards SIGINT/SIGHUP itself; a terminal's own SIGINT
-	 * reaches the workload directly.  SIGTERM to the agent is forwarded. */
-	signal(SIGPIPE, SIG_IGN);
-	signal(SIGINT, SIG_IGN);
-	signal(SIGHUP, SIG_IGN);
-	signal(SIGQUIT, SIG_IGN);
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGCHLD);
 	sigaddset(&mask, SIGTERM);
-	sigprocmask(SIG_BLOCK, &mask, NULL);
-	A.sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	A.sfd = lx_serve_signals(&mask);
 	if (A.sfd < 0) {
 		fprintf(stderr, "linx-agent: signalfd: %s\n", strerror(errno));
 		return 1;
 	}
-	for (;;) {
-		struct pollfd p[2] = { { A.ctl, POLLIN, 0 }, { A.sfd, POLLIN, 0 } };
-		if (poll(p, 2, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			break;
-		}
-		if (p[1].revents & POLLIN) {
-			struct signalfd_siginfo si;
-			while (read(A.sfd, &si, sizeof(si)) == sizeof(si)) {
-				if (si.ssi_signo == SIGTERM && A.child > 0 && !A.exited)
-					kill(A.child, SIGTERM);
-			}
-			reap();
-		}
-		if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-			if (read_frame() < 0)
-				break;
-		}
-	}
+	lx_serve(A.ctl, A.sfd, agent_signals, agent_frame);
 	A.releasable = 0;
 	orphaned();
+}
+
+int main(int argc, char **argv)
+{
+	int ctl = 3, zygote = 0;
+	A.settings_w = A.status_r = A.passed_fd = A.linger_dir = -1;
+	A.grace_ms = 2000;
+	lx_fault_init(getenv("LINX_FAULT"));
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--fd") == 0 && i + 1 < argc)
+			ctl = atoi(argv[++i]);
+		else if (strcmp(argv[i], "--zygote") == 0)
+			zygote = 1;
+		else if (strcmp(argv[i], "--version") == 0) {
+			printf("linx-agent protocol %u\n", LX_VERSION);
+			return 0;
+		} else {
+			fprintf(stderr, "usage: linx-agent [--fd N] [--zygote]\n");
+			return 2;
+		}
+	}
+	return zygote ? lx_zygote(ctl) : lx_agent_main(ctl);
 }

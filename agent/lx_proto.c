@@ -118,6 +118,28 @@ int lx_out_send(struct lx_out *o, int fd)
 	return lx_write_full(fd, o->buf, o->len);
 }
 
+int lx_out_send_fd(struct lx_out *o, int fd, int pass)
+{
+	put32(o->buf + 8, (uint32_t)(o->len - LX_HDR_LEN));
+	union { struct cmsghdr h; char b[CMSG_SPACE(sizeof(int))]; } ctl;
+	memset(&ctl, 0, sizeof(ctl));
+	struct iovec iov = { o->buf, o->len };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b, .msg_controllen = sizeof(ctl.b) };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &pass, sizeof(int));
+	ssize_t n;
+	do
+		n = sendmsg(fd, &m, MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -1;
+	/* The descriptor went with the first bytes; the rest as plain writes. */
+	return lx_write_full(fd, o->buf + n, o->len - (size_t)n);
+}
+
 int lx_read_full(int fd, void *buf, size_t len)
 {
 	size_t off = 0;
@@ -132,11 +154,11 @@ int lx_read_full(int fd, void *buf, size_t len)
 	return 0;
 }
 
-int lx_recv_full(int fd, void *buf, size_t len, int *passed)
+int lx_recv_fds(int fd, void *buf, size_t len, int *fds, size_t max, size_t *nfds)
 {
 	size_t off = 0;
 	while (off < len) {
-		union { struct cmsghdr h; char b[CMSG_SPACE(4 * sizeof(int))]; } ctl;
+		union { struct cmsghdr h; char b[CMSG_SPACE(LX_MAX_PASSED_FDS * sizeof(int))]; } ctl;
 		struct iovec iov = { (char *)buf + off, len - off };
 		struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b,
 				    .msg_controllen = sizeof(ctl.b) };
@@ -150,12 +172,12 @@ int lx_recv_full(int fd, void *buf, size_t len, int *passed)
 		for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
 			if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
 				continue;
-			size_t nfds = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-			for (size_t i = 0; i < nfds; i++) {
+			size_t got_n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			for (size_t i = 0; i < got_n; i++) {
 				int got;
 				memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-				if (*passed < 0)
-					*passed = got;
+				if (*nfds < max)
+					fds[(*nfds)++] = got;
 				else
 					close(got);
 			}
@@ -164,6 +186,12 @@ int lx_recv_full(int fd, void *buf, size_t len, int *passed)
 		off += (size_t)n;
 	}
 	return 0;
+}
+
+int lx_recv_full(int fd, void *buf, size_t len, int *passed)
+{
+	size_t n = *passed >= 0;
+	return lx_recv_fds(fd, buf, len, passed, 1, &n);
 }
 
 ssize_t lx_read_file(const char *path, char *buf, size_t cap)

@@ -41,6 +41,19 @@
  *                                          lingering: reap it, write its end to
  *                                          path, remove tracked cgroups, exit
  *
+ * The zygote (linx-agent --zygote, one per linx_spec.Runner) speaks the same
+ * frames on its own channel and forks one agent per workload, which then
+ * speaks the exchange above on the channel it was given:
+ *
+ *   runner                               zygote                       agent
+ *   FORK {stdio mask} + SCM_RIGHTS ----->  fork ------------------------>  channel as
+ *     [channel, stdin?, stdout?, stderr?]  (bit i of the mask: fd i        fd 3, stdio
+ *                                           rides along; absent: closed)   as 0, 1, 2
+ *         <------------------------------ FORKED {agent pid} + SCM_RIGHTS [pidfd]
+ *     or  <------------------------------ ERROR {step spawn, errno, detail}
+ *   (channel closes) ------------------->  exit; the agents it forked run on,
+ *                                          each on its own channel
+ *
  * Every frame, both ways:  u16 magic 'LX' | u8 version | u8 type | u32 seq | u32 len
  * (little-endian, 12 bytes), then `len` bytes of attributes, each
  * u16 type | u16 zero | u32 len | value.  A reply carries its request's seq.
@@ -67,6 +80,8 @@
  * namespace now and keep waiting (LX_M_CGROUPNS).  Never a settings length:
  * those are at most LX_MAX_PAYLOAD. */
 #define LX_PARK_CGROUPNS 0xfffffffeu
+/* Descriptors one frame may carry: FORK's channel and three stdio fds. */
+#define LX_MAX_PASSED_FDS 4
 
 enum lx_msg {
 	/* requests */
@@ -78,6 +93,7 @@ enum lx_msg {
 	LX_M_SIGNAL = 0x06,
 	LX_M_WAIT = 0x07,
 	LX_M_LINGER = 0x08,
+	LX_M_FORK = 0x09, /* to the zygote */
 	LX_M_RELEASE = 0x0e,
 	LX_M_CGROUPNS = 0x4c, /* 76 (the protocol numbers given to the OCI lifecycle work) */
 	/* events (replies) */
@@ -88,6 +104,7 @@ enum lx_msg {
 	LX_M_SIGNALED = 0x45,
 	LX_M_ABORTED = 0x46,
 	LX_M_OK = 0x47,
+	LX_M_FORKED = 0x48, /* from the zygote */
 	LX_M_ERROR = 0x4f,
 };
 
@@ -134,6 +151,7 @@ enum lx_attr {
 	LX_A_MOUNT_OPT = 50,       /* u32 flags for the mounts step (lx_mounts.c) */
 	LX_A_SESSION = 51,         /* u32: 2 = fd 0 becomes the controlling tty (every child gets setsid) */
 	LX_A_REMOVE_ONLY = 52,     /* u32 on TRACK_CGROUP: rmdir it if empty, never kill in it */
+	LX_A_STDIO = 53,           /* u32 on FORK: bit i set = fd i of the agent rides with the frame */
 	LX_A_TIME_MONOTONIC = 60,  /* u64 ns: CLOCK_MONOTONIC offset of the new time namespace (lx_time.c) */
 	LX_A_TIME_BOOTTIME = 61,   /* u64 ns: CLOCK_BOOTTIME offset */
 	LX_A_PDEATHSIG = 62,       /* u32: signal the pdeathsig step arms; 0 disarms (default SIGKILL) */
@@ -231,6 +249,9 @@ int lx_read_full(int fd, void *buf, size_t len);
  * (SCM_RIGHTS, received close-on-exec): the first one goes to *passed when it
  * is -1, any other is closed.  Plain reads when fd is not a socket. */
 int lx_recv_full(int fd, void *buf, size_t len, int *passed);
+/* The same, keeping up to max descriptors in fds (*nfds counts them; it may
+ * start above 0), closing any beyond. */
+int lx_recv_fds(int fd, void *buf, size_t len, int *fds, size_t max, size_t *nfds);
 int lx_write_full(int fd, const void *buf, size_t len);
 /* A small file (/proc, cgroupfs) read until EOF or until cap - 1 bytes, then
  * NUL-terminated: its length, or -1 with errno (open or read failed).
@@ -239,5 +260,7 @@ ssize_t lx_read_file(const char *path, char *buf, size_t cap);
 
 /* Writes the frame to fd (all of it); -1 on error. */
 int lx_out_send(struct lx_out *o, int fd);
+/* The same, passing the descriptor `pass` with the frame (SCM_RIGHTS). */
+int lx_out_send_fd(struct lx_out *o, int fd, int pass);
 
 #endif

@@ -4,6 +4,9 @@
     plan = build_plan(spec)                    # Spec -> Plan (resolved, frozen)
     result = run(plan)                         # walks the checkpoint -> Result
 
+    with Runner() as runner:                   # many workloads from one process:
+        result = runner.run(plan)              # each agent forked from one zygote
+
     with Workload(plan) as w:                  # the low-level handle
         pid = w.spawn()                        # parked: created, not yet exec'd
         w.setup(); w.proceed()                 # host steps, then child steps + execve
@@ -39,6 +42,7 @@ _EXPORTS = {
     "Plan": "plan.workload",
     "build_plan": "plan.build",
     "Result": "runner",
+    "Runner": "runner",
     "StepTiming": "runner",
     "Workload": "runner",
     "run": "runner",
@@ -61,6 +65,6 @@ if TYPE_CHECKING:  # for type checkers and editors
     from .load import load_file, load_text  # noqa: F401
     from .plan.build import build_plan  # noqa: F401
     from .plan.workload import Plan  # noqa: F401
-    from .runner import Result, StepTiming, Workload, run  # noqa: F401
+    from .runner import Result, Runner, StepTiming, Workload, run  # noqa: F401
     from .live import Report, diff, reconcile  # noqa: F401
     from .spec import Spec  # noqa: F401

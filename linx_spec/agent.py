@@ -6,6 +6,7 @@ the process and the pairing of requests with replies (by seq).
 
 from __future__ import annotations
 
+import errno
 import os
 import select
 import _signal  # the C module signal.py wraps in enums (~1 ms of a cold start)
@@ -57,15 +58,122 @@ def _step_side(step_id: int) -> str:
     return s.side if s else "agent"
 
 
+_SIGDEF = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGCHLD, _signal.SIGPIPE)
+
+
+class Zygote:
+    """A linx-agent started with --zygote: it forks one agent per workload
+    (agent/lx_zygote.c), which costs a fraction of spawning and exec'ing the
+    binary.  Owned by a runner.Runner; thread-safe.  The forked agents are the
+    zygote's children, so each comes with a pidfd to wait for its end."""
+
+    def __init__(self, path: str | None = None):
+        self.owner = os.getpid()
+        self.supported = True  # False once the zygote said it cannot (no pidfd_open: Linux < 5.3)
+        self.dead = False  # its channel failed: it is gone (killed); Runner starts another
+        self._lock = _thread.allocate_lock()
+        self._seq = 0
+        self._sock, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        self.path = path or agent_path()
+        import fcntl
+
+        null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10) for fd in (null, theirs.fileno())]
+        try:
+            # stderr stays the caller's: the zygote's own complaints go there.
+            self.pid = os.posix_spawn(self.path, [self.path, "--zygote"], _agent_env(), file_actions=[
+                (os.POSIX_SPAWN_DUP2, high[0], 0), (os.POSIX_SPAWN_DUP2, high[0], 1),
+                (os.POSIX_SPAWN_DUP2, high[1], 3)], setsigdef=_SIGDEF)
+        except OSError as exc:
+            self._sock.close()
+            raise StepError("spawn", "agent", exc.errno or 0, "start the agent zygote", self.path) from None
+        finally:
+            theirs.close()
+            for fd in (null, *high):
+                os.close(fd)
+
+    def fork_agent(self, channel: int, stdio: tuple[int | None, int | None, int | None]) -> tuple[int, int]:
+        """A new agent on `channel` (its fd 3), with stdio as its 0, 1, 2 (None:
+        this process's own, as a spawned agent inherits them).  -> (pid, pidfd)."""
+        import fcntl
+
+        fds, mask = [channel], 0
+        for i, fd in enumerate(stdio):
+            if fd is None:
+                try:
+                    fcntl.fcntl(i, fcntl.F_GETFD)
+                except OSError:
+                    continue  # closed here: closed in the agent too
+                fd = i
+            fds.append(fd)
+            mask |= 1 << i
+        with self._lock:
+            self._seq = seq = (self._seq + 1) & 0xFFFFFFFF
+            data = P.encode(P.Msg.FORK, seq, [(P.A.STDIO, mask)])
+            try:
+                self._sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack(f"{len(fds)}i", *fds))])
+                # The zygote answers only what it is asked, each answer in one
+                # sendmsg: one recvmsg normally holds all of it (and the pidfd).
+                raw, anc, _, _ = self._sock.recvmsg(256, _socket.CMSG_SPACE(struct.calcsize("i")),
+                                                    _socket.MSG_CMSG_CLOEXEC)
+                passed = [fd for level, kind, blob in anc if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS
+                          for fd in struct.unpack(f"{len(blob) // 4}i", blob[: len(blob) // 4 * 4])]
+                if len(raw) < P.HDR_LEN:
+                    raw += _recv_exact(self._sock, P.HDR_LEN - len(raw))
+                version, type_, seq, length = P.decode_header(raw[:P.HDR_LEN])
+                body = raw[P.HDR_LEN:]
+                if len(body) < length:
+                    body += _recv_exact(self._sock, length - len(body))
+                frame = P.Frame(type_, seq, P.decode_attrs(body[:length]), version)
+            except (OSError, EOFError, P.FrameError) as exc:
+                self.dead = True
+                raise StepError("spawn", "agent", getattr(exc, "errno", 0) or errno.EPIPE,
+                                "fork an agent from the zygote (it is gone)", self.path) from None
+        pidfd = passed.pop(0) if passed else None
+        for fd in passed:
+            os.close(fd)
+        if frame.type == P.Msg.FORKED and pidfd is not None and frame.seq == seq:
+            return frame.get(P.A.PID), pidfd
+        if pidfd is not None:
+            os.close(pidfd)
+        err = frame.get(P.A.ERRNO, 0)
+        if err == errno.ENOSYS:  # no pidfd_open: the runner spawns agents instead
+            self.supported = False
+        raise StepError("spawn", "agent", err, frame.get(P.A.DETAIL, _name(frame.type)), self.path)
+
+    def close(self) -> None:
+        """Ends the zygote (agents it forked run on, each with its workload) and reaps it."""
+        with self._lock:  # not under a fork_agent of another thread
+            if self._sock.fileno() >= 0:
+                self._sock.close()
+        if self.pid and self.owner == os.getpid():
+            try:
+                os.waitpid(self.pid, 0)
+            except ChildProcessError:  # reaped by someone else's waitpid(-1)
+                pass
+        self.pid = None
+
+
+def _recv_exact(sock, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise EOFError
+        buf += chunk
+    return bytes(buf)
+
+
 class Agent:
     """One linx-agent process and its control channel.
 
     stdin/stdout/stderr: file descriptors the agent (and so the workload) gets
-    as 0, 1, 2; None inherits the caller's.
+    as 0, 1, 2; None inherits the caller's.  zygote: fork the agent from it
+    instead of starting the binary (runner.Runner).
     """
 
     def __init__(self, *, stdin: int | None = None, stdout: int | None = None, stderr: int | None = None,
-                 path: str | None = None):
+                 path: str | None = None, zygote: Zygote | None = None):
         self._seq = 0
         # Reentrant: a signal handler (Lifecycle._forward, main thread) may run
         # while this thread holds it; a plain Lock would deadlock there.  A
@@ -81,8 +189,23 @@ class Agent:
         self.returncode: int | None = None
         self.spawned_in_cgroup = False  # the child was cloned into the cgroup SPAWN passed
         self.clone_into_errno = 0
+        self._pidfd: int | None = None  # a forked agent's (not our child: waited for through it)
         mine, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)  # close-on-exec, as socket.socketpair
         self._sock = mine
+        if zygote is not None and zygote.supported:
+            try:
+                self.pid, self._pidfd = zygote.fork_agent(theirs.fileno(), (stdin, stdout, stderr))
+            except StepError:
+                mine.close()
+                theirs.close()
+                if zygote.supported:
+                    raise
+                # It cannot fork agents on this kernel (no pidfd_open): spawn, as run() does.
+                mine, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+                self._sock = mine
+            else:
+                theirs.close()
+                return
         # Every source fd is first copied above the targets (0-3), so that no
         # dup2 of the spawn can overwrite a source another one still needs
         # (a stdout file opened as fd 3 would otherwise become the channel).
@@ -99,8 +222,7 @@ class Agent:
         env = _agent_env()
         try:
             # posix_spawn (vfork underneath): cheap even from a large process.
-            self.pid = os.posix_spawn(exe, [exe], env, file_actions=actions, setsigdef=(
-                _signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGCHLD, _signal.SIGPIPE))
+            self.pid = os.posix_spawn(exe, [exe], env, file_actions=actions, setsigdef=_SIGDEF)
         except OSError as exc:
             mine.close()
             raise StepError("spawn", "agent", exc.errno or 0, "start the agent", exe) from None
@@ -147,6 +269,8 @@ class Agent:
         return bytes(buf)
 
     def _agent_status(self) -> str:
+        if self._pidfd is not None:
+            return " (agent exited)" if _exited(self._pidfd, 0) else ""
         try:
             pid, st = os.waitpid(self.pid, os.WNOHANG) if self.pid else (0, 0)
         except ChildProcessError:
@@ -342,6 +466,11 @@ class Agent:
     def close(self) -> None:
         """Closes the channel (the agent stops anything still running) and reaps it."""
         self.hangup()
+        if self._pidfd is not None:
+            _exited(self._pidfd, None)
+            os.close(self._pidfd)
+            self._pidfd = None
+            self.pid = None
         if self.pid:
             _, st = os.waitpid(self.pid, 0)
             self.returncode = os.waitstatus_to_exitcode(st)
@@ -352,6 +481,13 @@ class Agent:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _exited(pidfd: int, timeout: float | None) -> bool:
+    """Whether the process of pidfd has ended, within timeout seconds (None: wait)."""
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    return bool(poller.poll(None if timeout is None else timeout * 1000))
 
 
 # The agent reads nothing of its environment but LINX_FAULT (tests), and a

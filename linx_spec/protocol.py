@@ -41,6 +41,19 @@ same commit.
                                            lingering: reap it, write its end to
                                            path, remove tracked cgroups, exit
 
+The zygote (``linx-agent --zygote``, one per linx_spec.Runner) speaks the same
+frames on its own channel and forks one agent per workload, which then speaks
+the exchange above on the channel it was given:
+
+    runner                               zygote                       agent
+    FORK {stdio mask} + SCM_RIGHTS ----->  fork ------------------------>  channel as
+      [channel, stdin?, stdout?, stderr?]  (bit i of the mask: fd i        fd 3, stdio
+                                            rides along; absent: closed)   as 0, 1, 2
+          <------------------------------ FORKED {agent pid} + SCM_RIGHTS [pidfd]
+      or  <------------------------------ ERROR {step spawn, errno, detail}
+    (channel closes) ------------------->  exit; the agents it forked run on,
+                                           each on its own channel
+
 Every frame, both ways: ``u16 magic 'LX' | u8 version | u8 type | u32 seq | u32 len``
 (little-endian, 12 bytes), then ``len`` bytes of attributes, each
 ``u16 type | u16 zero | u32 len | value``.  A reply carries its request's seq.
@@ -75,6 +88,7 @@ class Msg(IntEnum):
     SIGNAL = 0x06
     WAIT = 0x07
     LINGER = 0x08
+    FORK = 0x09  # to the zygote (agent/lx_zygote.c)
     RELEASE = 0x0E
     CGROUPNS = 0x4C  # 76 (the protocol numbers given to the OCI lifecycle work)
     READY = 0x41
@@ -84,6 +98,7 @@ class Msg(IntEnum):
     SIGNALED = 0x45
     ABORTED = 0x46
     OK = 0x47
+    FORKED = 0x48  # from the zygote
     ERROR = 0x4F
 
 
@@ -128,6 +143,7 @@ class A(IntEnum):
     MOUNT_OPT = 50
     SESSION = 51
     REMOVE_ONLY = 52
+    STDIO = 53  # FORK: bit i set = fd i of the agent rides with the frame
     TIME_MONOTONIC = 60
     TIME_BOOTTIME = 61
     PDEATHSIG = 62
@@ -135,7 +151,7 @@ class A(IntEnum):
 
 U32_ATTRS = {A.VERSION, A.PID, A.STEP, A.ERRNO, A.CODE, A.SIGNO, A.CORE, A.WSTATUS, A.NS_FLAGS,
              A.GRACE_MS, A.CGROUP_FD, A.UID, A.GID, A.GROUP, A.UMASK, A.NO_NEW_PRIVS, A.MOUNT_OPT, A.SESSION, A.REMOVE_ONLY,
-             A.PDEATHSIG}
+             A.PDEATHSIG, A.STDIO}
 U64_ATTRS = {A.CAP_BOUNDING, A.CAP_EFFECTIVE, A.CAP_PERMITTED, A.CAP_INHERITABLE, A.CAP_AMBIENT,
              A.TIME_MONOTONIC, A.TIME_BOOTTIME}
 STR_ATTRS = {A.DETAIL, A.PATH, A.EXEC_PATH, A.ARG, A.ENV, A.CWD, A.HOSTNAME, A.DOMAINNAME, A.ROOTFS}

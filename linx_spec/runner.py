@@ -8,6 +8,7 @@
       .signal(sig) / .wait() -> Result
       .finish(end) -> Result       after the end: usage read, everything undone
     run(plan) -> Result            all of the above, with the restart policy
+    Runner().run(plan) -> Result   the same, each agent forked from one zygote
 
 Waiting, the time limit, stopping, restarts and signals are lifecycle.py's.
 
@@ -20,9 +21,10 @@ from __future__ import annotations
 
 import os
 import _signal  # the C module signal.py wraps in enums (~1 ms of a cold start)
+import _thread  # allocate_lock without threading (~1 ms of a cold start)
 import time
 
-from .agent import Agent, End
+from .agent import Agent, End, Zygote
 from .errors import LinxError, host_errors
 from .lifecycle import Lifecycle, run_to_end
 from .lifecycle import stop as stop_workload
@@ -182,8 +184,9 @@ class Workload:
     def __init__(self, plan: Plan, *, stdin: int | None = None, stdout: int | str | None = None,
                  stderr: int | str | None = None, input: bytes | None = None, pty: bool | None = None,
                  on_step: Reporter | None = None, session: bool = False, linger_path: str | None = None,
-                 releasable: bool = False):
+                 releasable: bool = False, runner: Runner | None = None):
         self.plan = plan
+        self._runner = runner  # its zygote forks the agent (Runner)
         self._releasable = releasable  # an OCI container: outlives the agent (release())
         self._stdio = (stdin, stdout, stderr)
         self._input = input
@@ -285,7 +288,14 @@ class Workload:
         t0 = time.perf_counter()
         fds, opened = self._stdio_fds()
         try:
-            self.agent = Agent(stdin=fds[0], stdout=fds[1], stderr=fds[2])
+            zygote = self._runner.zygote() if self._runner is not None else None
+            try:
+                self.agent = Agent(stdin=fds[0], stdout=fds[1], stderr=fds[2], zygote=zygote)
+            except LinxError:
+                if zygote is None or not zygote.dead:
+                    raise
+                # The zygote was gone (killed): once more with a new one.
+                self.agent = Agent(stdin=fds[0], stdout=fds[1], stderr=fds[2], zygote=self._runner.zygote())
         finally:
             for fd in opened:
                 os.close(fd)
@@ -515,14 +525,77 @@ class Workload:
 
 def run(plan: Plan, *, stdin: int | None = None, stdout: int | str | None = None, stderr: int | str | None = None,
         input: bytes | None = None, capture_output: bool = False, timeout: float | None = -1,
-        on_step: Reporter | None = None, on_restart: Callable[[Result, float], None] | None = None) -> Result:
+        on_step: Reporter | None = None, on_restart: Callable[[Result, float], None] | None = None,
+        runner: Runner | None = None) -> Result:
     """Run one workload to its end (restarting it as its policy says) and return the last Result.
 
     capture_output=True collects stdout and stderr into Result.stdout/.stderr;
-    input feeds stdin; timeout overrides the spec's `lifecycle.timeout` (None: no limit)."""
+    input feeds stdin; timeout overrides the spec's `lifecycle.timeout` (None: no limit);
+    runner: fork the agent from that Runner's zygote (Runner.run)."""
     if capture_output:
         stdout = stdout if stdout is not None else CAPTURE
         stderr = stderr if stderr is not None else CAPTURE
     lifecycle = Lifecycle(plan, timeout=timeout, on_restart=on_restart)
     return lifecycle.run(lambda: Workload(plan, stdin=stdin, stdout=stdout, stderr=stderr, input=input,
-                                          on_step=on_step))
+                                          on_step=on_step, runner=runner))
+
+
+class Runner:
+    """Runs many workloads from one process, faster: each workload's agent is
+    forked from one agent started once (the zygote, agent/lx_zygote.c) instead
+    of spawned from the agent binary.  Everything else is as with run() and
+    Workload: each workload has its own agent, which is its parent and reaper
+    and stops it if this process dies; each step, check and undo is the same.
+
+        with Runner() as runner:
+            result = runner.run(plan)              # run(plan, ...) with the zygote
+            with runner.workload(plan) as w:       # Workload(plan, ...) with it
+                ...
+
+    The zygote starts with the first workload and holds no namespace, cgroup
+    or workload fd.  It inherits this process's state once, when it starts:
+    the agents it forks get its cwd, umask, rlimits and cgroup, not the ones
+    of this process at each workload's start (a plan that sets them is not
+    affected).  close() ends it; workloads still running keep their agents.
+    Thread-safe.  After os.fork() the child starts its own zygote; a zygote
+    that died (killed) is replaced at the next workload."""
+
+    def __init__(self, *, agent_path: str | None = None):
+        self._path = agent_path
+        self._zygote: Zygote | None = None
+        self._lock = _thread.allocate_lock()
+        self._closed = False
+
+    def zygote(self) -> Zygote | None:
+        """The zygote (started on first use), or None where it cannot fork
+        agents (no pidfd_open: agents are then spawned as by run())."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("Runner is closed")
+            z = self._zygote
+            if z is not None and z.dead and z.owner == os.getpid():
+                z.close()  # reaps it
+            if z is None or z.dead or z.owner != os.getpid():
+                z = self._zygote = Zygote(self._path)
+            return z if z.supported else None
+
+    def run(self, plan: Plan, **kw) -> Result:
+        """run(plan, **kw) with this runner's zygote."""
+        return run(plan, runner=self, **kw)
+
+    def workload(self, plan: Plan, **kw) -> Workload:
+        """Workload(plan, **kw) with this runner's zygote."""
+        return Workload(plan, runner=self, **kw)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            z, self._zygote = self._zygote, None
+        if z is not None and z.owner == os.getpid():
+            z.close()
+
+    def __enter__(self) -> "Runner":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

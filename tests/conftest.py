@@ -126,10 +126,33 @@ def write_spec(tmp_path):
     return write
 
 
+# Modules whose run_spec tests run twice: with run() (the agent spawned from the
+# binary) and with a Runner (the agent forked from its zygote), the same checks
+# from inside the workload either way.
+BOTH_AGENT_STARTS = {"test_cve", "test_privileges", "test_seccomp", "test_runner", "test_execve_limits"}
+
+
+def pytest_generate_tests(metafunc):
+    if "run_spec" in metafunc.fixturenames and metafunc.module.__name__.rpartition(".")[2] in BOTH_AGENT_STARTS:
+        metafunc.parametrize("run_spec", ["run", "runner"], indirect=True)
+
+
+@pytest.fixture(scope="session")
+def runner():
+    """One linx_spec.Runner for the session; closed (its zygote reaped) before the census."""
+    from linx_spec import Runner
+
+    with Runner() as r:
+        yield r
+
+
 @pytest.fixture
-def run_spec(tmp_path, write_spec):
-    """run_spec(yaml_text) -> (Result, stdout text, stderr text), the workload's output captured."""
+def run_spec(request, tmp_path, write_spec):
+    """run_spec(yaml_text) -> (Result, stdout text, stderr text), the workload's output captured.
+    Through a Runner where the module is in BOTH_AGENT_STARTS (param "runner")."""
     from linx_spec import build_plan, load_file, run
+
+    go_run = request.getfixturevalue("runner").run if getattr(request, "param", "run") == "runner" else run
 
     def go(text: str, **kw):
         path = write_spec(text)
@@ -137,7 +160,7 @@ def run_spec(tmp_path, write_spec):
         out = tmp_path / "stdout"
         err = tmp_path / "stderr"
         with open(out, "wb") as fo, open(err, "wb") as fe:
-            result = run(plan, stdout=fo.fileno(), stderr=fe.fileno(), **kw)
+            result = go_run(plan, stdout=fo.fileno(), stderr=fe.fileno(), **kw)
         return result, out.read_text(), err.read_text()
 
     return go

@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import os
 import random
+import select
 import socket
+import struct
 import subprocess
 
 import pytest
@@ -278,13 +280,84 @@ def test_agent_never_crashes_on_mutated_frames(agent, tmp_path, agent_bin):
         except OSError:
             pass
         mine.close()
+        _ended_cleanly(proc, f"run {i}: input {blob.hex()}")
+
+
+def _ended_cleanly(proc: subprocess.Popen, what: str) -> None:
+    """The agent (or zygote) exits 0 within 15 s, with no sanitizer report."""
+    try:
+        code = proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        pytest.fail(f"hung: {what}")
+    err = proc.stderr.read().decode(errors="replace")
+    proc.stderr.close()
+    assert code == 0 and "runtime error" not in err and "AddressSanitizer" not in err, f"{what}: exit {code}\n{err}"
+
+
+def _fork_mutations(rng: random.Random) -> list[tuple[bytes, int]]:
+    """Frames for the zygote, each with how many descriptors ride along."""
+    out = []
+    for seq in range(1, rng.randrange(2, 6)):
+        mask = rng.randrange(8)
+        frame = bytearray(P.encode(P.Msg.FORK, seq, [(P.A.STDIO, mask)]))
+        nfds = 1 + bin(mask).count("1")
+        for _ in range(rng.randrange(0, 3)):
+            kind = rng.randrange(4)
+            if kind == 0:
+                frame[rng.randrange(12, len(frame))] = rng.randrange(256)
+            elif kind == 1:
+                frame[rng.randrange(2, 12)] = rng.randrange(256)
+            elif kind == 2:
+                nfds = rng.randrange(0, 6)  # too few or too many descriptors
+            else:
+                frame += P.ATTR.pack(rng.randrange(64), 0, 4) + rng.randbytes(4)
+                frame[8:12] = (len(frame) - 12).to_bytes(4, "little")
+        out.append((bytes(frame), nfds))
+    return out
+
+
+@pytest.mark.parametrize("agent", AGENTS, ids=lambda p: p.name)
+def test_zygote_never_crashes_on_mutated_fork_frames(agent, agent_bin):
+    """The zygote (linx-agent --zygote, linx_spec.Runner's) on FORK frames with
+    flipped bytes, extra attributes and the wrong number of descriptors: it
+    answers each it can read, forks only for a well-formed one, exits 0 when its
+    channel closes, and the agents it forked end when their channels close."""
+    rng = random.Random(int(os.environ.get("LINX_FUZZ_SEED", "20261201")))
+    runs = int(os.environ.get("LINX_FUZZ_FRAMES", "150")) // 3
+    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0:abort_on_error=0:exitcode=99",
+               UBSAN_OPTIONS="halt_on_error=1:exitcode=98:print_stacktrace=1")
+    for i in range(runs):
+        frames = _fork_mutations(rng)
+        mine, theirs = socket.socketpair()
+        proc = subprocess.Popen([str(agent), "--zygote", "--fd", str(theirs.fileno())], pass_fds=[theirs.fileno()],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        theirs.close()
+        channels, forked = [], []
+        mine.settimeout(5)
         try:
-            code = proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            pytest.fail(f"agent hung on input {blob.hex()}")
-        err = proc.stderr.read().decode(errors="replace")
-        proc.stderr.close()
-        assert code == 0 and "runtime error" not in err and "AddressSanitizer" not in err, (
-            f"run {i}: exit {code} on input {blob.hex()}\n{err}")
+            for frame, nfds in frames:
+                pairs = [socket.socketpair() for _ in range(nfds)]
+                channels += [a for a, _ in pairs]
+                fds = [b.fileno() for _, b in pairs]
+                anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack(f"{len(fds)}i", *fds))] if fds else []
+                mine.sendmsg([frame], anc)
+                for _, b in pairs:
+                    b.close()
+                raw, anc_in, _, _ = mine.recvmsg(256, socket.CMSG_SPACE(16))
+                if not raw:
+                    break  # framing lost: the zygote said so and left
+                for _, _, blob in anc_in:
+                    forked += list(struct.unpack(f"{len(blob) // 4}i", blob))
+        except OSError:
+            pass
+        mine.close()
+        for c in channels:
+            c.close()  # every forked agent sees its channel close and exits
+        _ended_cleanly(proc, f"run {i}: frames {[f.hex() for f, _ in frames]}")
+        for pidfd in forked:  # each forked agent ended (its pidfd readable)
+            p = select.poll()
+            p.register(pidfd, select.POLLIN)
+            assert p.poll(10000), f"run {i}: a forked agent outlived its channel"
+            os.close(pidfd)
