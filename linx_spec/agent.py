@@ -190,6 +190,9 @@ class Agent:
         self.spawned_in_cgroup = False  # the child was cloned into the cgroup SPAWN passed
         self.clone_into_errno = 0
         self._pidfd: int | None = None  # a forked agent's (not our child: waited for through it)
+        # Bytes read from the channel and not yet a frame: one recv takes whatever
+        # has arrived (often two frames), so a frame costs one syscall, not two.
+        self._rbuf = bytearray()
         mine, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)  # close-on-exec, as socket.socketpair
         self._sock = mine
         if zygote is not None and zygote.supported:
@@ -260,13 +263,20 @@ class Agent:
         return seq
 
     def _recv_exact(self, n: int) -> bytes:
-        buf = bytearray()
+        buf = self._rbuf
         while len(buf) < n:
-            chunk = self._sock.recv(n - len(buf))
+            chunk = self._sock.recv(65536)
             if not chunk:
                 raise ProtocolError("a reply", "end of channel: the agent died" + self._agent_status())
             buf += chunk
-        return bytes(buf)
+        data = bytes(buf[:n])
+        del buf[:n]
+        return data
+
+    def _has_frame(self) -> bool:
+        """A whole frame is already read: the channel may not be readable for it."""
+        buf = self._rbuf
+        return len(buf) >= P.HDR_LEN and len(buf) >= P.HDR_LEN + P.HDR.unpack_from(buf)[4]
 
     def _agent_status(self) -> str:
         if self._pidfd is not None:
@@ -429,7 +439,7 @@ class Agent:
         while True:
             frame = self._pending.pop(self._wait_seq, None)
             if frame is None:
-                if deadline is not None:
+                if deadline is not None and not self._has_frame():
                     left = deadline - time.monotonic()
                     # poll, not select: a supervisor of hundreds of workloads holds
                     # fds above FD_SETSIZE (1024).

@@ -40,9 +40,11 @@ class CgroupFs:
         except OSError:
             return None
         try:
-            chunks = []
-            while chunk := os.read(fd, 65536):
-                chunks.append(chunk)
+            # A cgroup file is a seq_file: a read fills the buffer unless the file
+            # ends first, so a short read is the whole file (no read for the EOF).
+            chunks = [os.read(fd, 65536)]
+            while len(chunks[-1]) == 65536:
+                chunks.append(os.read(fd, 65536))
             return b"".join(chunks).decode("utf-8", "replace")
         except OSError:
             return None
