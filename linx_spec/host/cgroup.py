@@ -113,6 +113,14 @@ def human_bytes(n: int) -> str:
     return f"{n} bytes"
 
 
+# Parent directories a workload of this process made.  A parent is shared by
+# the workloads below it: the one that made it may end while others are still
+# inside (its rmdir: EBUSY), so every workload of this process that ends below
+# it tries, and the last one out removes it, as with the default /linx.  Between
+# processes (concurrent CLIs) the one that made it is the only one that knows.
+_MADE_HERE: set[str] = set()
+
+
 class Live:
     """The cgroups one workload created: undone by `destroy`, read by `collect`."""
 
@@ -176,6 +184,7 @@ class Live:
                         self.fs.mkdir(d)
                     if d not in self.created:
                         self.created.append(d)
+                    _MADE_HERE.add(d)
                     made = True
                 except FileExistsError:
                     made = False
@@ -221,7 +230,7 @@ class Live:
         # the agent kills and removes the leaf, then removes the parent only if
         # no other workload still uses it.
         parent = h.dir(h.parent)
-        if h.default_parent or parent in self.created:
+        if h.default_parent or parent in self.created or parent in _MADE_HERE:
             track(parent, remove_only=True)
         track(leaf)
         return leaf
@@ -288,13 +297,21 @@ class Live:
         # Parents: those this workload created, and linx-spec's default /linx
         # whoever created it (concurrent workloads share it; the last one out
         # removes it).  One still in use refuses with EBUSY: left to its users.
+        # And parents another workload of this process made, still in use at its end.
         defaults = [h.dir(h.parent) for h, _leaf in self.leaves if h.default_parent]
-        for d in [*reversed(self.created), *[d for d in defaults if d not in self.created]]:
+        shared = sorted((d for d in set(_MADE_HERE) & {h.dir(p) for h, _ in self.leaves for p in chain(h.parent)
+                                                        if p != "/"}), key=len, reverse=True)
+        todo = [*reversed(self.created)]
+        todo += [d for d in [*shared, *defaults] if d not in todo]
+        for d in todo:
             try:
                 with touching("rmdir", d):
                     self.fs.rmdir(d)
+                _MADE_HERE.discard(d)
             except OSError as exc:
-                if exc.errno not in (errno.EBUSY, errno.ENOTEMPTY, errno.ENOENT):
+                if exc.errno == errno.ENOENT:
+                    _MADE_HERE.discard(d)
+                elif exc.errno not in (errno.EBUSY, errno.ENOTEMPTY):
                     first = first or exc
         self.leaves.clear()
         self.created.clear()

@@ -538,3 +538,45 @@ cgroup:
     assert "cgroup=/linx/linx-cgt-plan-<pid>" in proc.stdout
     assert "memory.limit_in_bytes=67108864" in proc.stdout or "memory.max=67108864" in proc.stdout
     assert ours() == set()  # plan never writes
+
+
+def test_a_parent_one_workload_made_goes_with_the_last_workload_out():
+    """Two workloads of one process below a parent that did not exist: the one
+    that made it ends first (its rmdir of the parent: EBUSY, the other is still
+    inside); the parent must still go, with the last one out."""
+    import glob
+
+    from linx_spec import Workload
+
+    parent = f"/linx-shared-{os.getpid()}"
+
+    def plan(name: str):
+        return build_plan(load_text(f"""
+version: 1
+name: {name}
+namespaces: [user, pid]
+cgroup: {{parent: {parent}, pids: {{max: 8}}}}
+process: {{command: [/bin/sh, -c, 'read line']}}
+""", "shared.yaml"), source="shared.yaml")
+
+    def parent_dirs() -> list[str]:
+        return sorted(set(glob.glob(f"/sys/fs/cgroup/*{parent}") + glob.glob(f"/sys/fs/cgroup{parent}")))
+
+    assert parent_dirs() == []
+    r1, w1 = os.pipe()
+    r2, w2 = os.pipe()
+    try:
+        with Workload(plan("maker"), stdin=r1) as first, Workload(plan("other"), stdin=r2) as second:
+            first.start()
+            made = parent_dirs()
+            second.start()
+            os.write(w1, b"end\n")
+            assert first.wait().exit_code == 0
+            still = parent_dirs()
+            os.write(w2, b"end\n")
+            assert second.wait().exit_code == 0
+    finally:
+        for fd in (r1, w1, r2, w2):
+            os.close(fd)
+    assert made and still == made  # the maker could not remove it: the other was inside
+    assert parent_dirs() == []  # the last one out did
