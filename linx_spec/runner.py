@@ -179,7 +179,8 @@ class Workload:
     stdin/stdout/stderr: an fd to give the workload, or None for what the plan
     says (inherit by default); stdout/stderr may be CAPTURE, and `input` bytes
     feed stdin.  pty=True (or `stdio: pty`) gives it a pseudo-terminal whose
-    master is `self.pty_master`."""
+    master is `self.pty_master`.  runner: its zygote forks the agent
+    (Runner.workload)."""
 
     def __init__(self, plan: Plan, *, stdin: int | None = None, stdout: int | str | None = None,
                  stderr: int | str | None = None, input: bytes | None = None, pty: bool | None = None,
