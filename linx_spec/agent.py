@@ -61,6 +61,25 @@ def _step_side(step_id: int) -> str:
 _SIGDEF = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGCHLD, _signal.SIGPIPE)
 
 
+def _spawn(argv: list[str], fds: list[tuple[int | None, int]], what: str) -> int:
+    """posix_spawn (vfork underneath: cheap even from a large process) of the
+    agent binary, with each (source fd, target) of fds dup2'd into place
+    (None: the target is inherited).  Every source is first copied above the
+    targets (0-3), so that no dup2 overwrites a source another one still needs
+    (a stdout file opened as fd 3 would otherwise become the channel)."""
+    import fcntl
+
+    high = [(fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10), target) for fd, target in fds if fd is not None]
+    try:
+        return os.posix_spawn(argv[0], argv, _agent_env(), setsigdef=_SIGDEF,
+                              file_actions=[(os.POSIX_SPAWN_DUP2, copy, target) for copy, target in high])
+    except OSError as exc:
+        raise StepError("spawn", "agent", exc.errno or 0, what, argv[0]) from None
+    finally:
+        for copy, _ in high:
+            os.close(copy)
+
+
 class Zygote:
     """A linx-agent started with --zygote: it forks one agent per workload
     (agent/lx_zygote.c), which costs a fraction of spawning and exec'ing the
@@ -75,43 +94,34 @@ class Zygote:
         self._seq = 0
         self._sock, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
         self.path = path or agent_path()
-        import fcntl
-
         null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-        high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10) for fd in (null, theirs.fileno())]
         try:
             # stderr stays the caller's: the zygote's own complaints go there.
-            self.pid = os.posix_spawn(self.path, [self.path, "--zygote"], _agent_env(), file_actions=[
-                (os.POSIX_SPAWN_DUP2, high[0], 0), (os.POSIX_SPAWN_DUP2, high[0], 1),
-                (os.POSIX_SPAWN_DUP2, high[1], 3)], setsigdef=_SIGDEF)
-        except OSError as exc:
+            self.pid = _spawn([self.path, "--zygote"], [(null, 0), (null, 1), (theirs.fileno(), 3)],
+                              "start the agent zygote")
+        except StepError:
             self._sock.close()
-            raise StepError("spawn", "agent", exc.errno or 0, "start the agent zygote", self.path) from None
+            raise
         finally:
             theirs.close()
-            for fd in (null, *high):
-                os.close(fd)
+            os.close(null)
 
     def fork_agent(self, channel: int, stdio: tuple[int | None, int | None, int | None]) -> tuple[int, int]:
         """A new agent on `channel` (its fd 3), with stdio as its 0, 1, 2 (None:
         this process's own, as a spawned agent inherits them).  -> (pid, pidfd)."""
-        import fcntl
-
         fds, mask = [channel], 0
         for i, fd in enumerate(stdio):
             if fd is None:
-                try:
-                    fcntl.fcntl(i, fcntl.F_GETFD)
-                except OSError:
-                    continue  # closed here: closed in the agent too
+                if not _inherited(i):
+                    continue  # a spawned agent would not have it either: closed
                 fd = i
             fds.append(fd)
             mask |= 1 << i
         with self._lock:
             self._seq = seq = (self._seq + 1) & 0xFFFFFFFF
-            data = P.encode(P.Msg.FORK, seq, [(P.A.STDIO, mask)])
             try:
-                self._sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack(f"{len(fds)}i", *fds))])
+                self._sock.sendmsg([P.encode(P.Msg.FORK, seq, [(P.A.STDIO, mask)])],
+                                   [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack(f"{len(fds)}i", *fds))])
                 # The zygote answers only what it is asked, each answer in one
                 # sendmsg: one recvmsg normally holds all of it (and the pidfd).
                 raw, anc, _, _ = self._sock.recvmsg(256, _socket.CMSG_SPACE(struct.calcsize("i")),
@@ -120,11 +130,11 @@ class Zygote:
                           for fd in struct.unpack(f"{len(blob) // 4}i", blob[: len(blob) // 4 * 4])]
                 if len(raw) < P.HDR_LEN:
                     raw += _recv_exact(self._sock, P.HDR_LEN - len(raw))
-                version, type_, seq, length = P.decode_header(raw[:P.HDR_LEN])
+                version, type_, reply_seq, length = P.decode_header(raw[:P.HDR_LEN])
                 body = raw[P.HDR_LEN:]
                 if len(body) < length:
                     body += _recv_exact(self._sock, length - len(body))
-                frame = P.Frame(type_, seq, P.decode_attrs(body[:length]), version)
+                frame = P.Frame(type_, reply_seq, P.decode_attrs(body[:length]), version)
             except (OSError, EOFError, P.FrameError) as exc:
                 self.dead = True
                 raise StepError("spawn", "agent", getattr(exc, "errno", 0) or errno.EPIPE,
@@ -152,6 +162,16 @@ class Zygote:
             except ChildProcessError:  # reaped by someone else's waitpid(-1)
                 pass
         self.pid = None
+
+
+def _inherited(fd: int) -> bool:
+    """Whether a spawned child would get this process's fd: open and not close-on-exec."""
+    import fcntl
+
+    try:
+        return not fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC
+    except OSError:
+        return False
 
 
 def _recv_exact(sock, n: int) -> bytes:
@@ -209,30 +229,14 @@ class Agent:
             else:
                 theirs.close()
                 return
-        # Every source fd is first copied above the targets (0-3), so that no
-        # dup2 of the spawn can overwrite a source another one still needs
-        # (a stdout file opened as fd 3 would otherwise become the channel).
-        import fcntl
-
-        high: list[int] = []
-        actions = []
-        for fd, target in ((stdin, 0), (stdout, 1), (stderr, 2), (theirs.fileno(), 3)):
-            if fd is not None:
-                copy = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
-                high.append(copy)
-                actions.append((os.POSIX_SPAWN_DUP2, copy, target))
         exe = path or agent_path()
-        env = _agent_env()
         try:
-            # posix_spawn (vfork underneath): cheap even from a large process.
-            self.pid = os.posix_spawn(exe, [exe], env, file_actions=actions, setsigdef=_SIGDEF)
-        except OSError as exc:
+            self.pid = _spawn([exe], [(stdin, 0), (stdout, 1), (stderr, 2), (theirs.fileno(), 3)], "start the agent")
+        except StepError:
             mine.close()
-            raise StepError("spawn", "agent", exc.errno or 0, "start the agent", exe) from None
+            raise
         finally:
             theirs.close()
-            for fd in high:
-                os.close(fd)
 
     # --- framing ---------------------------------------------------------
     def _send(self, type_: int, attrs, *, ignore_reply: bool = False, fd: int | None = None) -> int:

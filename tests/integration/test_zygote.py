@@ -315,3 +315,32 @@ def test_a_killed_zygote_is_replaced_at_the_next_workload():
         assert second != first
     with pytest.raises(ChildProcessError):
         os.waitpid(first, os.WNOHANG)  # the dead one was reaped, not left a zombie
+
+
+def test_a_callers_stdio_fd_a_spawn_would_not_pass_is_not_passed_by_the_zygote(tmp_path):
+    """A spawned agent inherits the caller's 0-2 only if open and not
+    close-on-exec.  Here the caller closes 0, and the pipe run() makes for the
+    captured output takes fd 0, close-on-exec: the workload must not get it as
+    stdin under a Runner either (a forked agent gets stdio passed explicitly).
+    In the workload, ls's own directory fd then takes the free 0."""
+    script = tmp_path / "closed.py"
+    script.write_text("""
+import json, os
+from linx_spec import Runner, build_plan, load_text, run
+plan = build_plan(load_text('''
+version: 1
+namespaces: [user, pid, mount]
+process: {command: [/bin/sh, -c, 'ls /proc/self/fd | sort -n | tr "\\\\n" " "']}
+''', 'closed.yaml'))
+os.close(0)
+with Runner() as runner:
+    a = runner.run(plan, capture_output=True).stdout.decode()
+b = run(plan, capture_output=True).stdout.decode()
+print(json.dumps([a, b]))
+""")
+    proc = subprocess.run([sys.executable, str(script)], env=dict(os.environ, PYTHONPATH=str(REPO)),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    via_runner, via_run = (out.split() for out in json.loads(proc.stdout))
+    # 0 is ls's listing; with the caller's pipe passed as stdin it would be 3 and 0 the pipe
+    assert via_runner == via_run == ["0", "1", "2"], proc.stdout

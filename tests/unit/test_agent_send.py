@@ -47,3 +47,24 @@ def test_a_signal_forwarded_mid_frame_is_sent_after_it_whole():
     frames = _frames(bytes(wire.out))
     assert [f.type for f in frames] == [P.Msg.HELLO, P.Msg.SIGNAL]
     assert frames[1].get(P.A.SIGNO) == 15 and frames[1].seq in agent._ignore
+
+
+def test_a_frame_read_along_with_another_is_not_waited_for():
+    """The channel is read through a buffer: one recv may take two frames (here a
+    skipped reply and the workload's end).  wait() must return the second from
+    the buffer, not poll the socket, which has nothing more to say."""
+    import socket
+    import time
+
+    agent = Agent.__new__(Agent)
+    agent._send_lock = threading.RLock()
+    agent._writing, agent._deferred, agent._seq, agent._ignore = None, [], 0, set()
+    agent._pending, agent._wait_seq, agent._rbuf, agent._pidfd, agent.pid = {}, None, bytearray(), None, None
+    agent._sock, theirs = socket.socketpair()
+    with agent._sock, theirs:
+        agent._ignore.add(7)  # a nudge's reply, skipped when it comes
+        theirs.sendall(P.encode(P.Msg.READY, 7, [(P.A.VERSION, P.VERSION)]) + P.encode(P.Msg.EXITED, 1, [(P.A.CODE, 3)]))
+        time.sleep(0.05)  # both frames are in the socket before the first read
+        end = agent.wait(timeout=2)
+        assert end is not None and end.exit_code == 3
+        assert theirs.recv(64)[:4] == P.encode(P.Msg.WAIT, 1)[:4]  # the WAIT went out
