@@ -471,6 +471,58 @@ cgroup:
         run_plan(plan, tmp_path)
 
 
+def test_agent_kills_what_else_is_in_the_cgroup_when_the_runner_dies(write_spec, tmp_path):
+    """The agent's safety net removes an empty cgroup with one rmdir; one that
+    still holds a process (here a sleeper of the test's own, not the agent's
+    descendant, moved into the workload's cgroup) is refused by the kernel, and
+    the agent then kills what is inside before it removes the cgroup."""
+    path = write_spec("""
+version: 1
+name: cgt-orphan-x
+namespaces: [pid]
+process:
+  command: [/bin/sleep, '1000']
+cgroup:
+  pids: {max: 10}
+""")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    runner = subprocess.Popen([sys.executable, "-m", "linx_spec.cli", "apply", str(path)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sleeper = subprocess.Popen(["sleep", "1000"])
+    try:
+        deadline = time.monotonic() + 60  # a cold CLI start in the emulated v2 guest can take over 10 s
+        leaves: set[str] = set()
+        while time.monotonic() < deadline:
+            leaves = {p for p in census._cgroups() if "linx-cgt-orphan-x" in p}
+            # past the cgroup step: the workload is in its leaves
+            if leaves and all(os.path.exists(f"{p}/cgroup.procs") and open(f"{p}/cgroup.procs").read().strip()
+                              for p in leaves):
+                break
+            time.sleep(0.02)
+        assert leaves
+        for p in leaves:
+            with open(f"{p}/cgroup.procs", "w") as f:
+                f.write(str(sleeper.pid))
+        runner.kill()  # the runner dies without undoing anything
+        runner.wait()
+        deadline = time.monotonic() + 30
+        while (any(os.path.exists(p) for p in leaves) or sleeper.poll() is None) and time.monotonic() < deadline:
+            time.sleep(0.05)  # poll() reaps the sleeper once killed: a cgroup stays populated until then
+        assert sleeper.returncode == -signal.SIGKILL
+        assert not any(os.path.exists(p) for p in leaves)
+    finally:
+        for proc in (runner, sleeper):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        for p in sorted({p for p in census._cgroups() if "linx-cgt-orphan-x" in p}, reverse=True):
+            try:
+                os.rmdir(p)
+            except OSError:
+                pass
+
+
 def test_agent_removes_tracked_cgroups_when_the_runner_dies(write_spec, tmp_path):
     path = write_spec("""
 version: 1
