@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
@@ -68,6 +69,30 @@ static void record(int fd, uint16_t kind, uint16_t step, int err, const char *de
 	(void)n;
 }
 
+struct lx_steplog *lx_steplog;
+
+/* A step begins: into the shared step log while the child has it, else (the
+ * seccomp, init and exec steps, a full log, no log) a record on the pipe.  The
+ * log goes before the seccomp or init step: its munmap is then never filtered,
+ * and pid 1 of the init step does not keep it. */
+static void begin(int status_fd, uint16_t step)
+{
+	if (lx_steplog && (step == LX_STEP_SECCOMP || step == LX_STEP_INIT)) {
+		munmap(lx_steplog, LX_STEPLOG_BYTES);
+		lx_steplog = NULL;
+	}
+	if (lx_steplog && step != LX_STEP_EXEC) {
+		uint32_t n = lx_steplog->n;
+		if (n < LX_STEPLOG_MAX) {
+			lx_steplog->rec[n].step = step;
+			lx_steplog->rec[n].t_ns = now_ns();
+			__atomic_store_n(&lx_steplog->n, n + 1, __ATOMIC_RELEASE);
+			return;
+		}
+	}
+	record(status_fd, LX_REC_BEGIN, step, 0, NULL);
+}
+
 /* The step's own function, behind the fault hook of the reliability tests. */
 static int run_step(uint16_t step, const struct lx_settings *s, struct lx_err *e)
 {
@@ -120,11 +145,11 @@ void lx_child_main(int settings_fd, int status_fd)
 	for (size_t i = 0; i < s.norder; i++) {
 		if (s.order[i] == LX_STEP_EXEC)
 			continue; /* always last, below */
-		record(status_fd, LX_REC_BEGIN, s.order[i], 0, NULL);
+		begin(status_fd, s.order[i]);
 		if (run_step(s.order[i], &s, &e) < 0)
 			fail(status_fd, &e);
 	}
-	record(status_fd, LX_REC_BEGIN, LX_STEP_EXEC, 0, NULL);
+	begin(status_fd, LX_STEP_EXEC);
 	run_step(LX_STEP_EXEC, &s, &e);
 	fail(status_fd, &e);
 }

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
@@ -378,6 +379,34 @@ static const char *ns_name(uint32_t flag)
 	}
 }
 
+struct lx_begin {
+	uint16_t step;
+	uint64_t t_ns;
+};
+
+static void steplog_drop(void)
+{
+	if (lx_steplog)
+		munmap(lx_steplog, LX_STEPLOG_BYTES);
+	lx_steplog = NULL;
+}
+
+/* The child's step log, once the child exec'd or died: copied out (at most
+ * max records, whatever its count says), then unmapped.  -> records copied. */
+static size_t steplog_take(struct lx_begin *out, size_t max)
+{
+	size_t n = 0;
+	if (lx_steplog) {
+		n = __atomic_load_n(&lx_steplog->n, __ATOMIC_ACQUIRE);
+		if (n > max)
+			n = max;
+		for (size_t i = 0; i < n; i++)
+			out[i] = (struct lx_begin){ lx_steplog->rec[i].step, lx_steplog->rec[i].t_ns };
+	}
+	steplog_drop();
+	return n;
+}
+
 static void do_spawn(uint32_t seq, const uint8_t *payload, uint32_t len)
 {
 	struct lx_attr_it it = { payload, len };
@@ -480,6 +509,10 @@ static void do_spawn(uint32_t seq, const uint8_t *payload, uint32_t len)
 	int sp[2], st[2];
 	if (pipe2(sp, O_CLOEXEC) < 0 || pipe2(st, O_CLOEXEC) < 0)
 		return send_error(seq, LX_STEP_SPAWN, errno, "pipe2", NULL);
+	/* The child's step log (lx_child.h), shared across the clone; without it
+	 * (mmap failed) the child reports every step through the pipe. */
+	void *log = mmap(NULL, LX_STEPLOG_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	lx_steplog = log == MAP_FAILED ? NULL : log;
 	/* Straight into the workload's cgroup when the runner made it first (cgroup
 	 * v2, 5.7+): the child never runs a cycle anywhere else, and the runner's
 	 * cgroup.procs write, the slow part of the cgroup step, is not needed.
@@ -503,6 +536,7 @@ static void do_spawn(uint32_t seq, const uint8_t *payload, uint32_t len)
 	if (pid < 0) {
 		int err = errno;
 		close(sp[0]); close(sp[1]); close(st[0]); close(st[1]);
+		steplog_drop();
 		snprintf(detail, sizeof(detail), "clone(flags=%#x)", clone_flags);
 		return send_error(seq, LX_STEP_SPAWN, err, detail, NULL);
 	}
@@ -559,10 +593,8 @@ static void do_proceed(uint32_t seq, const uint8_t *payload, uint32_t len)
 
 	/* Read status records until EOF: EOF after the exec record and without
 	 * a failure record means execve succeeded (the pipe was CLOEXEC). */
-	uint8_t timings[LX_MAX_ORDER * 8 + 8];
-	size_t ntim = 0;
-	uint16_t last_step = 0;
-	uint64_t last_t = 0;
+	struct lx_begin piped[LX_MAX_ORDER + 4];
+	size_t npiped = 0;
 	int began_exec = 0, failed = 0;
 	struct lx_rec rec;
 	char fdetail[513] = "";
@@ -590,17 +622,10 @@ static void do_proceed(uint32_t seq, const uint8_t *payload, uint32_t len)
 			break;
 		d[rec.dlen] = 0;
 		if (rec.kind == LX_REC_BEGIN) {
-			if (last_t && ntim < LX_MAX_ORDER) {
-				uint32_t ns = (uint32_t)(rec.t_ns - last_t);
-				memcpy(timings + ntim * 8, &last_step, 2);
-				memset(timings + ntim * 8 + 2, 0, 2);
-				memcpy(timings + ntim * 8 + 4, &ns, 4);
-				ntim++;
-			}
-			last_step = rec.step;
-			last_t = rec.t_ns;
+			if (npiped < sizeof(piped) / sizeof(piped[0]))
+				piped[npiped++] = (struct lx_begin){ rec.step, rec.t_ns };
 			if (rec.step == LX_STEP_EXEC)
-				began_exec = 1;
+				began_exec = 1; /* the pipe's word only: the log never says exec */
 		} else if (rec.kind == LX_REC_FAIL) {
 			failed = 1;
 			fstep = rec.step;
@@ -611,6 +636,23 @@ static void do_proceed(uint32_t seq, const uint8_t *payload, uint32_t len)
 	close(A.status_r);
 	A.status_r = -1;
 	uint64_t t1 = mono_ns();
+	/* The steps in the order they began: the log's (all before the piped
+	 * ones), then the pipe's; each step's time runs to the next one's begin. */
+	struct lx_begin begins[LX_STEPLOG_MAX + LX_MAX_ORDER + 4];
+	size_t nb = steplog_take(begins, LX_STEPLOG_MAX);
+	for (size_t i = 0; i < npiped; i++)
+		begins[nb++] = piped[i];
+	uint8_t timings[LX_MAX_ORDER * 8 + 8];
+	size_t ntim = 0;
+	for (size_t i = 0; i + 1 < nb && ntim < LX_MAX_ORDER; i++) {
+		uint32_t ns = (uint32_t)(begins[i + 1].t_ns - begins[i].t_ns);
+		memcpy(timings + ntim * 8, &begins[i].step, 2);
+		memset(timings + ntim * 8 + 2, 0, 2);
+		memcpy(timings + ntim * 8 + 4, &ns, 4);
+		ntim++;
+	}
+	uint16_t last_step = nb ? begins[nb - 1].step : 0;
+	uint64_t last_t = nb ? begins[nb - 1].t_ns : 0;
 	if (failed || !began_exec) {
 		/* The child never ran the workload; it is exiting (127) or dead. */
 		wait_child(-1);

@@ -177,6 +177,43 @@ def test_child_killed_while_parked_reports_its_wait_status():
     assert "killed by signal 9" in str(info.value)
 
 
+@pytest.mark.parametrize("step", ["mounts", "capabilities", "seccomp"])
+def test_child_killed_during_a_step_is_reported_in_that_step(tmp_path, monkeypatch, step):
+    """The child dies (SIGKILL from outside) while it runs a step: the error names
+    that step and the wait status.  Steps before seccomp keep their begin in the
+    page the child shares with the agent (no pipe write per step), seccomp's goes
+    through the pipe: both ways end in the step the child was in."""
+    monkeypatch.setenv("LINX_FAULT", f"pause:{step}")  # the child stops at the step's start
+    plan = plan_of("version: 1\nnamespaces: [user, pid, mount]\nprocess: {command: [/bin/true]}\n"
+                   "capabilities: {keep: [chown]}\n"
+                   "seccomp: {default: allow, rules: [{syscalls: [acct], action: errno EPERM}]}\n")
+    err = tmp_path / "err"
+    with open(err, "wb") as fe, Workload(plan, stderr=fe.fileno()) as wl:
+        pid = wl.spawn()
+        wl.setup()
+        seen = {}
+
+        def release():
+            try:
+                wl.proceed()
+            except ParkedDeathError as exc:
+                seen["error"] = exc
+
+        import threading
+
+        t = threading.Thread(target=release)
+        t.start()
+        deadline = time.monotonic() + 20
+        while b"linx-fault: paused" not in err.read_bytes() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(pid, signal.SIGKILL)
+        t.join(20)
+    error = seen["error"]
+    assert error.step == step and error.side == "child"
+    assert os.WTERMSIG(error.wait_status) == signal.SIGKILL
+    assert "killed by signal 9 (Killed) during this step" in str(error)
+
+
 def test_exit_code_propagates(run_spec, write_spec):
     result, _, _ = run_spec("version: 1\nprocess: {command: [/bin/sh, -c, 'exit 42']}\n")
     assert result.exit_code == 42 and result.status == 42
