@@ -299,8 +299,9 @@ class Live:
         # removes it).  One still in use refuses with EBUSY: left to its users.
         # And parents another workload of this process made, still in use at its end.
         defaults = [h.dir(h.parent) for h, _leaf in self.leaves if h.default_parent]
-        shared = sorted((d for d in set(_MADE_HERE) & {h.dir(p) for h, _ in self.leaves for p in chain(h.parent)
-                                                        if p != "/"}), key=len, reverse=True)
+        made_here = set(_MADE_HERE)  # usually empty: the parent existed (or is the default /linx)
+        shared = sorted((d for d in made_here & {h.dir(p) for h, _ in self.leaves for p in chain(h.parent)
+                                                 if p != "/"}), key=len, reverse=True) if made_here else []
         todo = [*reversed(self.created)]
         todo += [d for d in [*shared, *defaults] if d not in todo]
         for d in todo:
